@@ -1,0 +1,96 @@
+"""Atomic output: write to a temporary file beside the target, then rename over it.
+
+A killed job never leaves a half-written file under the final name, so Snakemake (and users)
+never mistake a partial output for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; rename it to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", *, compress: bool | None = None) -> Iterator[io.IOBase]:
+    """Open a temporary file for writing that becomes ``path`` only when the block succeeds.
+
+    ``compress`` defaults to True for names ending in ``.gz``; gzip output uses mtime=0 so the
+    same content gives byte-identical files.
+    """
+    path = Path(path)
+    if compress is None:
+        compress = path.suffix == ".gz"
+    with atomic_path(path) as tmp:
+        if compress:
+            raw = open(tmp, "wb")
+            try:
+                gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+                try:
+                    if "b" in mode:
+                        yield gz
+                    else:
+                        with io.TextIOWrapper(gz, encoding="utf-8", newline="\n") as text:
+                            yield text
+                            text.flush()
+                            text.detach()
+                finally:
+                    gz.close()
+            finally:
+                raw.close()
+        else:
+            kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
+            with open(tmp, mode, **kwargs) as fh:
+                yield fh
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Deterministic JSON (sorted keys, fixed float formatting by json)."""
+    import json
+
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_table_atomic(path: str | Path, df, *, float_format: str | None = "%.6g", **kwargs) -> None:
+    """Write a pandas DataFrame as TSV (gzip when the name ends in .gz), atomically."""
+    with atomic_open(path, "w") as fh:
+        df.to_csv(fh, sep="\t", index=False, float_format=float_format, lineterminator="\n", **kwargs)

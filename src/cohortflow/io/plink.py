@@ -1,0 +1,211 @@
+"""PLINK 1 binary genotypes (.bed/.bim/.fam), variant-major, 2-bit packed.
+
+Genotypes are returned as int8 counts of the .bim column-5 allele (A1, the ALT allele when written
+by our ingestion), with -1 for a missing call: this is the allele plink2 counts and reports as A1.
+
+2-bit codes (low bits first within each byte): 00 = A1/A1 (2), 01 = missing, 10 = A1/A2 (1),
+11 = A2/A2 (0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+
+from cohortflow.errors import InputFormatError
+from cohortflow.io.atomic import atomic_path
+
+BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
+BIM_COLUMNS = ["chrom", "id", "cm", "pos", "a1", "a2"]
+FAM_COLUMNS = ["fid", "iid", "father", "mother", "sex", "pheno"]
+
+# code -> A1 count; index by 2-bit code
+_CODE_TO_COUNT = np.array([2, -1, 1, 0], dtype=np.int8)
+
+
+def _lookup_table() -> np.ndarray:
+    table = np.empty((256, 4), dtype=np.int8)
+    for byte in range(256):
+        for j in range(4):
+            table[byte, j] = _CODE_TO_COUNT[(byte >> (2 * j)) & 3]
+    return table
+
+
+_BYTE_TABLE = _lookup_table()
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_bed_block(raw: np.ndarray, n_samples: int, table: np.ndarray) -> np.ndarray:
+    """Decode packed rows (variants x bytes) into an int8 matrix (variants x samples)."""
+    m = raw.shape[0]
+    out = np.empty((m, n_samples), dtype=np.int8)
+    for v in range(m):
+        for s in range(n_samples):
+            out[v, s] = table[raw[v, s >> 2], s & 3]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_bed_block(geno: np.ndarray) -> np.ndarray:
+    """Pack an int8 matrix (variants x samples; A1 counts, -1 missing) into .bed rows."""
+    m, n = geno.shape
+    nbytes = (n + 3) // 4
+    out = np.zeros((m, nbytes), dtype=np.uint8)
+    for v in range(m):
+        for s in range(n):
+            g = geno[v, s]
+            if g == 2:
+                code = 0
+            elif g == 1:
+                code = 2
+            elif g == 0:
+                code = 3
+            else:
+                code = 1
+            out[v, s >> 2] |= np.uint8(code << (2 * (s & 3)))
+    return out
+
+
+def read_bim(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        bim = pd.read_csv(path, sep=r"\s+", header=None, names=BIM_COLUMNS,
+                          dtype={"chrom": str, "id": str, "cm": float, "pos": np.int64, "a1": str, "a2": str})
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputFormatError(f"not a PLINK .bim file ({exc})", path=path) from None
+    return bim
+
+
+def read_fam(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        fam = pd.read_csv(path, sep=r"\s+", header=None, names=FAM_COLUMNS,
+                          dtype={"fid": str, "iid": str, "father": str, "mother": str, "sex": np.int64, "pheno": str})
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputFormatError(f"not a PLINK .fam file ({exc})", path=path) from None
+    return fam
+
+
+@dataclass
+class Bed:
+    """A PLINK fileset opened for block-wise reading (memory O(samples x block))."""
+
+    prefix: Path
+    bim: pd.DataFrame
+    fam: pd.DataFrame
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.fam)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.bim)
+
+    @property
+    def bytes_per_variant(self) -> int:
+        return (self.n_samples + 3) // 4
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Genotypes of variants [start, stop) as int8 (variants x samples)."""
+        stop = self.n_variants if stop is None else min(stop, self.n_variants)
+        nb = self.bytes_per_variant
+        count = max(stop - start, 0)
+        with open(_p(self.prefix, ".bed"), "rb") as fh:
+            fh.seek(3 + start * nb)
+            buf = fh.read(count * nb)
+        if len(buf) != count * nb:
+            raise InputFormatError("truncated .bed file", path=_p(self.prefix, ".bed"))
+        raw = np.frombuffer(buf, dtype=np.uint8).reshape(count, nb)
+        return decode_bed_block(raw, self.n_samples, _BYTE_TABLE)
+
+    def iter_blocks(self, block_size: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (start index, int8 genotype block) over all variants."""
+        for start in range(0, self.n_variants, block_size):
+            yield start, self.read(start, start + block_size)
+
+
+def open_bed(prefix: str | Path) -> Bed:
+    """Open ``prefix.bed/.bim/.fam``; checks the magic bytes and the file size."""
+    prefix = Path(str(prefix).removesuffix(".bed"))
+    for ext in (".bed", ".bim", ".fam"):
+        p = Path(f"{prefix}{ext}")
+        if not p.exists():
+            raise InputFormatError("file not found", path=p)
+    bed_path = Path(f"{prefix}.bed")
+    bim = read_bim(f"{prefix}.bim")
+    fam = read_fam(f"{prefix}.fam")
+    with open(bed_path, "rb") as fh:
+        magic = fh.read(3)
+    if magic != BED_MAGIC:
+        raise InputFormatError("not a variant-major PLINK 1 .bed file (bad magic bytes)", path=bed_path)
+    expected = 3 + len(bim) * ((len(fam) + 3) // 4)
+    actual = bed_path.stat().st_size
+    if actual != expected:
+        raise InputFormatError(
+            f"size {actual} bytes does not match {len(bim)} variants x {len(fam)} samples "
+            f"(expected {expected})", path=bed_path)
+    return Bed(prefix=Path(str(prefix)), bim=bim, fam=fam)
+
+
+# Path.with_suffix would mangle prefixes containing dots; keep explicit string concatenation.
+def _p(prefix: Path, ext: str) -> Path:
+    return Path(f"{prefix}{ext}")
+
+
+
+
+class BedWriter:
+    """Stream blocks of genotypes into ``prefix.bed`` atomically, then write .bim/.fam.
+
+    Use as a context manager; nothing appears under the final names unless the block succeeds.
+    """
+
+    def __init__(self, prefix: str | Path, fam: pd.DataFrame):
+        self.prefix = Path(str(prefix))
+        self.fam = fam
+        self._bims: list[pd.DataFrame] = []
+        self._ctx = None
+        self._fh = None
+
+    def __enter__(self) -> BedWriter:
+        self._ctx = atomic_path(_p(self.prefix, ".bed"))
+        tmp = self._ctx.__enter__()
+        self._fh = open(tmp, "wb")
+        self._fh.write(BED_MAGIC)
+        return self
+
+    def write(self, geno: np.ndarray, bim: pd.DataFrame) -> None:
+        if geno.shape != (len(bim), len(self.fam)):
+            raise ValueError(f"genotype block {geno.shape} does not match {len(bim)} variants x {len(self.fam)} samples")
+        self._fh.write(encode_bed_block(np.ascontiguousarray(geno, dtype=np.int8)).tobytes())
+        self._bims.append(bim[BIM_COLUMNS])
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._fh.close()
+        if exc_type is None:
+            bim = pd.concat(self._bims, ignore_index=True) if self._bims else pd.DataFrame(columns=BIM_COLUMNS)
+            write_bim(_p(self.prefix, ".bim"), bim)
+            write_fam(_p(self.prefix, ".fam"), self.fam)
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
+def write_bim(path: str | Path, bim: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        bim[BIM_COLUMNS].to_csv(tmp, sep="\t", header=False, index=False, lineterminator="\n")
+
+
+def write_fam(path: str | Path, fam: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        fam[FAM_COLUMNS].to_csv(tmp, sep=" ", header=False, index=False, lineterminator="\n")
+
+
+def write_bed(prefix: str | Path, geno: np.ndarray, bim: pd.DataFrame, fam: pd.DataFrame) -> None:
+    """Write a whole genotype matrix (variants x samples) as a PLINK fileset."""
+    with BedWriter(prefix, fam) as writer:
+        writer.write(geno, bim)
