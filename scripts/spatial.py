@@ -1,0 +1,17 @@
+"""Snakemake adapter: spatial neighbour graph and spatial autocorrelation."""
+from cohortflow.scripting import run_step
+from cohortflow.singlecell.spatial import run_spatial
+
+sp = snakemake.params.spatial
+run_step(
+    snakemake,
+    run_spatial,
+    h5ad=snakemake.input.h5ad,
+    out_h5ad=snakemake.output.h5ad,
+    out_summary=snakemake.output.summary,
+    out_png=snakemake.output.png,
+    graph=sp["graph"],
+    n_neighbors=sp["n_neighbors"],
+    n_perms=sp["n_perms"],
+    seed=sp["seed"],
+)

@@ -1,0 +1,112 @@
+# Shared setup: validate the config and the cohort sheet, expose the cohorts and their stages,
+# and the input functions every rule file uses. Logic lives in cohortflow.config.
+import os
+import shlex
+import sys
+
+from snakemake.exceptions import WorkflowError
+
+SRC_DIR = os.path.join(workflow.basedir, "src")
+if SRC_DIR not in sys.path:
+    sys.path.insert(0, SRC_DIR)
+# Jobs (local scripts, cluster jobs, conda envs) import the library from the checkout.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_DIR, os.environ.get("PYTHONPATH", "")) if p)
+
+# The report's provenance records the command that started the workflow (jobs inherit it).
+os.environ.setdefault("COHORTFLOW_COMMAND_LINE", shlex.join(["snakemake", *sys.argv[1:]]))
+
+from cohortflow.config import load_alignment_sheet, load_cohorts, validate_config  # noqa: E402
+from cohortflow.errors import ConfigError  # noqa: E402
+
+SCHEMAS = os.path.join(workflow.basedir, "workflow", "schemas")
+RESOURCES = os.path.join(workflow.basedir, "resources")
+
+try:
+    config.update(validate_config(config, os.path.join(SCHEMAS, "config.schema.yaml"), source="config"))
+    COHORTS = {c.id: c for c in load_cohorts(config["cohorts"], os.path.join(SCHEMAS, "cohorts.schema.yaml"))}
+    ALIGNMENT = {
+        c.id: load_alignment_sheet(c.get("alignment_sheet"), os.path.join(SCHEMAS, "alignment_sheet.schema.yaml"))
+        for c in COHORTS.values()
+        if c.has_alignment
+    }
+except ConfigError as err:
+    raise WorkflowError(f"cohortflow config error: {err}")
+
+RESULTS = config["results"]
+DEMO = config["demo"]
+
+
+wildcard_constraints:
+    cohort="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    trait="[A-Za-z0-9_.-]+",
+    sample="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    shard="[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+def cohort_of(wildcards):
+    return COHORTS[wildcards.cohort]
+
+
+def cohort_file(column):
+    """Input function: the cohort sheet's path in `column`."""
+
+    def _get(wildcards):
+        return cohort_of(wildcards).get(column)
+
+    return _get
+
+
+def res(cohort, path):
+    return f"{RESULTS}/{cohort}/{path}"
+
+
+def plink_files(prefix):
+    return {ext: f"{prefix}.{ext}" for ext in ("bed", "bim", "fam")}
+
+
+def raw_genotypes_prefix(wildcards):
+    cohort = cohort_of(wildcards)
+    return cohort.plink_prefix or res(cohort.id, "genotypes/raw")
+
+
+def stage_targets(cohort):
+    """Every final output of every stage the cohort can run."""
+    c = cohort.id
+    targets = [res(c, "report.html")]
+    if cohort.has_alignment:
+        targets.append(res(c, "alignment_qc/summary.tsv"))
+    if cohort.has_genotypes:
+        targets += [res(c, "qc/qc.bed"), res(c, "qc/pcs.tsv")]
+    for trait in cohort.traits if cohort.has_gwas else []:
+        targets += [res(c, f"gwas/{trait}.summary.json"), res(c, f"prs/{trait}.performance.json")]
+        if cohort.has_integration:
+            targets.append(res(c, f"integration/{trait}.summary.json"))
+            if cohort.has_spatial:
+                targets.append(res(c, f"integration/{trait}.spatial.json"))
+    if cohort.has_singlecell:
+        targets.append(res(c, "singlecell/summary.json"))
+    if cohort.has_spatial:
+        targets.append(res(c, "spatial/summary.json"))
+    if cohort.has_truth:
+        targets.append(res(c, "truth_check.json"))
+    return targets
+
+
+def report_inputs(wildcards):
+    """Everything the report reads: all stage outputs of the cohort but the report itself."""
+    return [t for t in stage_targets(COHORTS[wildcards.cohort]) if not t.endswith("report.html")]
+
+
+def truth_inputs(wildcards):
+    """The demo's truth files: truth.json and, beside it, the single-cell/spatial truth."""
+    cohort = COHORTS[wildcards.cohort]
+    truth = cohort.get("truth")
+    extra = []
+    if cohort.has_singlecell or cohort.has_spatial:
+        folder = os.path.dirname(truth)
+        extra = [os.path.join(folder, f) for f in ("singlecell_truth.json", "singlecell_truth.tsv", "spatial_truth.tsv")]
+    return [truth, *extra]
+
+
+def all_targets():
+    return [t for cohort in COHORTS.values() for t in stage_targets(cohort)]

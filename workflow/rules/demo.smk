@@ -1,0 +1,86 @@
+# The embedded demo cohort, simulated deterministically from config["demo"]["seed"]
+# (cohortflow.demo): genotypes, phenotypes, reference, annotation, reads, single-cell, spatial.
+DEMO_DIR = DEMO["out_dir"]
+DEMO_CHROMS = [str(i + 1) for i in range(DEMO["n_chromosomes"])]
+DEMO_VCFS = expand(f"{DEMO_DIR}/genotypes/chr{{chrom}}.vcf.gz", chrom=DEMO_CHROMS)
+
+
+rule demo_genotypes:
+    output:
+        reference=f"{DEMO_DIR}/reference.fa",
+        fai=f"{DEMO_DIR}/reference.fa.fai",
+        genes=f"{DEMO_DIR}/genes.gtf",
+        vcfs=DEMO_VCFS,
+        tbis=[f"{v}.tbi" for v in DEMO_VCFS],
+        haplotypes=f"{DEMO_DIR}/genotypes/true_haplotypes.npz",
+        samples=f"{DEMO_DIR}/samples.tsv",
+        phenotypes=f"{DEMO_DIR}/phenotypes.tsv",
+        covariates=f"{DEMO_DIR}/covariates.tsv",
+        truth=f"{DEMO_DIR}/truth.json",
+    params:
+        demo=DEMO,
+    log:
+        "logs/demo/demo_genotypes.log",
+    benchmark:
+        "logs/demo/demo_genotypes.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../../envs/demo.yaml"
+    script:
+        "../../scripts/demo_genotypes.py"
+
+
+rule demo_reads:
+    input:
+        reference=f"{DEMO_DIR}/reference.fa",
+        fai=f"{DEMO_DIR}/reference.fa.fai",
+        haplotypes=f"{DEMO_DIR}/genotypes/true_haplotypes.npz",
+        vcfs=DEMO_VCFS,
+    output:
+        bam=f"{DEMO_DIR}/bam/{{sample}}.bam",
+        bai=f"{DEMO_DIR}/bam/{{sample}}.bam.bai",
+    params:
+        demo=DEMO,
+    log:
+        "logs/demo/demo_reads.{sample}.log",
+    benchmark:
+        "logs/demo/demo_reads.{sample}.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/demo.yaml"
+    script:
+        "../../scripts/demo_reads.py"
+
+
+rule demo_expression:
+    input:
+        genes=f"{DEMO_DIR}/genes.gtf",
+        truth=f"{DEMO_DIR}/truth.json",
+        vcfs=DEMO_VCFS,
+    output:
+        singlecell=f"{DEMO_DIR}/singlecell.h5ad",
+        spatial=f"{DEMO_DIR}/spatial.h5ad",
+        markers=f"{DEMO_DIR}/markers.tsv",
+        truth=f"{DEMO_DIR}/singlecell_truth.json",
+        cell_truth=f"{DEMO_DIR}/singlecell_truth.tsv",
+        spot_truth=f"{DEMO_DIR}/spatial_truth.tsv",
+    params:
+        demo=DEMO,
+    log:
+        "logs/demo/demo_expression.log",
+    benchmark:
+        "logs/demo/demo_expression.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../../envs/demo.yaml"
+    script:
+        "../../scripts/demo_expression.py"

@@ -1,0 +1,77 @@
+# Association testing per trait (cohortflow.gwas): numba linear/logistic regression with
+# covariates and ancestry PCs, GWAS-SSF output, lead loci, Manhattan and QQ plots.
+
+
+rule gwas_covariates:
+    input:
+        pcs=res("{cohort}", "qc/pcs.tsv"),
+        covar=lambda w: COHORTS[w.cohort].get("covariates") or [],
+    output:
+        covar=res("{cohort}", "gwas/covariates.tsv"),
+    params:
+        n_pcs=config["gwas"]["n_pcs"],
+    log:
+        res("{cohort}", "logs/gwas_covariates.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/gwas_covariates.tsv")
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../../scripts/gwas_covariates.py"
+
+
+rule gwas:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        pheno=lambda w: COHORTS[w.cohort].get("phenotypes"),
+        covar=res("{cohort}", "gwas/covariates.tsv"),
+    output:
+        with_pcs=res("{cohort}", "gwas/{trait}.tsv.gz"),
+        without_pcs=res("{cohort}", "gwas/{trait}.nopcs.tsv.gz"),
+    params:
+        covariates=config["gwas"]["covariates"],
+        n_pcs=config["gwas"]["n_pcs"],
+        block_size=config["gwas"]["block_size"],
+    log:
+        res("{cohort}", "logs/gwas.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/gwas.{trait}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../../scripts/gwas.py"
+
+
+rule gwas_summary:
+    input:
+        sumstats=res("{cohort}", "gwas/{trait}.tsv.gz"),
+        nopcs=res("{cohort}", "gwas/{trait}.nopcs.tsv.gz"),
+        genes=lambda w: COHORTS[w.cohort].get("genes") or [],
+    output:
+        leads=res("{cohort}", "gwas/{trait}.leads.tsv"),
+        summary=res("{cohort}", "gwas/{trait}.summary.json"),
+        manhattan=res("{cohort}", "gwas/{trait}.manhattan.png"),
+        qq=res("{cohort}", "gwas/{trait}.qq.png"),
+    params:
+        p_threshold=config["gwas"]["p_threshold"],
+        locus_window_kb=config["gwas"]["locus_window_kb"],
+    log:
+        res("{cohort}", "logs/gwas_summary.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/gwas_summary.{trait}.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../../scripts/gwas_summary.py"

@@ -1,0 +1,30 @@
+# Polygenic scores (cohortflow.prs): clumping + thresholding trained on a split of the cohort,
+# evaluated on the held-out individuals.
+
+
+rule prs_clump_threshold:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        pheno=lambda w: COHORTS[w.cohort].get("phenotypes"),
+        covar=res("{cohort}", "gwas/covariates.tsv"),
+    output:
+        weights=res("{cohort}", "prs/{trait}.weights.tsv"),
+        scores=res("{cohort}", "prs/{trait}.scores.tsv.gz"),
+        performance=res("{cohort}", "prs/{trait}.performance.json"),
+        png=res("{cohort}", "prs/{trait}.png"),
+    params:
+        prs=config["prs"],
+        covariates=config["gwas"]["covariates"],
+        n_pcs=config["gwas"]["n_pcs"],
+    log:
+        res("{cohort}", "logs/prs.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/prs.{trait}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/prs.yaml"
+    script:
+        "../../scripts/prs.py"

@@ -1,0 +1,49 @@
+# Known-answer check (demo) and the self-contained per-cohort HTML report (cohortflow.report).
+
+
+rule truth_check:
+    input:
+        truth=truth_inputs,
+        results=lambda w: [t for t in report_inputs(w) if not t.endswith("truth_check.json")],
+    output:
+        check=res("{cohort}", "truth_check.json"),
+    params:
+        results_dir=lambda w: res(w.cohort, ""),
+        gwas=config["gwas"],
+    log:
+        res("{cohort}", "logs/truth_check.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/truth_check.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/truth_check.py"
+
+
+rule report:
+    input:
+        report_inputs,
+    output:
+        html=res("{cohort}", "report.html"),
+    params:
+        results_dir=lambda w: res(w.cohort, ""),
+        cohort_inputs=lambda w: [p for col in ("genotypes", "phenotypes", "covariates", "alignment_sheet", "reference", "genes", "singlecell", "markers", "spatial") for p in COHORTS[w.cohort].get(col).split(",") if p],
+        config=config,
+        report=config["report"],
+        privacy=config["privacy"],
+    log:
+        res("{cohort}", "logs/report.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/report.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/report.py"

@@ -1,0 +1,105 @@
+# Single-cell and spatial analysis and the genetics integration (cohortflow.singlecell):
+# scanpy chain and annotation, spatial graph and autocorrelation, GWAS -> gene scores ->
+# per-cell and per-spot disease scores -> cell-type ranking.
+
+
+rule singlecell:
+    input:
+        h5ad=lambda w: COHORTS[w.cohort].get("singlecell"),
+        markers=lambda w: COHORTS[w.cohort].get("markers") or f"{RESOURCES}/markers/pbmc_markers.tsv",
+    output:
+        h5ad=res("{cohort}", "singlecell/sc.h5ad"),
+        summary=res("{cohort}", "singlecell/summary.json"),
+        umap=res("{cohort}", "singlecell/umap.png"),
+        markers=res("{cohort}", "singlecell/markers.png"),
+        qc=res("{cohort}", "singlecell/qc.png"),
+    params:
+        sc=config["singlecell"],
+    log:
+        res("{cohort}", "logs/singlecell.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/singlecell.tsv")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/singlecell.yaml"
+    script:
+        "../../scripts/singlecell.py"
+
+
+rule spatial:
+    input:
+        h5ad=lambda w: COHORTS[w.cohort].get("spatial"),
+    output:
+        h5ad=res("{cohort}", "spatial/spatial.h5ad"),
+        summary=res("{cohort}", "spatial/summary.json"),
+        png=res("{cohort}", "spatial/spatial.png"),
+    params:
+        spatial=config["spatial"],
+    log:
+        res("{cohort}", "logs/spatial.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/spatial.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/singlecell.yaml"
+    script:
+        "../../scripts/spatial.py"
+
+
+rule integration:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        sumstats=res("{cohort}", "gwas/{trait}.tsv.gz"),
+        genes=lambda w: COHORTS[w.cohort].get("genes"),
+        sc=res("{cohort}", "singlecell/sc.h5ad"),
+    output:
+        gene_scores=res("{cohort}", "integration/{trait}.gene_scores.tsv"),
+        cell_scores=res("{cohort}", "integration/{trait}.cell_scores.tsv.gz"),
+        ranking=res("{cohort}", "integration/{trait}.celltype_ranking.tsv"),
+        summary=res("{cohort}", "integration/{trait}.summary.json"),
+        png=res("{cohort}", "integration/{trait}.png"),
+    params:
+        integration=config["integration"],
+    log:
+        res("{cohort}", "logs/integration.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/integration.{trait}.tsv")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/singlecell.yaml"
+    script:
+        "../../scripts/integration.py"
+
+
+rule integration_spatial:
+    input:
+        gene_scores=res("{cohort}", "integration/{trait}.gene_scores.tsv"),
+        spatial=res("{cohort}", "spatial/spatial.h5ad"),
+    output:
+        scores=res("{cohort}", "integration/{trait}.spatial_scores.tsv.gz"),
+        summary=res("{cohort}", "integration/{trait}.spatial.json"),
+        png=res("{cohort}", "integration/{trait}.spatial.png"),
+    params:
+        integration=config["integration"],
+        n_perms=config["spatial"]["n_perms"],
+    log:
+        res("{cohort}", "logs/integration_spatial.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/integration_spatial.{trait}.tsv")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/singlecell.yaml"
+    script:
+        "../../scripts/integration_spatial.py"

@@ -1,0 +1,86 @@
+# Variant ingestion (VCF/BCF -> PLINK .bed, sharded per input file), genotype QC and ancestry PCA
+# (cohortflow.variants).
+
+
+rule ingest_shard:
+    input:
+        vcf=lambda w: COHORTS[w.cohort].shards[w.shard],
+    output:
+        multiext(res("{cohort}", "genotypes/shards/{shard}"), ".bed", ".bim", ".fam", ".variants.parquet", ".ingest.log"),
+    log:
+        res("{cohort}", "logs/ingest.{shard}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/ingest.{shard}.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/ingest.py"
+
+
+rule merge_shards:
+    input:
+        beds=lambda w: expand(res(w.cohort, "genotypes/shards/{shard}.bed"), shard=list(COHORTS[w.cohort].shards)),
+    output:
+        multiext(res("{cohort}", "genotypes/raw"), ".bed", ".bim", ".fam", ".variants.parquet"),
+    log:
+        res("{cohort}", "logs/merge_shards.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/merge_shards.tsv")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/merge_shards.py"
+
+
+rule genotype_qc:
+    input:
+        unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
+    output:
+        multiext(res("{cohort}", "qc/qc"), ".bed", ".bim", ".fam", ".sample_qc.tsv", ".variant_qc.tsv", ".summary.json"),
+    params:
+        qc=config["qc"],
+    log:
+        res("{cohort}", "logs/genotype_qc.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/genotype_qc.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/genotype_qc.py"
+
+
+rule genotype_pca:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        sample_info=lambda w: COHORTS[w.cohort].get("sample_info") or [],
+    output:
+        pcs=res("{cohort}", "qc/pcs.tsv"),
+        eigenvalues=res("{cohort}", "qc/eigenvalues.tsv"),
+        png=res("{cohort}", "qc/pca.png"),
+        summary=res("{cohort}", "qc/pca.json"),
+    params:
+        pca=config["pca"],
+    log:
+        res("{cohort}", "logs/genotype_pca.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/genotype_pca.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/genotype_pca.py"
