@@ -1,15 +1,6 @@
 # Alignment-file QC per sample (cohortflow.alignment): samtools-stats-compatible metrics.
 
 
-def alignment_bam(wildcards):
-    return ALIGNMENT[wildcards.cohort][wildcards.sample]
-
-
-def alignment_index(wildcards):
-    bam = alignment_bam(wildcards)
-    return f"{bam}.crai" if bam.endswith(".cram") else f"{bam}.bai"
-
-
 rule alignment_qc:
     input:
         bam=alignment_bam,

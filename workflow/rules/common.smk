@@ -10,7 +10,8 @@ SRC_DIR = os.path.join(workflow.basedir, "src")
 if SRC_DIR not in sys.path:
     sys.path.insert(0, SRC_DIR)
 # Jobs (local scripts, cluster jobs, conda envs) import the library from the checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_DIR, os.environ.get("PYTHONPATH", "")) if p)
+# (We set PYTHONPATH for the jobs rather than require it, hence no envvars directive.)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC_DIR, os.environ.get("PYTHONPATH", "")) if p))
 
 # The report's provenance records the command that started the workflow (jobs inherit it).
 os.environ.setdefault("COHORTFLOW_COMMAND_LINE", shlex.join(["snakemake", *sys.argv[1:]]))
@@ -106,6 +107,15 @@ def truth_inputs(wildcards):
         folder = os.path.dirname(truth)
         extra = [os.path.join(folder, f) for f in ("singlecell_truth.json", "singlecell_truth.tsv", "spatial_truth.tsv")]
     return [truth, *extra]
+
+
+def alignment_bam(wildcards):
+    return ALIGNMENT[wildcards.cohort][wildcards.sample]
+
+
+def alignment_index(wildcards):
+    bam = alignment_bam(wildcards)
+    return f"{bam}.crai" if bam.endswith(".cram") else f"{bam}.bai"
 
 
 def all_targets():

@@ -1,0 +1,284 @@
+"""`cohortflow` command line: one subcommand per stage, calling the same library functions as the
+workflow's rules. A user error prints one line (`cohortflow: error: ...`) and exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from cohortflow import __version__
+from cohortflow.errors import CohortflowError
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
+def _cmd_simulate_demo(a):
+    from cohortflow.demo.genome import simulate_genotypes
+    from cohortflow.demo.reads import simulate_reads
+    from cohortflow.demo.singlecell import simulate_expression
+    from pathlib import Path
+
+    out = Path(a.out_dir)
+    simulate_genotypes(out, n_individuals=a.n_individuals, n_populations=a.n_populations,
+                       n_chromosomes=a.n_chromosomes, chrom_length=a.chrom_length, seed=a.seed)
+    chrom, span = a.region.split(":")
+    start, end = (int(x) for x in span.split("-"))
+    simulate_reads(out, reference=out / "reference.fa", samples=a.bam_samples.split(","),
+                   region=(chrom, start, end), coverage=a.coverage, seed=a.seed)
+    vcfs = sorted(str(p) for p in (out / "genotypes").glob("chr*.vcf.gz"))
+    simulate_expression(out, genes_gtf=out / "genes.gtf", truth_json=out / "truth.json", vcf_paths=vcfs,
+                        n_cells=a.n_cells, n_donors=a.n_donors, n_spots=a.n_spots, seed=a.seed)
+
+
+def _cmd_alignment_qc(a):
+    from cohortflow.alignment.api import alignment_qc
+
+    alignment_qc(a.bam, out_prefix=a.out, reference=a.reference, sample=a.sample, threads=a.threads)
+
+
+def _cmd_ingest(a):
+    from cohortflow.variants.ingest import ingest_vcf
+
+    ingest_vcf(a.vcf, out_prefix=a.out, region=a.region, half_call=a.half_call)
+
+
+def _cmd_merge(a):
+    from cohortflow.variants.ingest import merge_bed_shards
+
+    merge_bed_shards(a.bfiles, out_prefix=a.out)
+
+
+def _cmd_qc(a):
+    from cohortflow.variants.qc import genotype_qc
+
+    genotype_qc(a.bfile, out_prefix=a.out, geno=a.geno, mind=a.mind, maf=a.maf, hwe=a.hwe)
+
+
+def _cmd_pca(a):
+    from cohortflow.variants.pca import genotype_pca
+
+    genotype_pca(a.bfile, out_prefix=a.out, n_pcs=a.n_pcs, maf=a.maf, prune_window_kb=a.prune_window_kb,
+                 prune_r2=a.prune_r2, sample_info=a.sample_info)
+
+
+def _cmd_gwas(a):
+    from cohortflow.gwas.api import run_gwas
+
+    run_gwas(bfile=a.bfile, pheno=a.pheno, pheno_names=a.pheno_name, covar=a.covar, covar_names=a.covar_name,
+             model=a.model, out_prefix=a.out, threads=a.threads)
+
+
+def _cmd_gwas_summary(a):
+    from cohortflow.gwas.summary import summarize_gwas
+
+    summarize_gwas(a.sumstats, genes_gtf=a.genes, nopcs_sumstats=a.nopcs, trait=a.trait,
+                   out_leads=f"{a.out}.leads.tsv", out_summary=f"{a.out}.summary.json",
+                   out_manhattan=f"{a.out}.manhattan.png", out_qq=f"{a.out}.qq.png",
+                   p_threshold=a.p_threshold, locus_window_kb=a.locus_window_kb)
+
+
+def _cmd_prs(a):
+    from cohortflow.prs.api import prs_clump_threshold
+
+    prs_clump_threshold(bfile=a.bfile, pheno=a.pheno, trait=a.trait, covar=a.covar, covar_names=a.covar_name,
+                        train_fraction=a.train_fraction, seed=a.seed, p_thresholds=a.p_thresholds,
+                        clump_r2=a.clump_r2, clump_kb=a.clump_kb, out_prefix=a.out)
+
+
+def _cmd_sc(a):
+    from pathlib import Path
+
+    from cohortflow.singlecell.pipeline import run_singlecell
+
+    out = Path(a.out)
+    run_singlecell(a.h5ad, markers=a.markers, out_h5ad=out, out_summary=out.with_suffix(".summary.json"),
+                   out_dir_figures=out.parent)
+
+
+def _cmd_spatial(a):
+    from pathlib import Path
+
+    from cohortflow.singlecell.spatial import run_spatial
+
+    out = Path(a.out)
+    run_spatial(a.h5ad, out_h5ad=out, out_summary=out.with_suffix(".summary.json"), out_png=out.with_suffix(".png"),
+                graph=a.graph, n_neighbors=a.n_neighbors)
+
+
+def _cmd_gene_scores(a):
+    from cohortflow.singlecell.integration import gene_scores
+
+    gene_scores(bfile=a.bfile, sumstats=a.sumstats, genes_gtf=a.genes, window_kb=a.window_kb, out=a.out)
+
+
+def _cmd_disease_score(a):
+    from cohortflow.singlecell.integration import disease_score_files
+
+    disease_score_files(h5ad=a.h5ad, gene_scores=a.gene_scores, n_genes=a.n_genes, n_ctrl=a.n_ctrl,
+                        seed=a.seed, out_prefix=a.out)
+
+
+def _cmd_report(a):
+    import yaml
+
+    from cohortflow.provenance import git_commit
+    from cohortflow.report.api import build_report
+
+    config = yaml.safe_load(open(a.config)) if a.config else {}
+    build_report(results_dir=a.results_dir, cohort=a.cohort, out_html=a.out, config=config,
+                 command_line=" ".join(sys.argv), git_commit=git_commit())
+
+
+def _cmd_check_truth(a):
+    from cohortflow.demo.validate import check_truth
+
+    result = check_truth(truth_json=a.truth, results_dir=a.results_dir, out=a.out)
+    for c in result["checks"]:
+        print(f"{'PASS' if c['passed'] else 'FAIL'}\t{c['stage']}\t{c['check']}\t{c['observed']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cohortflow", description="cohortflow stages as commands (the workflow's rules call the same functions).")
+    parser.add_argument("--version", action="version", version=f"cohortflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("simulate-demo", _cmd_simulate_demo, "simulate the demo cohort (genotypes, phenotypes, reads, single-cell, spatial)")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--n-individuals", type=int, default=2000)
+    p.add_argument("--n-populations", type=int, default=3)
+    p.add_argument("--n-chromosomes", type=int, default=3)
+    p.add_argument("--chrom-length", type=int, default=4_000_000)
+    p.add_argument("--region", default="1:1000001-1200000", help="region of the simulated reads")
+    p.add_argument("--coverage", type=float, default=15)
+    p.add_argument("--bam-samples", default="S00001,S00002,S00003,S00004,S00005,S00006")
+    p.add_argument("--n-cells", type=int, default=6000)
+    p.add_argument("--n-donors", type=int, default=24)
+    p.add_argument("--n-spots", type=int, default=2500)
+
+    p = add("alignment-qc", _cmd_alignment_qc, "samtools-compatible QC of one BAM/CRAM (.stats, .flagstat, .metrics.tsv)")
+    p.add_argument("--bam", required=True)
+    p.add_argument("--reference", help="reference FASTA (required for CRAM)")
+    p.add_argument("--sample")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="output prefix")
+
+    p = add("ingest", _cmd_ingest, "VCF/BCF -> PLINK .bed/.bim/.fam + variant table")
+    p.add_argument("--vcf", nargs="+", required=True)
+    p.add_argument("--region", help="CHR[:START-END]")
+    p.add_argument("--half-call", choices=["haploid", "missing"], default="haploid")
+    p.add_argument("--out", required=True, help="output prefix")
+
+    p = add("merge", _cmd_merge, "concatenate per-chromosome PLINK shards")
+    p.add_argument("--bfiles", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("qc", _cmd_qc, "genotype QC: call rate, MAF, HWE exact test (as plink2)")
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--geno", type=float, default=0.05)
+    p.add_argument("--mind", type=float, default=0.05)
+    p.add_argument("--maf", type=float, default=0.01)
+    p.add_argument("--hwe", type=float, default=1e-6)
+    p.add_argument("--out", required=True)
+
+    p = add("pca", _cmd_pca, "ancestry PCA on LD-pruned common variants")
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--n-pcs", type=int, default=10)
+    p.add_argument("--maf", type=float, default=0.05)
+    p.add_argument("--prune-window-kb", type=float, default=500)
+    p.add_argument("--prune-r2", type=float, default=0.2)
+    p.add_argument("--sample-info", help="TSV with IID and population (colours the plot)")
+    p.add_argument("--out", required=True)
+
+    p = add("gwas", _cmd_gwas, "association tests (linear/logistic with covariates), GWAS-SSF output")
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--pheno", required=True)
+    p.add_argument("--pheno-name", nargs="+")
+    p.add_argument("--covar")
+    p.add_argument("--covar-name", nargs="+")
+    p.add_argument("--model", choices=["auto", "linear", "logistic"], default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="output prefix: OUT.{pheno}.tsv.gz")
+
+    p = add("gwas-summary", _cmd_gwas_summary, "lambda GC, lead loci, Manhattan and QQ plots")
+    p.add_argument("--sumstats", required=True)
+    p.add_argument("--nopcs", help="the same GWAS without PC covariates (QQ comparison)")
+    p.add_argument("--genes", help="GTF for nearest genes")
+    p.add_argument("--trait", required=True)
+    p.add_argument("--p-threshold", type=float, default=5e-8)
+    p.add_argument("--locus-window-kb", type=float, default=250)
+    p.add_argument("--out", required=True, help="output prefix")
+
+    p = add("prs", _cmd_prs, "clumping + thresholding PRS trained on a split, evaluated on held-out samples")
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--pheno", required=True)
+    p.add_argument("--trait", required=True)
+    p.add_argument("--covar")
+    p.add_argument("--covar-name", nargs="+")
+    p.add_argument("--train-fraction", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--p-thresholds", type=_floats, default=(5e-8, 1e-6, 1e-4, 1e-3, 1e-2))
+    p.add_argument("--clump-r2", type=float, default=0.1)
+    p.add_argument("--clump-kb", type=float, default=250)
+    p.add_argument("--out", required=True, help="output prefix")
+
+    p = add("sc", _cmd_sc, "scanpy chain and marker-based cell-type annotation")
+    p.add_argument("--h5ad", required=True)
+    p.add_argument("--markers", required=True, help="TSV cell_type, gene")
+    p.add_argument("--out", required=True, help="OUT.h5ad")
+
+    p = add("spatial", _cmd_spatial, "spatial neighbour graph, Moran's I and Geary's C")
+    p.add_argument("--h5ad", required=True)
+    p.add_argument("--graph", choices=["knn", "radius", "delaunay"], default="knn")
+    p.add_argument("--n-neighbors", type=int, default=6)
+    p.add_argument("--out", required=True, help="OUT.h5ad")
+
+    p = add("gene-scores", _cmd_gene_scores, "gene-level association from GWAS summary statistics (MAGMA-style SNP-wise mean)")
+    p.add_argument("--bfile", required=True, help="genotypes for LD")
+    p.add_argument("--sumstats", required=True)
+    p.add_argument("--genes", required=True, help="GTF")
+    p.add_argument("--window-kb", type=float, default=10)
+    p.add_argument("--out", required=True, help="OUT.tsv")
+
+    p = add("disease-score", _cmd_disease_score, "scDRS-style per-cell disease scores and cell-type ranking")
+    p.add_argument("--h5ad", required=True, help="processed .h5ad with obs['cell_type']")
+    p.add_argument("--gene-scores", required=True)
+    p.add_argument("--n-genes", type=int, default=1000)
+    p.add_argument("--n-ctrl", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output prefix")
+
+    p = add("report", _cmd_report, "the self-contained HTML report of one cohort's results")
+    p.add_argument("--results-dir", required=True)
+    p.add_argument("--cohort", required=True)
+    p.add_argument("--config", help="the workflow config (YAML) to record")
+    p.add_argument("--out", required=True)
+
+    p = add("check-truth", _cmd_check_truth, "compare results with the demo's planted answers")
+    p.add_argument("--truth", required=True)
+    p.add_argument("--results-dir", required=True)
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CohortflowError as err:
+        print(f"cohortflow: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

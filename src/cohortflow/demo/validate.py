@@ -1,0 +1,150 @@
+"""Known-answer check: compare a cohort's results with the demo's planted answers.
+
+Writes ``truth_check.json``: {"checks": [{"stage", "check", "expected", "observed", "passed"}],
+"all_passed": bool}. The report shows it; the end-to-end test asserts it (and re-derives the key
+answers itself from the result files).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cohortflow.io.atomic import write_json_atomic
+
+LAMBDA_RANGE = (0.95, 1.10)
+LAMBDA_NOPCS_MIN = 1.15
+PCA_ACCURACY_MIN = 0.95
+PRS_R_MIN = 0.3
+ARI_MIN = 0.9
+SPATIAL_P_MAX = 0.01
+
+
+def _check(stage: str, check: str, expected: str, observed: str, passed: bool) -> dict:
+    return {"stage": stage, "check": check, "expected": expected, "observed": observed, "passed": bool(passed)}
+
+
+def nearest_centroid_accuracy(coords: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of samples whose nearest population centroid (in PC space) is their own."""
+    names = np.unique(labels)
+    centroids = np.stack([coords[labels == name].mean(axis=0) for name in names])
+    dist = np.linalg.norm(coords[:, None, :] - centroids[None, :, :], axis=2)
+    return float(np.mean(names[dist.argmin(axis=1)] == labels))
+
+
+def _gwas_checks(truth: dict, results: Path, p_threshold: float, window_bp: int) -> list[dict]:
+    checks = []
+    for trait, spec in sorted(truth["traits"].items()):
+        leads_path = results / "gwas" / f"{trait}.leads.tsv"
+        if not leads_path.exists():
+            continue
+        leads = pd.read_csv(leads_path, sep="\t", dtype={"chromosome": str})
+        leads = leads[leads["p_value"].astype(float) < p_threshold]
+        for causal in spec["causal_variants"]:
+            near = leads[(leads["chromosome"] == str(causal["chromosome"]))
+                         & ((leads["base_pair_location"] - int(causal["position"])).abs() <= window_bp)]
+            observed = (f"{near.iloc[0]['variant_id']} p={float(near.iloc[0]['p_value']):.2g}" if len(near)
+                        else "no significant lead")
+            checks.append(_check("GWAS", f"{trait}: locus {causal['chromosome']}:{causal['position']} ({causal.get('gene', '')})",
+                                 f"lead with p < {p_threshold:g} within {window_bp // 1000} kb", observed, len(near) > 0))
+        summary = json.loads((results / "gwas" / f"{trait}.summary.json").read_text())
+        lam, lam0 = summary.get("lambda_gc"), summary.get("lambda_gc_nopcs")
+        checks.append(_check("GWAS", f"{trait}: lambda GC with PC covariates", f"{LAMBDA_RANGE[0]}-{LAMBDA_RANGE[1]}",
+                             f"{lam:.3f}", LAMBDA_RANGE[0] <= lam <= LAMBDA_RANGE[1]))
+        if lam0 is not None:
+            checks.append(_check("GWAS", f"{trait}: lambda GC without PCs (stratification)", f">= {LAMBDA_NOPCS_MIN}",
+                                 f"{lam0:.3f}", lam0 >= LAMBDA_NOPCS_MIN))
+    return checks
+
+
+def _pca_check(results: Path, samples_tsv: Path) -> list[dict]:
+    pcs_path = results / "qc" / "pcs.tsv"
+    if not pcs_path.exists() or not samples_tsv.exists():
+        return []
+    pcs = pd.read_csv(pcs_path, sep="\t").rename(columns={"#FID": "FID"})
+    info = pd.read_csv(samples_tsv, sep="\t", dtype={"IID": str})
+    df = pcs.merge(info, on="IID")
+    acc = nearest_centroid_accuracy(df[["PC1", "PC2"]].to_numpy(), df["population"].astype(str).to_numpy())
+    return [_check("Ancestry PCA", "populations separated in PC1-PC2 (nearest-centroid accuracy)",
+                   f">= {PCA_ACCURACY_MIN}", f"{acc:.3f}", acc >= PCA_ACCURACY_MIN)]
+
+
+def _prs_checks(truth: dict, results: Path) -> list[dict]:
+    checks = []
+    for trait, spec in sorted(truth["traits"].items()):
+        path = results / "prs" / f"{trait}.performance.json"
+        if not path.exists() or spec.get("type") != "quantitative":
+            continue
+        perf = json.loads(path.read_text())
+        checks.append(_check("PRS", f"{trait}: correlation with the trait in held-out individuals",
+                             f"r > {PRS_R_MIN}", f"r = {perf['r']:.3f} (n = {perf['n_test']})", perf["r"] > PRS_R_MIN))
+    return checks
+
+
+def _singlecell_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[dict]:
+    from sklearn.metrics import adjusted_rand_score
+
+    path = results / "singlecell" / "sc.h5ad"
+    if not path.exists():
+        return []
+    import anndata
+
+    obs = anndata.read_h5ad(path, backed="r").obs
+    cells = pd.read_csv(truth_dir / sc_truth["cell_truth_file"], sep="\t", index_col=0)
+    joined = obs.join(cells, how="inner")
+    truth_col = cells.columns[0]
+    checks = []
+    ari = adjusted_rand_score(joined[truth_col].astype(str), joined["cell_type"].astype(str))
+    checks.append(_check("Single-cell", "annotated cell types vs planted types (ARI)", f">= {ARI_MIN}", f"{ari:.3f}", ari >= ARI_MIN))
+    if "leiden" in joined:
+        ari_leiden = adjusted_rand_score(joined[truth_col].astype(str), joined["leiden"].astype(str))
+        checks.append(_check("Single-cell", "Leiden clusters vs planted types (ARI)", f">= {ARI_MIN}",
+                             f"{ari_leiden:.3f}", ari_leiden >= ARI_MIN))
+    return checks
+
+
+def _integration_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[dict]:
+    checks = []
+    for trait, cell_type in sorted(sc_truth.get("trait_cell_types", {}).items()):
+        path = results / "integration" / f"{trait}.celltype_ranking.tsv"
+        if not path.exists():
+            continue
+        ranking = pd.read_csv(path, sep="\t").sort_values("rank")
+        top = str(ranking.iloc[0]["cell_type"])
+        checks.append(_check("Integration", f"{trait}: top-ranked cell type", cell_type, top, top == cell_type))
+    trait = "quant_trait"
+    spatial_json = results / "integration" / f"{trait}.spatial.json"
+    if spatial_json.exists() and "trait_region" in sc_truth:
+        summary = json.loads(spatial_json.read_text())
+        i, p = summary["morans_i"], summary["morans_p"]
+        checks.append(_check("Spatial", f"{trait}: Moran's I of the spatial disease score", f"I > 0, p < {SPATIAL_P_MAX}",
+                             f"I = {i:.3f}, p = {p:.2g}", i > 0 and p < SPATIAL_P_MAX))
+        scores = pd.read_csv(results / "integration" / f"{trait}.spatial_scores.tsv.gz", sep="\t", index_col=0)
+        regions = pd.read_csv(truth_dir / sc_truth["spot_truth_file"], sep="\t", index_col=0)
+        by_region = scores.join(regions, how="inner").groupby(regions.columns[0])["score"].mean()
+        top = str(by_region.idxmax())
+        checks.append(_check("Spatial", f"{trait}: region with the highest mean disease score", sc_truth["trait_region"],
+                             top, top == sc_truth["trait_region"]))
+    return checks
+
+
+def check_truth(*, truth_json: str | Path, results_dir: str | Path, out: str | Path,
+                p_threshold: float = 5e-8, locus_window_kb: float = 250) -> dict:
+    """Compare every planted answer the results cover; write and return the check table."""
+    truth_json = Path(truth_json)
+    results = Path(results_dir)
+    truth = json.loads(truth_json.read_text())
+    checks = _gwas_checks(truth, results, p_threshold, int(locus_window_kb * 1000))
+    checks += _pca_check(results, truth_json.parent / "samples.tsv")
+    checks += _prs_checks(truth, results)
+    sc_truth_path = truth_json.parent / "singlecell_truth.json"
+    if sc_truth_path.exists():
+        sc_truth = json.loads(sc_truth_path.read_text())
+        checks += _singlecell_checks(sc_truth, truth_json.parent, results)
+        checks += _integration_checks(sc_truth, truth_json.parent, results)
+    result = {"checks": checks, "all_passed": all(c["passed"] for c in checks) and bool(checks)}
+    write_json_atomic(out, result)
+    return result

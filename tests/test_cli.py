@@ -1,0 +1,31 @@
+import subprocess
+import sys
+
+import pytest
+
+from cohortflow.cli import build_parser, main
+
+SUBCOMMANDS = ["simulate-demo", "alignment-qc", "ingest", "merge", "qc", "pca", "gwas", "gwas-summary", "prs",
+               "sc", "spatial", "gene-scores", "disease-score", "report", "check-truth"]
+
+
+def test_every_stage_has_a_subcommand():
+    choices = build_parser()._subparsers._group_actions[0].choices
+    assert sorted(choices) == sorted(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_subcommand_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: cohortflow " + command in capsys.readouterr().out
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cohortflow.cli", "qc", "--bfile", str(tmp_path / "missing"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cohortflow: error: ") and "missing.b" in lines[0], proc.stderr
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,176 @@
+"""End to end: the whole workflow on a reduced demo cohort, asserting the planted answers.
+
+Runs `snakemake --cores 2` once (module fixture) in a temporary working directory with a reduced
+demo configuration, then checks the known answers from the result files themselves (not only from
+the workflow's own truth_check), that a second run has nothing to do, and that touching one input
+re-runs only what depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+REDUCED_DEMO = {
+    "out_dir": "data/demo",
+    "seed": 42,
+    "n_individuals": 1000,
+    "n_populations": 3,
+    "n_chromosomes": 3,
+    "chrom_length": 3000000,
+    "missing_rate": 0.002,
+    "reads": {"region": "1:1000001-1100000", "coverage": 12},
+    "n_cells": 3000,
+    "n_donors": 12,
+    "n_spots": 900,
+}
+
+
+def _snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("e2e")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["demo"] = REDUCED_DEMO
+    config["cohorts"] = "config/cohorts.tsv"
+    (workdir / "config" / "demo").mkdir(parents=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (workdir / "config" / "cohorts.tsv").write_text((REPO / "config" / "cohorts.tsv").read_text())
+    (workdir / "config" / "demo" / "alignment.tsv").write_text((REPO / "config" / "demo" / "alignment.tsv").read_text())
+    _snakemake(workdir)
+    return workdir
+
+
+def _results(workdir: Path) -> Path:
+    return workdir / "results" / "demo"
+
+
+def _truth(workdir: Path) -> dict:
+    return json.loads((workdir / "data" / "demo" / "truth.json").read_text())
+
+
+def test_report_is_self_contained(demo_run):
+    html = (_results(demo_run) / "report.html").read_text()
+    assert len(html) > 50_000
+    # No resource fetched from a network address (links in citations are text, not resources).
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, flags=re.I)
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", html, flags=re.I)
+    for section in ("GWAS", "Polygenic", "Single-cell", "Spatial", "Provenance"):
+        assert section in html
+
+
+def test_truth_check_all_passed(demo_run):
+    check = json.loads((_results(demo_run) / "truth_check.json").read_text())
+    failed = [c for c in check["checks"] if not c["passed"]]
+    assert check["all_passed"] and not failed, failed
+
+
+def test_each_causal_locus_has_significant_lead(demo_run):
+    truth = _truth(demo_run)
+    for trait, spec in truth["traits"].items():
+        leads = pd.read_csv(_results(demo_run) / "gwas" / f"{trait}.leads.tsv", sep="\t", dtype={"chromosome": str})
+        for causal in spec["causal_variants"]:
+            near = leads[(leads.chromosome == str(causal["chromosome"]))
+                         & ((leads.base_pair_location - causal["position"]).abs() <= 250_000)
+                         & (leads.p_value.astype(float) < 5e-8)]
+            assert len(near) >= 1, f"{trait}: no genome-wide significant lead within 250 kb of {causal}"
+
+
+def test_lambda_gc_with_and_without_pcs(demo_run):
+    for trait in _truth(demo_run)["traits"]:
+        summary = json.loads((_results(demo_run) / "gwas" / f"{trait}.summary.json").read_text())
+        assert 0.95 <= summary["lambda_gc"] <= 1.10, summary
+        assert summary["lambda_gc_nopcs"] >= 1.15, summary
+
+
+def test_pca_separates_populations(demo_run):
+    pcs = pd.read_csv(_results(demo_run) / "qc" / "pcs.tsv", sep="\t").rename(columns={"#FID": "FID"})
+    info = pd.read_csv(demo_run / "data" / "demo" / "samples.tsv", sep="\t")
+    df = pcs.merge(info, on="IID")
+    x = df[["PC1", "PC2"]].to_numpy()
+    labels = df["population"].to_numpy()
+    centroids = {p: x[labels == p].mean(axis=0) for p in np.unique(labels)}
+    names = list(centroids)
+    dist = np.stack([np.linalg.norm(x - centroids[p], axis=1) for p in names], axis=1)
+    accuracy = np.mean(np.array(names)[dist.argmin(axis=1)] == labels)
+    assert accuracy >= 0.95, accuracy
+
+
+def test_prs_predicts_quantitative_trait_in_held_out(demo_run):
+    perf = json.loads((_results(demo_run) / "prs" / "quant_trait.performance.json").read_text())
+    assert perf["n_test"] >= 100
+    assert perf["r"] > 0.3, perf
+    # Recompute r from the per-sample scores and the phenotype file (held-out samples only).
+    scores = pd.read_csv(_results(demo_run) / "prs" / "quant_trait.scores.tsv.gz", sep="\t")
+    pheno = pd.read_csv(demo_run / "data" / "demo" / "phenotypes.tsv", sep=r"\s+", na_values=["NA", "-9"])
+    df = scores[scores["split"] == "test"].merge(pheno, on="IID").dropna(subset=["quant_trait"])
+    r = np.corrcoef(df["score"], df["quant_trait"])[0, 1]
+    assert r > 0.3 and abs(r - perf["r"]) < 1e-3, (r, perf["r"])
+
+
+def test_clustering_recovers_cell_types(demo_run):
+    import anndata
+    from sklearn.metrics import adjusted_rand_score
+
+    adata = anndata.read_h5ad(_results(demo_run) / "singlecell" / "sc.h5ad", backed="r")
+    truth = pd.read_csv(demo_run / "data" / "demo" / "singlecell_truth.tsv", sep="\t", index_col=0)
+    obs = adata.obs.join(truth, how="inner")
+    assert len(obs) >= 0.8 * len(truth)
+    assert adjusted_rand_score(obs.iloc[:, -1].astype(str), obs["cell_type"].astype(str)) >= 0.9
+
+
+def test_integration_ranks_trait_cell_type_first(demo_run):
+    sc_truth = json.loads((demo_run / "data" / "demo" / "singlecell_truth.json").read_text())
+    ranking = pd.read_csv(_results(demo_run) / "integration" / "quant_trait.celltype_ranking.tsv", sep="\t")
+    assert ranking.sort_values("rank").iloc[0]["cell_type"] == sc_truth["trait_cell_types"]["quant_trait"]
+
+
+def test_spatial_disease_score_autocorrelated_and_highest_in_planted_region(demo_run):
+    sc_truth = json.loads((demo_run / "data" / "demo" / "singlecell_truth.json").read_text())
+    summary = json.loads((_results(demo_run) / "integration" / "quant_trait.spatial.json").read_text())
+    assert summary["morans_i"] > 0 and summary["morans_p"] < 0.01, summary
+    scores = pd.read_csv(_results(demo_run) / "integration" / "quant_trait.spatial_scores.tsv.gz", sep="\t")
+    regions = pd.read_csv(demo_run / "data" / "demo" / "spatial_truth.tsv", sep="\t")
+    df = scores.merge(regions, left_on=scores.columns[0], right_on=regions.columns[0])
+    by_region = df.groupby("region")["score"].mean()
+    assert by_region.idxmax() == sc_truth["trait_region"], by_region
+
+
+def test_second_run_does_nothing(demo_run):
+    proc = _snakemake(demo_run, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_touching_phenotypes_reruns_only_dependents(demo_run):
+    pheno = demo_run / "data" / "demo" / "phenotypes.tsv"
+    os.utime(pheno)
+    proc = _snakemake(demo_run, "-n", "--quiet", "rules")
+    text = proc.stdout + proc.stderr
+    rerun = set(re.findall(r"^(\w+)\s+\d+\s*$", text, flags=re.M)) - {"total", "all"}
+    assert {"gwas", "prs_clump_threshold", "report"} <= rerun, text
+    assert not rerun & {"demo_genotypes", "ingest_shard", "merge_shards", "genotype_qc", "genotype_pca",
+                        "singlecell", "spatial", "alignment_qc", "demo_reads", "demo_expression"}, text
