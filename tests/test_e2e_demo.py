@@ -108,7 +108,7 @@ def test_lambda_gc_with_and_without_pcs(demo_run):
 
 
 def test_pca_separates_populations(demo_run):
-    pcs = pd.read_csv(_results(demo_run) / "qc" / "pcs.tsv", sep="\t").rename(columns={"#FID": "FID"})
+    pcs = pd.read_csv(_results(demo_run) / "qc" / "qc.pcs.tsv", sep="\t").rename(columns={"#FID": "FID"})
     info = pd.read_csv(demo_run / "data" / "demo" / "samples.tsv", sep="\t")
     df = pcs.merge(info, on="IID")
     x = df[["PC1", "PC2"]].to_numpy()

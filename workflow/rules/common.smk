@@ -77,7 +77,7 @@ def stage_targets(cohort):
     if cohort.has_alignment:
         targets.append(res(c, "alignment_qc/summary.tsv"))
     if cohort.has_genotypes:
-        targets += [res(c, "qc/qc.bed"), res(c, "qc/pcs.tsv")]
+        targets += [res(c, "qc/qc.bed"), res(c, "qc/qc.pcs.tsv")]
     for trait in cohort.traits if cohort.has_gwas else []:
         targets += [res(c, f"gwas/{trait}.summary.json"), res(c, f"prs/{trait}.performance.json")]
         if cohort.has_integration:

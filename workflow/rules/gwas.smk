@@ -4,7 +4,7 @@
 
 rule gwas_covariates:
     input:
-        pcs=res("{cohort}", "qc/pcs.tsv"),
+        pcs=res("{cohort}", "qc/qc.pcs.tsv"),
         covar=lambda w: COHORTS[w.cohort].get("covariates") or [],
     output:
         covar=res("{cohort}", "gwas/covariates.tsv"),

@@ -66,10 +66,11 @@ rule genotype_pca:
         unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
         sample_info=lambda w: COHORTS[w.cohort].get("sample_info") or [],
     output:
-        pcs=res("{cohort}", "qc/pcs.tsv"),
-        eigenvalues=res("{cohort}", "qc/eigenvalues.tsv"),
-        png=res("{cohort}", "qc/pca.png"),
-        summary=res("{cohort}", "qc/pca.json"),
+        pcs=res("{cohort}", "qc/qc.pcs.tsv"),
+        eigenvalues=res("{cohort}", "qc/qc.eigenvalues.tsv"),
+        prune_in=res("{cohort}", "qc/qc.prune.in"),
+        png=res("{cohort}", "qc/qc.pca.png"),
+        summary=res("{cohort}", "qc/qc.pca.json"),
     params:
         pca=config["pca"],
     log:

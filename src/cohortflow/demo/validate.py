@@ -61,7 +61,7 @@ def _gwas_checks(truth: dict, results: Path, p_threshold: float, window_bp: int)
 
 
 def _pca_check(results: Path, samples_tsv: Path) -> list[dict]:
-    pcs_path = results / "qc" / "pcs.tsv"
+    pcs_path = results / "qc" / "qc.pcs.tsv"
     if not pcs_path.exists() or not samples_tsv.exists():
         return []
     pcs = pd.read_csv(pcs_path, sep="\t").rename(columns={"#FID": "FID"})
