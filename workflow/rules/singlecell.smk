@@ -82,7 +82,7 @@ rule integration:
 
 rule integration_spatial:
     input:
-        gene_scores=res("{cohort}", "integration/{trait}.gene_scores.tsv"),
+        integration=res("{cohort}", "integration/{trait}.summary.json"),
         spatial=res("{cohort}", "spatial/spatial.h5ad"),
     output:
         scores=res("{cohort}", "integration/{trait}.spatial_scores.tsv.gz"),

@@ -119,10 +119,12 @@ def _integration_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[
     spatial_json = results / "integration" / f"{trait}.spatial.json"
     if spatial_json.exists() and "trait_region" in sc_truth:
         summary = json.loads(spatial_json.read_text())
-        i, p = summary["morans_i"], summary["morans_p"]
-        checks.append(_check("Spatial", f"{trait}: Moran's I of the spatial disease score", f"I > 0, p < {SPATIAL_P_MAX}",
-                             f"I = {i:.3f}, p = {p:.2g}", i > 0 and p < SPATIAL_P_MAX))
-        scores = pd.read_csv(results / "integration" / f"{trait}.spatial_scores.tsv.gz", sep="\t", index_col=0)
+        i, p, p_perm = summary["morans_i"], summary["morans_p_analytic"], summary["morans_p_permutation"]
+        checks.append(_check("Spatial", f"{trait}: Moran's I of the spatial disease score",
+                             f"I > 0, analytic and permutation p < {SPATIAL_P_MAX}",
+                             f"I = {i:.3f}, p = {p:.2g} (permutation {p_perm:.2g})",
+                             i > 0 and p < SPATIAL_P_MAX and p_perm < SPATIAL_P_MAX))
+        scores = pd.read_csv(results / "integration" / f"{trait}.spatial_scores.tsv.gz", sep="\t", index_col="spot")
         regions = pd.read_csv(truth_dir / sc_truth["spot_truth_file"], sep="\t", index_col=0)
         by_region = scores.join(regions, how="inner").groupby(regions.columns[0])["score"].mean()
         top = str(by_region.idxmax())

@@ -50,10 +50,10 @@ def atomic_open(path: str | Path, mode: str = "w", *, compress: bool | None = No
                     if "b" in mode:
                         yield gz
                     else:
-                        with io.TextIOWrapper(gz, encoding="utf-8", newline="\n") as text:
-                            yield text
-                            text.flush()
-                            text.detach()
+                        text = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
+                        yield text
+                        text.flush()
+                        text.detach()  # leave closing the gzip stream to the finally below
                 finally:
                     gz.close()
             finally:

@@ -1,0 +1,71 @@
+"""Plots of the genetics integration stage (PNG, byte-stable: Agg backend, no metadata)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cohortflow.io.atomic import atomic_path
+
+_PNG_METADATA = {"Software": None}
+_DPI = 120
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, plt.figure(figsize=(width, height))
+
+
+def _save(plt, fig, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=_DPI, metadata=_PNG_METADATA)
+    plt.close(fig)
+
+
+def plot_celltype_ranking(ranking: pd.DataFrame, path: str | Path, *, title: str = "") -> None:
+    """Horizontal bars of each cell type's association statistic (95 % quantile of normalised
+    scores), rank 1 at the top; bars with Monte-Carlo p < 0.05 are filled dark, and each is
+    labelled with its MC p."""
+    n = len(ranking)
+    plt, fig = _figure(6.5, max(2.5, 0.45 * n + 1.2))
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(n)[::-1]
+    sig = ranking["mc_p"].to_numpy() < 0.05
+    ax.barh(y, ranking["assoc_stat"].to_numpy(), color=np.where(sig, "#b2182b", "#bbbbbb"))
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{c} (n={k})" for c, k in zip(ranking["cell_type"], ranking["n_cells"])])
+    for yi, stat, p in zip(y, ranking["assoc_stat"], ranking["mc_p"]):
+        ax.text(stat, yi, f"  p={p:.3g}", va="center", ha="left" if stat >= 0 else "right", fontsize=8)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("association statistic (95% quantile of normalised disease score)")
+    ax.set_title(title, fontsize=10)
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(lo, hi + 0.25 * (hi - lo))
+    fig.tight_layout()
+    _save(plt, fig, path)
+
+
+def plot_spatial_scores(spots: pd.DataFrame, path: str | Path, *, title: str = "") -> None:
+    """Map of the spots at (x, y) coloured by normalised disease score (diverging, centred at 0,
+    clipped to the 1-99 % range)."""
+    plt, fig = _figure(6.0, 5.2)
+    ax = fig.add_subplot(1, 1, 1)
+    score = spots["score"].to_numpy(dtype=float)
+    lim = float(np.nanpercentile(np.abs(score), 99)) or 1.0
+    n = len(spots)
+    size = float(np.clip(20000.0 / max(n, 1), 2.0, 60.0))
+    art = ax.scatter(spots["x"], spots["y"], c=score, cmap="RdBu_r", vmin=-lim, vmax=lim, s=size,
+                     linewidths=0)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(art, ax=ax, shrink=0.8, label="normalised disease score")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _save(plt, fig, path)
