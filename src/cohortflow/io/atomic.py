@@ -22,6 +22,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -62,6 +63,12 @@ def atomic_open(path: str | Path, mode: str = "w", *, compress: bool | None = No
             kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
             with open(tmp, mode, **kwargs) as fh:
                 yield fh
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
