@@ -1,0 +1,1223 @@
+"""One builder per report section: read that stage's files under ``results/{cohort}/`` and return
+a :class:`~cohortflow.report.model.Section`, or None when the stage did not run (its files are
+absent), so the section is left out of the report rather than shown empty.
+
+Builders only read the aggregate files of the contract (docs/architecture.md); they never open
+genotypes, per-sample scores or per-sample phenotypes. Unknown JSON keys are ignored and known
+keys with an unexpected type are shown as "n/a".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cohortflow.report.model import (
+    Cell,
+    Column,
+    Columns,
+    FigureGrid,
+    KeyValues,
+    Paragraph,
+    Row,
+    Section,
+    StatTiles,
+    Subsection,
+    Table,
+    fmt_fixed,
+    fmt_int,
+    fmt_num,
+    fmt_p,
+    make_figure,
+    neg_log10_p,
+    read_json,
+    read_tsv,
+    slug,
+    suppress_count,
+    to_float,
+    to_int,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared context
+
+
+class Pseudonymiser:
+    """Maps sample IDs to ``sample-01``, ``sample-02``... in first-seen order (deterministic).
+
+    With ``enabled=False`` IDs pass through unchanged.
+    """
+
+    def __init__(self, sample_ids: list[str], *, enabled: bool):
+        self.enabled = enabled
+        unique = list(dict.fromkeys(s for s in sample_ids if s))
+        width = max(2, len(str(len(unique))))
+        self.mapping = {s: f"sample-{i:0{width}d}" for i, s in enumerate(unique, start=1)}
+        if enabled and unique:
+            # Longest first so an ID that contains another is replaced whole.
+            alternatives = "|".join(re.escape(s) for s in sorted(unique, key=lambda s: (-len(s), s)))
+            self._pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
+        else:
+            self._pattern = None
+
+    def sample(self, sample_id: str) -> str:
+        if not self.enabled:
+            return sample_id
+        return self.mapping.get(sample_id, sample_id)
+
+    def text(self, text: str) -> str:
+        """``text`` with every known sample ID (as a whole token) replaced by its pseudonym."""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: self.mapping[m.group(0)], text)
+
+
+@dataclass
+class Context:
+    results_dir: Path
+    cohort: str
+    config: Mapping[str, Any]
+    min_count: int
+    pseudonymiser: Pseudonymiser
+    facts: dict[str, Any] = field(default_factory=dict)  # headline counts for the summary tiles
+
+    def path(self, *parts: str) -> Path:
+        return self.results_dir.joinpath(*parts)
+
+    def count(self, value: Any) -> Cell:
+        text, key, suppressed = suppress_count(value, self.min_count)
+        return Cell(text, key, "suppressed" if suppressed else None)
+
+    def count_text(self, value: Any) -> str:
+        return suppress_count(value, self.min_count)[0]
+
+
+def traits_with(directory: Path, suffixes: tuple[str, ...]) -> list[str]:
+    """Sorted trait names for which ``{directory}/{trait}{suffix}`` exists for any suffix."""
+    if not directory.is_dir():
+        return []
+    found = set()
+    for entry in directory.iterdir():
+        if not entry.is_file():
+            continue
+        for suffix in suffixes:
+            if entry.name.endswith(suffix) and len(entry.name) > len(suffix):
+                found.add(entry.name[: -len(suffix)])
+    return sorted(found)
+
+
+def cfg(config: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
+    node: Any = config
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return fmt_num(value)
+    return str(value)
+
+
+def _numeric_items(obj: Mapping[str, Any], *, skip: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """Label/value pairs for the numeric scalars of ``obj`` and of its dicts one level down.
+
+    Only numbers: free text in an unknown key could carry anything, numbers in a summary JSON are
+    aggregates by contract.
+    """
+    items = []
+    for key in obj:
+        if key in skip:
+            continue
+        value = obj[key]
+        if isinstance(value, Mapping):
+            for sub in value:
+                x = value[sub]
+                if isinstance(x, (int, float)) and not isinstance(x, bool):
+                    items.append((f"{_label(key)}: {_label(sub)}", fmt_num(x)))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            items.append((_label(key), fmt_num(value)))
+    return items
+
+
+_LABELS = {
+    "p": "p",
+    "p_value": "p",
+    "pval": "p",
+    "pvalue": "p",
+    "fdr": "FDR",
+    "q": "q",
+    "q_value": "q",
+    "n_variants": "Variants tested",
+    "lambda_gc": "Lambda GC (with PCs)",
+    "lambda_gc_nopcs": "Lambda GC (without PCs)",
+    "n_significant": "Genome-wide significant variants",
+    "n_loci": "Independent loci",
+    "r2": "r²",
+    "morans_i": "Moran's I",
+    "morans_i_p": "Moran's I p-value",
+    "n_cells": "Cells",
+    "auc": "AUC",
+}
+
+
+_FILTER_LABELS = {
+    # filter -> (label, how its threshold reads)
+    "geno": ("Variant missingness", "> {}"),
+    "mind": ("Sample missingness", "> {}"),
+    "maf": ("Minor allele frequency", "< {}"),
+    "hwe": ("Hardy-Weinberg exact test", "p < {}"),
+    "het": ("Heterozygosity", "{}"),
+    "sex_check": ("Sex check", "{}"),
+    "king": ("Relatedness (KING)", "kinship > {}"),
+    "mac": ("Minor allele count", "< {}"),
+}
+
+
+def _filter_label(key: str, threshold: Any = None) -> str:
+    """Label of a QC filter with its threshold, e.g. ``Variant missingness (> 0.05)``."""
+    label, rule = _FILTER_LABELS.get(str(key).lower(), (_label(key), "{}"))
+    x = to_float(threshold)
+    if x is None:
+        return label
+    value = fmt_p(x) if 0 < abs(x) < 1e-3 else fmt_num(x)
+    return f"{label} ({rule.format(value)})"
+
+
+def _label(key: str) -> str:
+    if key in _LABELS:
+        return _LABELS[key]
+    text = str(key).replace("_", " ").strip()
+    text = re.sub(r"\bn\b", "number of", text) if text.startswith("n ") else text
+    text = re.sub(r"\bpct\b", "%", text)
+    return text[:1].upper() + text[1:]
+
+
+def _is_pass(value: str) -> bool | None:
+    v = str(value).strip().lower()
+    if v in {"true", "1", "pass", "passed", "yes", "ok"}:
+        return True
+    if v in {"false", "0", "fail", "failed", "no"}:
+        return False
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Known answers (demo)
+
+
+def truth_section(ctx: Context) -> Section | None:
+    """``truth_check.json``: each planted answer, expected vs observed, PASS/FAIL."""
+    path = ctx.path("truth_check.json")
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    checks = data.get("checks") if isinstance(data.get("checks"), list) else []
+    rows = []
+    n_pass = 0
+    for check in checks:
+        if not isinstance(check, Mapping):
+            continue
+        passed = check.get("passed") is True
+        n_pass += passed
+        rows.append(
+            Row(
+                [
+                    Cell(_text(check.get("stage", ""))),
+                    Cell(_text(check.get("check", ""))),
+                    Cell(_text(check.get("expected", ""))),
+                    Cell(_text(check.get("observed", ""))),
+                    Cell("PASS" if passed else "FAIL", 1.0 if passed else 0.0, "pass" if passed else "fail"),
+                ],
+                cls=None if passed else "row-fail",
+            )
+        )
+    all_passed = data.get("all_passed")
+    if not isinstance(all_passed, bool):
+        all_passed = bool(rows) and n_pass == len(rows)
+    section = Section("known-answers", "Known answers (demo)")
+    verdict = (
+        f"All {len(rows)} planted answers were recovered."
+        if all_passed and rows
+        else f"{n_pass} of {len(rows)} planted answers were recovered; {len(rows) - n_pass} failed."
+    )
+    section.blocks.append(
+        Paragraph(
+            "The demo cohort is simulated with planted causal variants, genes, trait cell types and "
+            "spatial regions. Each check compares what the workflow found with the planted truth. " + verdict,
+            cls="verdict-pass" if all_passed else "verdict-fail",
+        )
+    )
+    section.blocks.append(
+        Table(
+            "tbl-known-answers",
+            [Column("Stage"), Column("Check"), Column("Expected"), Column("Observed"), Column("Result", numeric=True)],
+            rows,
+            caption="Planted answers of the simulated cohort against the workflow's results.",
+        )
+    )
+    section.findings.append(f"Known answers: {verdict[0].lower()}{verdict[1:]}")
+    ctx.facts["truth"] = (n_pass, len(rows))
+    return section
+
+
+# --------------------------------------------------------------------------------------------
+# Alignment QC
+
+_ALIGN_COLUMNS = [
+    # (column, label, kind) kind: id | int | pct | num | pass | text
+    ("sample", "Sample", "id"),
+    ("total_reads", "Reads", "int"),
+    ("mapped_pct", "Mapped %", "pct"),
+    ("properly_paired_pct", "Properly paired %", "pct"),
+    ("duplicate_pct", "Duplicates %", "pct"),
+    ("mapq20_pct", "MAPQ ≥ 20 %", "pct"),
+    ("insert_size_mean", "Insert size mean", "num1"),
+    ("insert_size_sd", "Insert size SD", "num1"),
+    ("error_rate", "Error rate", "num"),
+    ("mean_depth", "Mean depth", "num1"),
+]
+_PCT_DEPTH = re.compile(r"^pct_(\d+)x$")
+_ALIGN_LABELS = {name: label for name, label, _ in _ALIGN_COLUMNS}
+
+
+def _alignment_columns(header: list[str]) -> list[tuple[str, str, str]]:
+    """The known per-sample QC columns present in ``header`` (never unknown per-sample columns)."""
+    known = [c for c in _ALIGN_COLUMNS if c[0] in header]
+    depth = sorted((int(_PCT_DEPTH.match(h).group(1)), h) for h in header if _PCT_DEPTH.match(h))
+    known += [(h, f"≥ {d}x %", "pct") for d, h in depth]
+    if "pass" in header:
+        known.append(("pass", "QC", "pass"))
+    if "fail_reasons" in header:
+        known.append(("fail_reasons", "Fail reasons", "text"))
+    return known
+
+
+def alignment_sample_ids(results_dir: Path) -> list[str]:
+    """Sample IDs of ``alignment_qc/summary.tsv`` in file order (to build the pseudonymiser)."""
+    path = results_dir / "alignment_qc" / "summary.tsv"
+    if not path.is_file():
+        return []
+    header, rows = read_tsv(path)
+    return [r.get("sample", "") for r in rows] if "sample" in header else []
+
+
+def alignment_section(ctx: Context) -> Section | None:
+    """``alignment_qc/summary.tsv``: one row per sample, failing samples highlighted."""
+    path = ctx.path("alignment_qc", "summary.tsv")
+    if not path.is_file():
+        return None
+    header, records = read_tsv(path)
+    columns = _alignment_columns(header)
+    rows = []
+    n_fail = 0
+    fail_reasons: dict[str, int] = {}
+    for rec in records:
+        cells = []
+        passed = _is_pass(rec.get("pass", "")) if "pass" in header else None
+        for name, _, kind in columns:
+            raw = rec.get(name, "")
+            if kind == "id":
+                cells.append(Cell(ctx.pseudonymiser.sample(raw), cls="nowrap"))
+            elif kind == "int":
+                cells.append(Cell(fmt_int(raw), to_float(raw)))
+            elif kind == "pct":
+                cells.append(Cell(fmt_fixed(raw, decimals=1), to_float(raw)))
+            elif kind == "num1":
+                cells.append(Cell(fmt_fixed(raw, decimals=1), to_float(raw)))
+            elif kind == "num":
+                cells.append(Cell(fmt_num(raw), to_float(raw)))
+            elif kind == "pass":
+                label = "n/a" if passed is None else ("PASS" if passed else "FAIL")
+                cls = None if passed is None else ("pass" if passed else "fail")
+                cells.append(Cell(label, None if passed is None else float(passed), cls))
+            else:
+                text = "" if raw.strip().lower() in {"", "na", "nan", "none", "."} else raw
+                cells.append(Cell(ctx.pseudonymiser.text(text)))
+        if passed is False:
+            n_fail += 1
+            for reason in re.split(r"[;,]", rec.get("fail_reasons", "")):
+                # "mean_depth=7.5<10" -> the metric's label
+                metric = re.split(r"[=<>]", reason.strip())[0].strip()
+                if metric and metric.lower() not in {"na", "nan", "none", "."}:
+                    label = _ALIGN_LABELS.get(metric, metric).lower()
+                    fail_reasons[label] = fail_reasons.get(label, 0) + 1
+        rows.append(Row(cells, cls="row-fail" if passed is False else None))
+    section = Section("alignment-qc", "Alignment QC")
+    n = len(records)
+    thresholds = cfg(ctx.config, "alignment_qc", "thresholds", default={})
+    parts = []
+    if isinstance(thresholds, Mapping):
+        for key in thresholds:
+            m = re.match(r"^(min|max)_(.+)$", str(key))
+            if m and to_float(thresholds[key]) is not None:
+                metric = m.group(2)
+                if metric.startswith("pct_"):
+                    label = f"bases covered ≥ {metric[4:]} %"
+                else:
+                    label = _ALIGN_LABELS.get(metric, metric).lower()
+                sign = "≥" if m.group(1) == "min" else "≤"
+                unit = "%" if label.endswith("%") else ""
+                parts.append(f"{label.removesuffix(' %')} {sign} {fmt_num(thresholds[key])}{unit}")
+    summary = f"{n} samples were checked; {n - n_fail} passed and {n_fail} failed."
+    if parts:
+        summary += " Pass criteria: " + ", ".join(parts) + "."
+    section.blocks.append(Paragraph(summary))
+    section.blocks.append(
+        Table(
+            "tbl-alignment-qc",
+            [Column(label, numeric=kind not in {"id", "text"}, title=name) for name, label, kind in columns],
+            rows,
+            caption="Per-sample alignment metrics (samtools-stats definitions); failing samples are highlighted.",
+            note="Sample IDs are pseudonymised." if ctx.pseudonymiser.enabled else "",
+        )
+    )
+    finding = f"Alignment QC: {n - n_fail} of {n} samples passed"
+    if n_fail:
+        top = sorted(fail_reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        finding += f"; {n_fail} failed" + (f" ({', '.join(r for r, _ in top)})" if top else "")
+    section.findings.append(finding + ".")
+    ctx.facts.setdefault("n_samples_sequenced", n)
+    return section
+
+
+# --------------------------------------------------------------------------------------------
+# Genotype QC and ancestry
+
+
+def _removed_counts(summary: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Removed-per-filter counts for ``what`` ("samples" or "variants"), in any of the shapes
+    ``{what}_removed: {filter: n}``, ``removed_{what}: {...}``, ``n_{what}_removed: {...}``,
+    ``removed: {what: {...}}`` or flat keys ``n_{what}_removed_{filter}``."""
+    for key in (f"{what}_removed", f"removed_{what}", f"n_{what}_removed", f"{what}_removed_by_filter"):
+        value = summary.get(key)
+        if isinstance(value, Mapping):
+            return dict(value)
+    removed = summary.get("removed")
+    if isinstance(removed, Mapping) and isinstance(removed.get(what), Mapping):
+        return dict(removed[what])
+    flat = {}
+    prefix = f"n_{what}_removed_"
+    for key, value in summary.items():
+        if key.startswith(prefix) and not isinstance(value, (Mapping, list)):
+            flat[key[len(prefix):]] = value
+    return flat
+
+
+_PCA_KEYS = [
+    ("n_samples", "Samples in PCA", "count"),
+    ("n_variants_candidates", "Variants passing the PCA MAF filter", "int"),
+    ("n_variants_used", "Variants after LD pruning", "int"),
+    ("n_pcs", "PCs computed", "int"),
+    ("maf", "Minimum MAF", "num"),
+    ("prune_window_kb", "LD-pruning window (kb)", "num"),
+    ("prune_r2", "LD-pruning r²", "num"),
+]
+_SEPARATION_KEYS = [
+    ("n_populations", "Labelled populations", "int"),
+    ("n_samples_labelled", "Samples with a population label", "count"),
+    ("silhouette_pc1_pc2", "Population separation: silhouette on PC1–PC2", "num"),
+    ("nearest_centroid_accuracy_pc1_pc2", "Population separation: nearest-centroid accuracy on PC1–PC2", "num"),
+]
+
+
+def qc_section(ctx: Context) -> Section | None:
+    """``qc/summary.json``, ``qc/pca.json``, ``qc/eigenvalues.tsv``, ``qc/pca.png``."""
+    # docs/architecture.md names qc/{name}; the QC/PCA functions write {out_prefix}.{name}, so a
+    # workflow using out_prefix qc/qc gives qc/qc.{name}: accept either.
+    files = {}
+    for name in ("summary.json", "pca.json", "eigenvalues.tsv", "pca.png"):
+        plain, prefixed = ctx.path("qc", name), ctx.path("qc", f"qc.{name}")
+        files[name] = prefixed if not plain.is_file() and prefixed.is_file() else plain
+    if not any(p.is_file() for p in files.values()):
+        return None
+    section = Section("genotype-qc", "Genotype QC and ancestry")
+    if files["summary.json"].is_file():
+        summary = read_json(files["summary.json"])
+        s_in, s_out = to_int(summary.get("n_samples_in")), to_int(summary.get("n_samples_out"))
+        v_in, v_out = to_int(summary.get("n_variants_in")), to_int(summary.get("n_variants_out"))
+        section.blocks.append(
+            StatTiles(
+                [
+                    (ctx.count_text(s_in), "samples before QC"),
+                    (ctx.count_text(s_out), "samples after QC"),
+                    (fmt_int(v_in), "variants before QC"),
+                    (fmt_int(v_out), "variants after QC"),
+                ]
+            )
+        )
+        removal_tables = []
+        for what, label, suppress in (("samples", "Samples", True), ("variants", "Variants", False)):
+            removed = _removed_counts(summary, what)
+            if not removed:
+                continue
+            order = summary.get("order") if isinstance(summary.get("order"), list) else []
+            filters = [f for f in order if f in removed] + [f for f in removed if f not in order]
+            thresholds = summary.get("thresholds") if isinstance(summary.get("thresholds"), Mapping) else {}
+            rows = []
+            for filt in filters:  # the order the filters were applied
+                value = removed[filt]
+                cell = ctx.count(value) if suppress else Cell(fmt_int(value), to_float(value))
+                rows.append(Row([Cell(_filter_label(filt, thresholds.get(filt))), cell]))
+            removal_tables.append(
+                Table(
+                    f"tbl-qc-removed-{what}",
+                    [Column("Filter"), Column(f"{label} removed", numeric=True)],
+                    rows,
+                    caption=f"{label} removed by each QC filter, in the order the filters were applied.",
+                    note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}." if suppress else "",
+                )
+            )
+        if removal_tables:
+            section.blocks.append(removal_tables[0] if len(removal_tables) == 1 else Columns(removal_tables))
+        ctx.facts.update(n_samples_in=s_in, n_samples_out=s_out, n_variants_in=v_in, n_variants_out=v_out)
+        if s_in is not None and s_out is not None and v_in is not None and v_out is not None:
+            section.findings.append(
+                f"Genotype QC kept {ctx.count_text(s_out)} of {ctx.count_text(s_in)} samples and "
+                f"{fmt_int(v_out)} of {fmt_int(v_in)} variants."
+            )
+    fig = make_figure(
+        files["pca.png"],
+        fig_id="fig-pca",
+        caption="Principal components of the QC'd, LD-pruned genotypes (coloured by population where "
+        "known). Samples that cluster apart differ in ancestry; the leading PCs are used as GWAS "
+        "covariates to correct for stratification.",
+        alt="Scatter plot of genotype principal components of the cohort's samples.",
+    )
+    pca = read_json(files["pca.json"]) if files["pca.json"].is_file() else {}
+    eig_rows = []
+    share_label = "% of computed PCs"
+    if files["eigenvalues.tsv"].is_file():
+        header, recs = read_tsv(files["eigenvalues.tsv"])
+        values = [to_float(r.get("eigenvalue")) for r in recs]
+        total = sum(v for v in values if v is not None)
+        explained = "variance_explained" in header
+        if explained:
+            share_label = "Variance explained %"
+        for rec, value in zip(recs, values):
+            if explained:
+                share = to_float(rec.get("variance_explained"))
+            else:
+                share = None if value is None or total <= 0 else value / total
+            eig_rows.append(
+                Row(
+                    [
+                        Cell(rec.get("pc", "")),
+                        Cell(fmt_num(value, digits=4), value),
+                        Cell("n/a" if share is None else f"{100 * share:.1f}", share),
+                    ]
+                )
+            )
+    elif isinstance(pca.get("eigenvalues"), list):
+        values = [to_float(v) for v in pca["eigenvalues"]]
+        total = sum(v for v in values if v is not None)
+        for i, value in enumerate(values, start=1):
+            share = None if value is None or total <= 0 else value / total
+            eig_rows.append(
+                Row(
+                    [
+                        Cell(f"PC{i}"),
+                        Cell(fmt_num(value, digits=4), value),
+                        Cell("n/a" if share is None else f"{100 * share:.1f}", share),
+                    ]
+                )
+            )
+    side = []
+    if eig_rows:
+        side.append(
+            Table(
+                "tbl-eigenvalues",
+                [Column("PC"), Column("Eigenvalue", numeric=True), Column(share_label, numeric=True)],
+                eig_rows,
+                caption="Eigenvalues of the genotype PCA"
+                + (
+                    " and the share of total genetic variance (trace of the GRM) each explains."
+                    if share_label.startswith("Variance")
+                    else "; the share is of the sum over the PCs computed, not of total genetic variance."
+                ),
+            )
+        )
+    if pca:
+        items = _kv_known(ctx, pca, _PCA_KEYS)
+        separation = pca.get("separation")
+        if isinstance(separation, Mapping):
+            items += _kv_known(ctx, separation, _SEPARATION_KEYS)
+        if items:
+            side.append(KeyValues(items, caption="PCA inputs and population separation."))
+    if fig and side:
+        section.blocks.append(Columns([fig, side]))
+    elif fig or side:
+        section.blocks += [fig] if fig else side
+    return section
+
+
+# --------------------------------------------------------------------------------------------
+# GWAS
+
+_LEAD_COLUMNS = [
+    ("variant_id", "Variant", "text"),
+    ("chromosome", "Chr", "chrom"),
+    ("base_pair_location", "Position", "int"),
+    ("effect_allele", "Effect allele", "text"),
+    ("other_allele", "Other allele", "text"),
+    ("beta", "Beta", "num"),
+    ("standard_error", "SE", "num"),
+    ("p_value", "p", "p"),
+    ("nearest_gene", "Nearest gene", "text"),
+    ("gene_distance", "Distance to gene (bp)", "int"),
+]
+
+
+def _chrom_key(text: str) -> float | None:
+    t = str(text).removeprefix("chr")
+    if t.isdigit():
+        return float(t)
+    return {"X": 23.0, "Y": 24.0, "XY": 25.0, "MT": 26.0, "M": 26.0}.get(t.upper())
+
+
+def _lead_table(path: Path, trait: str) -> tuple[Table, dict[str, str] | None]:
+    header, recs = read_tsv(path)
+    columns = [c for c in _LEAD_COLUMNS if c[0] in header]
+    rows = []
+    best = None
+    best_key = -math.inf
+    for rec in recs:
+        cells = []
+        for name, _l, kind in columns:
+            raw = rec.get(name, "")
+            if kind == "p":
+                nl = neg_log10_p(raw)
+                cells.append(Cell(fmt_p(raw), None if nl is None else -nl))
+            elif kind == "int":
+                cells.append(Cell(fmt_int(raw) if to_int(raw) is not None else raw, to_float(raw)))
+            elif kind == "num":
+                cells.append(Cell(fmt_num(raw, digits=3), to_float(raw)))
+            elif kind == "chrom":
+                cells.append(Cell(raw, _chrom_key(raw)))
+            else:
+                cells.append(Cell(raw, cls="nowrap" if name == "variant_id" else None))
+        rows.append(Row(cells))
+        nl = neg_log10_p(rec.get("p_value"))
+        if nl is not None and nl > best_key:
+            best_key, best = nl, rec
+    table = Table(
+        f"tbl-leads-{slug(trait)}",
+        [Column(label, numeric=kind in {"p", "int", "num", "chrom"}, title=name) for name, label, kind in columns],
+        rows,
+        caption=f"Lead variant of each genome-wide significant locus for {trait}, with the nearest gene.",
+    )
+    return table, best
+
+
+def gwas_section(ctx: Context) -> Section | None:
+    """Per trait: ``gwas/{trait}.summary.json``, ``.manhattan.png``, ``.qq.png``, ``.leads.tsv``."""
+    gdir = ctx.path("gwas")
+    traits = traits_with(gdir, (".summary.json", ".manhattan.png", ".qq.png", ".leads.tsv"))
+    if not traits:
+        return None
+    section = Section("gwas", "Genome-wide association")
+    threshold = to_float(cfg(ctx.config, "gwas", "p_threshold"))
+    for trait in traits:
+        sub = Subsection(f"gwas-{slug(trait)}", trait)
+        summary = read_json(gdir / f"{trait}.summary.json") if (gdir / f"{trait}.summary.json").is_file() else {}
+        thr = to_float(summary.get("p_threshold")) or threshold
+        facts = None
+        if summary:
+            items = [("Model", _text(summary.get("model")))]
+            items.append(("Samples analysed", ctx.count_text(summary.get("n"))))
+            for key, label in (("n_cases", "Cases"), ("n_controls", "Controls")):
+                if key in summary:
+                    items.append((label, ctx.count_text(summary.get(key))))
+            items += [
+                ("Variants tested", fmt_int(summary.get("n_variants"))),
+                ("Significance threshold", fmt_p(thr) if thr else "n/a"),
+                ("Significant variants", fmt_int(summary.get("n_significant"))),
+                ("Independent loci", fmt_int(summary.get("n_loci"))),
+                ("Lambda GC, with PC covariates", fmt_fixed(summary.get("lambda_gc"), decimals=3)),
+                ("Lambda GC, without PC covariates", fmt_fixed(summary.get("lambda_gc_nopcs"), decimals=3)),
+            ]
+            facts = KeyValues(items, caption=f"Association test for {trait}.")
+        manhattan = make_figure(
+            gdir / f"{trait}.manhattan.png",
+            fig_id=f"fig-manhattan-{slug(trait)}",
+            caption=f"Manhattan plot for {trait}: −log10(p) of every tested variant along the genome"
+            + (f"; the line marks p = {fmt_p(thr)}." if thr else "."),
+            alt=f"Manhattan plot of association p-values for {trait} across the chromosomes.",
+        )
+        qq = make_figure(
+            gdir / f"{trait}.qq.png",
+            fig_id=f"fig-qq-{slug(trait)}",
+            caption=f"Quantile-quantile plot for {trait}, with and without ancestry PCs as covariates. "
+            "Points above the diagonal across the whole range (lambda GC well above 1) indicate "
+            "population stratification; a tail at the top only indicates true associations.",
+            alt=f"QQ plot of observed against expected −log10 p-values for {trait}, with and without PCs.",
+        )
+        if manhattan:
+            sub.blocks.append(manhattan)
+        side = [b for b in (facts, qq) if b]
+        if side:
+            sub.blocks.append(side[0] if len(side) == 1 else Columns(side))
+        best = None
+        leads_path = gdir / f"{trait}.leads.tsv"
+        if leads_path.is_file():
+            table, best = _lead_table(leads_path, trait)
+            if table.rows:
+                sub.blocks.append(table)
+            else:
+                sub.blocks.append(Paragraph("No locus reached genome-wide significance.", cls="muted"))
+        section.subsections.append(sub)
+        section.findings.append(_gwas_finding(trait, summary, best, thr))
+    return section
+
+
+def _gwas_finding(trait: str, summary: Mapping[str, Any], best: Mapping[str, str] | None, thr) -> str:
+    n_loci = to_int(summary.get("n_loci"))
+    parts = []
+    if n_loci is not None:
+        noun = "locus" if n_loci == 1 else "loci"
+        parts.append(f"{n_loci} genome-wide significant {noun}")
+    if best is not None:
+        gene = (best.get("nearest_gene") or "").strip()
+        where = f"near {gene}" if gene and gene.upper() not in {"NA", "."} else f"at {best.get('variant_id', '?')}"
+        parts.append(f"strongest {where} (p = {fmt_p(best.get('p_value'))})")
+    text = f"{trait}: " + ("; ".join(parts) if parts else "association test run") + "."
+    lam, lam0 = to_float(summary.get("lambda_gc")), to_float(summary.get("lambda_gc_nopcs"))
+    if lam is not None:
+        text += f" Lambda GC {lam:.2f} with PC covariates"
+        text += f" ({lam0:.2f} without)." if lam0 is not None else "."
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# PRS
+
+_PRS_KEYS = [
+    # (key, label, kind) kind: count (individuals, suppressed) | int | p | num | text
+    ("method", "Method", "text"),
+    ("n_train", "Training samples", "count"),
+    ("n_test", "Test samples", "count"),
+    ("n_variants", "Variants in score", "int"),
+    ("p_threshold", "p-value threshold", "p"),
+    ("r", "r (score vs trait, test set)", "num"),
+    ("r2", "r² (test set)", "num"),
+    ("r2_incremental", "Incremental r² over covariates", "num"),
+    ("partial_r2", "Partial r²", "num"),
+    ("auc", "AUC (test set)", "num"),
+    ("or_per_sd", "Odds ratio per SD of score", "num"),
+    ("p_value", "p (score vs trait)", "p"),
+]
+
+
+def prs_section(ctx: Context) -> Section | None:
+    """Per trait: ``prs/{trait}.performance.json`` and ``prs/{trait}.png``."""
+    pdir = ctx.path("prs")
+    traits = traits_with(pdir, (".performance.json",))
+    if not traits:
+        return None
+    section = Section("prs", "Polygenic risk scores")
+    for trait in traits:
+        sub = Subsection(f"prs-{slug(trait)}", trait)
+        perf_path = pdir / f"{trait}.performance.json"
+        perf = read_json(perf_path) if perf_path.is_file() else {}
+        items = []
+        side = []
+        for key, label, kind in _PRS_KEYS:
+            if key not in perf:
+                continue
+            value = perf[key]
+            if kind == "count":
+                items.append((label, ctx.count_text(value)))
+            elif kind == "int":
+                items.append((label, fmt_int(value)))
+            elif kind == "p":
+                items.append((label, fmt_p(value)))
+            elif kind == "num":
+                items.append((label, fmt_num(value, digits=3)))
+            else:
+                items.append((label, _text(value)))
+        if items:
+            side.append(KeyValues(items, caption=f"Polygenic score for {trait}, evaluated on held-out samples."))
+        fig = make_figure(
+            pdir / f"{trait}.png",
+            fig_id=f"fig-prs-{slug(trait)}",
+            caption=f"Polygenic score performance for {trait} in the held-out test samples.",
+            alt=f"Plot of polygenic score performance for {trait}.",
+        )
+        if fig:
+            side.append(fig)
+        if side:
+            sub.blocks.append(side[0] if len(side) == 1 else Columns(side))
+        section.subsections.append(sub)
+        r2, r = to_float(perf.get("r2")), to_float(perf.get("r"))
+        auc = to_float(perf.get("auc"))
+        if r2 is not None or auc is not None:
+            text = f"Polygenic score for {trait}"
+            if to_int(perf.get("n_variants")) is not None:
+                text += f" ({fmt_int(perf['n_variants'])} variants)"
+            metrics = []
+            if r is not None:
+                metrics.append(f"r = {r:.2f}")
+            if r2 is not None:
+                metrics.append(f"r² = {r2:.3f}")
+            if auc is not None:
+                metrics.append(f"AUC = {auc:.2f}")
+            text += ": " + ", ".join(metrics)
+            if to_int(perf.get("n_test")) is not None:
+                text += f" in {ctx.count_text(perf['n_test'])} held-out samples"
+            section.findings.append(text + ".")
+    return section
+
+
+# --------------------------------------------------------------------------------------------
+# Single-cell
+
+_CELLTYPE_KEYS = ("cell_type_counts", "cells_per_type", "n_cells_per_type", "celltype_counts", "cell_types")
+_CLUSTER_KEYS = ("cluster_counts", "cells_per_cluster", "n_cells_per_cluster", "cluster_sizes")
+_SC_KEYS = [
+    ("n_cells_in", "Cells before QC", "count"),
+    ("n_cells_out", "Cells after QC", "count"),
+    ("n_genes_in", "Genes before filtering", "int"),
+    ("n_genes", "Genes after filtering", "int"),
+    ("n_genes_out", "Genes after filtering", "int"),
+    ("n_donors", "Donors", "count"),
+    ("n_hvg", "Highly variable genes", "int"),
+    ("n_pcs", "Principal components", "int"),
+    ("n_clusters", "Leiden clusters", "int"),
+    ("n_cell_types", "Annotated cell types", "int"),
+    ("doublet_method", "Doublet detection", "text"),
+    ("n_doublets_called", "Doublets called", "count"),
+    ("ari", "Adjusted Rand index vs. true cell types", "num"),
+    ("ari_all_retained", "Adjusted Rand index, all retained cells", "num"),
+    ("annotation_accuracy", "Annotation accuracy vs. truth", "num"),
+]
+_SC_REMOVED_LABELS = {"low_genes": "Too few genes detected", "high_mito": "High mitochondrial fraction",
+                      "doublets": "Doublets"}
+
+
+def _count_table(ctx: Context, counts: Mapping[str, Any], *, table_id: str, what: str, caption: str) -> Table:
+    order = sorted(counts, key=lambda k: (-(to_float(counts[k]) or 0), str(k)))
+    rows = [Row([Cell(str(k)), ctx.count(counts[k])]) for k in order]
+    return Table(
+        table_id,
+        [Column(what), Column("Cells", numeric=True)],
+        rows,
+        caption=caption,
+        note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}.",
+    )
+
+
+def _kv_known(ctx: Context, obj: Mapping[str, Any], keys) -> list[tuple[str, str]]:
+    items = []
+    for key, label, kind in keys:
+        if key not in obj:
+            continue
+        value = obj[key]
+        if kind == "count":
+            items.append((label, ctx.count_text(value)))
+        elif kind == "int":
+            items.append((label, fmt_int(value)))
+        elif kind == "p":
+            items.append((label, fmt_p(value)))
+        elif kind == "num":
+            items.append((label, fmt_num(value)))
+        else:
+            items.append((label, _text(value)))
+    return items
+
+
+def singlecell_section(ctx: Context) -> Section | None:
+    """``singlecell/summary.json``, ``umap.png``, ``markers.png``, ``qc.png``."""
+    sdir = ctx.path("singlecell")
+    files = {n: sdir / n for n in ("summary.json", "umap.png", "markers.png", "qc.png")}
+    if not any(p.is_file() for p in files.values()):
+        return None
+    section = Section("single-cell", "Single-cell expression")
+    summary = read_json(files["summary.json"]) if files["summary.json"].is_file() else {}
+    items = _kv_known(ctx, summary, _SC_KEYS)
+    left: list = [KeyValues(items, caption="Single-cell processing summary.")] if items else []
+    removed = summary.get("n_removed")
+    if isinstance(removed, Mapping) and removed:
+        left.append(
+            Table(
+                "tbl-sc-removed",
+                [Column("Filter"), Column("Cells removed", numeric=True)],
+                [Row([Cell(_SC_REMOVED_LABELS.get(str(k), _label(k))), ctx.count(v)]) for k, v in removed.items()],
+                caption="Cells removed by each QC filter.",
+                note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}.",
+            )
+        )
+    side: list = [left] if left else []
+    for keys, what, tid, caption in (
+        (_CELLTYPE_KEYS, "Cell type", "tbl-sc-celltypes", "Cells per annotated cell type after QC."),
+        (_CLUSTER_KEYS, "Cluster", "tbl-sc-clusters", "Cells per Leiden cluster after QC."),
+    ):
+        counts = next((summary[k] for k in keys if isinstance(summary.get(k), Mapping)), None)
+        if counts:
+            side.append(_count_table(ctx, counts, table_id=tid, what=what, caption=caption))
+    if side:
+        section.blocks.append(side[0] if len(side) == 1 else Columns(side))
+    figs = [
+        make_figure(
+            files["qc.png"],
+            fig_id="fig-sc-qc",
+            caption="Per-cell QC metrics (genes detected, total counts, mitochondrial fraction) "
+            "with the filter thresholds.",
+            alt="Distributions of per-cell quality-control metrics.",
+        ),
+        make_figure(
+            files["umap.png"],
+            fig_id="fig-sc-umap",
+            caption="UMAP embedding of the cells after QC, coloured by Leiden cluster / annotated cell type.",
+            alt="UMAP scatter plot of single cells coloured by cell type.",
+        ),
+        make_figure(
+            files["markers.png"],
+            fig_id="fig-sc-markers",
+            caption="Expression of the marker genes used for annotation, per cell type.",
+            alt="Dot plot of marker gene expression across cell types.",
+        ),
+    ]
+    figs = [f for f in figs if f]
+    if figs:
+        section.blocks.append(figs[0] if len(figs) == 1 else FigureGrid(figs))
+    n_in, n_out = to_int(summary.get("n_cells_in")), to_int(summary.get("n_cells_out"))
+    ctx.facts.update(n_cells_in=n_in, n_cells_out=n_out)
+    if n_out is not None:
+        text = f"Single-cell: {ctx.count_text(n_out)}"
+        text += f" of {ctx.count_text(n_in)} cells passed QC" if n_in is not None else " cells after QC"
+        extra = []
+        if to_int(summary.get("n_clusters")) is not None:
+            extra.append(f"{summary['n_clusters']} Leiden clusters")
+        if to_int(summary.get("n_cell_types")) is not None:
+            extra.append(f"{summary['n_cell_types']} annotated cell types")
+        section.findings.append(text + ("; " + ", ".join(extra) if extra else "") + ".")
+    return section
+
+
+# --------------------------------------------------------------------------------------------
+# Spatial
+
+
+def spatial_section(ctx: Context) -> Section | None:
+    """``spatial/summary.json`` and every ``spatial/*.png``."""
+    sdir = ctx.path("spatial")
+    if not sdir.is_dir():
+        return None
+    pngs = sorted(p for p in sdir.glob("*.png") if p.is_file())
+    summary_path = sdir / "summary.json"
+    if not summary_path.is_file() and not pngs:
+        return None
+    section = Section("spatial", "Spatial expression")
+    summary = read_json(summary_path) if summary_path.is_file() else {}
+    items = _kv_known(
+        ctx,
+        summary,
+        [
+            ("n_spots", "Spots", "int"),
+            ("n_genes", "Genes", "int"),
+            ("graph", "Neighbour graph", "text"),
+            ("n_neighbors", "Neighbours per spot", "int"),
+            ("n_perms", "Permutations", "int"),
+        ],
+    )
+    known = {"n_spots", "n_genes", "graph", "n_neighbors", "n_perms"}
+    items += _numeric_items(summary, skip=known)
+    if items:
+        section.blocks.append(KeyValues(items, caption="Spatial processing summary and statistics."))
+    figs = []
+    for png in pngs:
+        name = png.stem.replace("_", " ").replace(".", " ")
+        caption = (
+            "The tissue section: spots at their spatial coordinates."
+            if png.stem == "spatial"
+            else f"Spatial analysis: {name}."
+        )
+        fig = make_figure(
+            png,
+            fig_id=f"fig-spatial-{slug(png.stem)}",
+            caption=caption,
+            alt=f"Spatial plot of the tissue section ({name}).",
+        )
+        if fig:
+            figs.append(fig)
+    if figs:
+        section.blocks.append(figs[0] if len(figs) == 1 else FigureGrid(figs))
+    if to_int(summary.get("n_spots")) is not None:
+        section.findings.append(f"Spatial: {fmt_int(summary['n_spots'])} spots analysed.")
+    return section
+
+
+# --------------------------------------------------------------------------------------------
+# Genetics integration
+
+_P_NAMES = ("p", "pval", "p_value", "pvalue", "p_val", "mc_p", "mc_pval", "assoc_mcp", "p_empirical")
+_Q_NAMES = ("fdr", "q", "qval", "q_value", "padj", "p_adj", "assoc_mcfdr", "fdr_bh")
+_COUNT_COLUMN = re.compile(r"^(n|n_cells|ncells|cells|n_cell|count|n_spots)$", re.IGNORECASE)
+
+
+def _pick(header: list[str], names: tuple[str, ...], contains: str | None = None) -> str | None:
+    lower = {h.lower(): h for h in header}
+    for name in names:
+        if name in lower:
+            return lower[name]
+    if contains:
+        for h in header:
+            if contains in h.lower():
+                return h
+    return None
+
+
+def _ranking_table(ctx: Context, path: Path, trait: str):
+    """(table, top row, cell-type column, p column, FDR column) of a cell-type ranking TSV."""
+    header, recs = read_tsv(path)
+    type_col = _pick(header, ("cell_type", "celltype", "cell type"), contains="type") or (header[0] if header else None)
+    p_col = _pick(header, _P_NAMES, contains="pval")
+    q_col = _pick(header, _Q_NAMES, contains="fdr")
+    columns = []
+    for h in header:
+        if h in (p_col, q_col) or h.lower().startswith("p_") or h.lower().endswith("_p"):
+            kind = "p"
+        elif _COUNT_COLUMN.match(h):
+            kind = "count"
+        elif h == type_col:
+            kind = "text"
+        elif all(to_float(r.get(h)) is not None or r.get(h, "").upper() in {"", "NA", "NAN"} for r in recs) and recs:
+            kind = "num"
+        else:
+            kind = "text"
+        columns.append((h, kind))
+    rows = []
+    for rec in recs:
+        cells = []
+        for h, kind in columns:
+            raw = rec.get(h, "")
+            if kind == "p":
+                nl = neg_log10_p(raw)
+                cells.append(Cell(fmt_p(raw), None if nl is None else -nl))
+            elif kind == "count":
+                cells.append(ctx.count(raw))
+            elif kind == "num":
+                cells.append(Cell(fmt_num(raw), to_float(raw)))
+            else:
+                cells.append(Cell(raw))
+        rows.append(Row(cells))
+    table = Table(
+        f"tbl-celltypes-{slug(trait)}",
+        [
+            Column("Cell type" if h == type_col else _RANKING_LABELS.get(h, _label(h)), numeric=k != "text", title=h)
+            for h, k in columns
+        ],
+        rows,
+        caption=f"Cell types ranked by enrichment of {trait}'s genetic signal "
+        "(per-cell disease scores aggregated per cell type).",
+        note=f"Cell counts below {ctx.min_count} are shown as <{ctx.min_count}."
+        if any(k == "count" for _, k in columns)
+        else "",
+    )
+    top = recs[0] if recs else None  # the ranking file is written in rank order
+    return table, top, type_col, p_col, q_col
+
+
+_RANKING_LABELS = {
+    "rank": "Rank",
+    "n_cells": "Cells",
+    "mean_norm_score": "Mean normalised score",
+    "assoc_stat": "Association statistic",
+    "mc_p": "Monte-Carlo p",
+    "mc_z": "Monte-Carlo z",
+    "region": "Region",
+}
+_GENE_SCORE_KEYS = [
+    ("n_genes_annotated", "Genes in the annotation", "int"),
+    ("n_genes_tested", "Genes tested", "int"),
+    ("n_snps_used", "Variants used", "int"),
+    ("ld_samples", "LD reference samples", "count"),
+    ("window_kb", "Gene window (kb)", "num"),
+    ("test", "Gene test", "text"),
+]
+_INTEGRATION_KEYS = [
+    ("n_genes_used", "Disease genes used", "int"),
+    ("n_ctrl", "Control gene sets", "int"),
+    ("n_cells", "Cells scored", "count"),
+    ("n_cells_mc_p_below_0.05", "Cells with Monte-Carlo p < 0.05", "count"),
+    ("top_cell_type", "Top cell type", "text"),
+    ("top_cell_type_mc_p", "Top cell type, Monte-Carlo p", "p"),
+]
+_SPATIAL_SCORE_KEYS = [
+    ("n_spots", "Spots scored", "int"),
+    ("graph", "Neighbour graph", "text"),
+    ("morans_i", "Moran's I of the disease score", "num"),
+    ("morans_expected", "Moran's I expected under no autocorrelation", "num"),
+    ("morans_z", "Moran's I z", "num"),
+    ("morans_p_analytic", "Moran's I p (analytic)", "p"),
+    ("morans_p_permutation", "Moran's I p (permutation)", "p"),
+    ("n_perms", "Permutations", "int"),
+    ("top_region", "Top region", "text"),
+    ("region_source", "Regions from", "text"),
+]
+
+
+def _records_table(ctx: Context, records: list, *, table_id: str, caption: str, first: str) -> Table | None:
+    """A table of a JSON list of flat records (columns of the first record; counts suppressed)."""
+    records = [r for r in records if isinstance(r, Mapping)]
+    if not records:
+        return None
+    columns = [k for k in records[0] if not isinstance(records[0][k], (Mapping, list))]
+    kinds = {}
+    for c in columns:
+        if c == first or c in ("gene", "cell_type", "region"):
+            kinds[c] = "text"
+        elif c.lower() in _P_NAMES or c.lower().endswith("_p"):
+            kinds[c] = "p"
+        elif _COUNT_COLUMN.match(c):
+            kinds[c] = "count"
+        else:
+            kinds[c] = "num"
+    rows = []
+    for rec in records:
+        cells = []
+        for c in columns:
+            value = rec.get(c)
+            if kinds[c] == "p":
+                nl = neg_log10_p(value)
+                cells.append(Cell(fmt_p(value), None if nl is None else -nl))
+            elif kinds[c] == "count":
+                cells.append(ctx.count(value))
+            elif kinds[c] == "num":
+                cells.append(Cell(fmt_num(value), to_float(value)))
+            else:
+                cells.append(Cell(_text(value)))
+        rows.append(Row(cells))
+    labels = {**_RANKING_LABELS, "gene": "Gene", "z": "z", "n_snps": "Variants", "weight": "Weight"}
+    return Table(
+        table_id,
+        [Column(labels.get(c, _label(c)), numeric=kinds[c] != "text", title=c) for c in columns],
+        rows,
+        caption=caption,
+        note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}."
+        if any(k == "count" for k in kinds.values())
+        else "",
+    )
+
+
+def integration_section(ctx: Context) -> Section | None:
+    """Per trait: ``integration/{trait}.summary.json``, ``.celltype_ranking.tsv``, ``.png``, and the
+    spatial part from ``.spatial.json`` (or the summary's ``spatial`` key) and ``.spatial.png``."""
+    idir = ctx.path("integration")
+    traits = traits_with(idir, (".summary.json", ".celltype_ranking.tsv", ".spatial.json"))
+    if not traits:
+        return None
+    section = Section("integration", "Genetics × single-cell integration")
+    for trait in traits:
+        sub = Subsection(f"integration-{slug(trait)}", trait)
+        spath = idir / f"{trait}.summary.json"
+        summary = read_json(spath) if spath.is_file() else {}
+        gene_scores = summary.get("gene_scores") if isinstance(summary.get("gene_scores"), Mapping) else {}
+        items = _kv_known(ctx, gene_scores, _GENE_SCORE_KEYS) + _kv_known(ctx, summary, _INTEGRATION_KEYS)
+        side: list = []
+        if items:
+            side.append(KeyValues(items, caption=f"From {trait}'s GWAS to gene scores and per-cell disease scores."))
+        top = type_col = p_col = q_col = None
+        n_types = 0
+        rpath = idir / f"{trait}.celltype_ranking.tsv"
+        if rpath.is_file():
+            table, top, type_col, p_col, q_col = _ranking_table(ctx, rpath, trait)
+            n_types = len(table.rows)
+            side.append(table)
+        if side:
+            sub.blocks.append(side[0] if len(side) == 1 else Columns(side))
+        genes = summary.get("top_genes")
+        if isinstance(genes, list):
+            table = _records_table(
+                ctx,
+                genes,
+                table_id=f"tbl-genes-{slug(trait)}",
+                caption=f"Genes most associated with {trait} (MAGMA-style gene test).",
+                first="gene",
+            )
+            if table:
+                sub.blocks.append(table)
+        fig = make_figure(
+            idir / f"{trait}.png",
+            fig_id=f"fig-integration-{slug(trait)}",
+            caption=f"Association of each cell type with {trait}'s disease genes (scDRS-style per-cell "
+            "scores against matched control gene sets).",
+            alt=f"Chart of cell-type association with {trait}.",
+        )
+        if fig:
+            sub.blocks.append(fig)
+        spatial = summary.get("spatial") if isinstance(summary.get("spatial"), Mapping) else {}
+        spatial_path = idir / f"{trait}.spatial.json"
+        if spatial_path.is_file():
+            spatial = read_json(spatial_path)
+            if isinstance(spatial.get("spatial"), Mapping):
+                spatial = spatial["spatial"]
+        spatial_fig = make_figure(
+            idir / f"{trait}.spatial.png",
+            fig_id=f"fig-integration-spatial-{slug(trait)}",
+            caption=f"Disease scores for {trait} on the tissue section; spatial autocorrelation by Moran's I.",
+            alt=f"Spatial map of disease scores for {trait}.",
+        )
+        spatial_items = _kv_known(ctx, spatial, _SPATIAL_SCORE_KEYS)
+        spatial_side: list = []
+        if spatial_items:
+            spatial_side.append(KeyValues(spatial_items, caption=f"Spatial pattern of {trait}'s disease score."))
+        regions = spatial.get("regions")
+        if isinstance(regions, list):
+            table = _records_table(
+                ctx,
+                regions,
+                table_id=f"tbl-regions-{slug(trait)}",
+                caption=f"Tissue regions ranked by association with {trait}.",
+                first="region",
+            )
+            if table:
+                spatial_side.append(table)
+        if spatial_fig and spatial_side:
+            sub.blocks.append(Columns([spatial_fig, spatial_side]))
+        else:
+            sub.blocks += ([spatial_fig] if spatial_fig else []) + spatial_side
+        section.subsections.append(sub)
+        finding = _integration_finding(trait, summary, top, type_col, p_col, q_col, n_types)
+        if finding:
+            section.findings.append(finding)
+        if to_float(spatial.get("morans_i")) is not None:
+            p_perm = spatial.get("morans_p_permutation", spatial.get("morans_p_analytic"))
+            text = f"{trait}: the disease score is spatially autocorrelated (Moran's I = {fmt_num(spatial['morans_i'])}"
+            text += f", p = {fmt_p(p_perm)})" if p_perm is not None else ")"
+            if isinstance(spatial.get("top_region"), str):
+                text += f"; highest in region {spatial['top_region']}"
+            section.findings.append(text + ".")
+    return section
+
+
+def _integration_finding(trait, summary, top, type_col, p_col, q_col, n_types) -> str | None:
+    """One sentence on the top cell type: "enriched" only when it is significant (FDR < 0.05, or
+    without an FDR column p below 0.05 Bonferroni-corrected over the cell types)."""
+    if top is not None and type_col:
+        cell_type = top.get(type_col, "?")
+        q = to_float(top.get(q_col)) if q_col else None
+        p = neg_log10_p(top.get(p_col)) if p_col else None
+        if q is not None:
+            stat, significant, rule = f"FDR = {fmt_p(top.get(q_col))}", q < 0.05, "FDR < 0.05 needed"
+        elif p is not None:
+            alpha = 0.05 / max(n_types, 1)
+            stat, significant = f"p = {fmt_p(top.get(p_col))}", p > -math.log10(alpha)
+            rule = f"p < {fmt_p(alpha)} needed after correction for {n_types} cell types"
+        else:
+            stat, significant, rule = "", True, ""
+        if not significant:
+            return f"{trait}: the strongest signal is in {cell_type} cells ({stat}), not significant ({rule})."
+        return f"{trait}: the trait's genetic signal is enriched in {cell_type} cells" + (f" ({stat})." if stat else ".")
+    if isinstance(summary.get("top_cell_type"), str):
+        return f"{trait}: the trait's genetic signal is strongest in {summary['top_cell_type']} cells."
+    return None
