@@ -12,6 +12,7 @@ run_step(
     simulate_reads,
     out_dir=Path(snakemake.output.bam).parent.parent,
     reference=snakemake.input.reference,
+    haplotypes=snakemake.input.haplotypes,
     samples=[snakemake.wildcards.sample],
     region=(chrom, start, end),
     coverage=demo["reads"]["coverage"],

@@ -26,7 +26,8 @@ def _cmd_simulate_demo(a):
                        n_chromosomes=a.n_chromosomes, chrom_length=a.chrom_length, seed=a.seed)
     chrom, span = a.region.split(":")
     start, end = (int(x) for x in span.split("-"))
-    simulate_reads(out, reference=out / "reference.fa", samples=a.bam_samples.split(","),
+    simulate_reads(out, reference=out / "reference.fa", haplotypes=out / "genotypes" / "true_haplotypes.npz",
+                   samples=a.bam_samples.split(","),
                    region=(chrom, start, end), coverage=a.coverage, seed=a.seed)
     vcfs = sorted(str(p) for p in (out / "genotypes").glob("chr*.vcf.gz"))
     simulate_expression(out, genes_gtf=out / "genes.gtf", truth_json=out / "truth.json", vcf_paths=vcfs,
