@@ -14,4 +14,5 @@ run_step(
     out_summary=snakemake.output.summary,
     out_dir_figures=Path(snakemake.output.umap).parent,
     **sc,
+    threads=snakemake.threads,
 )

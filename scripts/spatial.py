@@ -14,4 +14,5 @@ run_step(
     n_neighbors=sp["n_neighbors"],
     n_perms=sp["n_perms"],
     seed=sp["seed"],
+    threads=snakemake.threads,
 )
