@@ -32,6 +32,9 @@ rule gwas:
     output:
         with_pcs=res("{cohort}", "gwas/{trait}.tsv.gz"),
         without_pcs=res("{cohort}", "gwas/{trait}.nopcs.tsv.gz"),
+        # GWAS-SSF metadata sidecars (model, sample size, Firth count)
+        meta=res("{cohort}", "gwas/{trait}.tsv.gz-meta.yaml"),
+        meta_nopcs=res("{cohort}", "gwas/{trait}.nopcs.tsv.gz-meta.yaml"),
     params:
         covariates=config["gwas"]["covariates"],
         n_pcs=config["gwas"]["n_pcs"],
