@@ -95,7 +95,7 @@ def _singlecell_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[d
     obs = anndata.read_h5ad(path, backed="r").obs
     cells = pd.read_csv(truth_dir / sc_truth["cell_truth_file"], sep="\t", index_col=0)
     joined = obs.join(cells, how="inner")
-    truth_col = cells.columns[0]
+    truth_col = "true_cell_type"
     checks = []
     ari = adjusted_rand_score(joined[truth_col].astype(str), joined["cell_type"].astype(str))
     checks.append(_check("Single-cell", "annotated cell types vs planted types (ARI)", f">= {ARI_MIN}", f"{ari:.3f}", ari >= ARI_MIN))

@@ -71,22 +71,36 @@ def manhattan_plot(sumstats: pd.DataFrame, *, leads: pd.DataFrame, out: str | Pa
 
 
 def qq_plot(series: list[tuple[str, np.ndarray]], *, out: str | Path, title: str) -> None:
-    """QQ plot of observed vs expected -log10 p; ``series`` = [(legend label, -log10 p array)]."""
-    fig = Figure(figsize=(5, 5))
-    ax = fig.add_subplot()
-    top = 1.0
+    """QQ plot of observed vs expected -log10 p; ``series`` = [(legend label, -log10 p array)].
+
+    Two panels: all variants, and the bulk of the distribution (observed up to twice the largest
+    expected value), where genome-wide inflation such as stratification shows; strong true
+    signals would otherwise squash it into a corner.
+    """
+    fig = Figure(figsize=(9, 4.5))
+    axes = fig.subplots(1, 2)
+    points = []
     for (label, nl10), colour in zip(series, ("#1f4e79", "#e67e22", "#27ae60")):
         obs = np.sort(nl10[np.isfinite(nl10)])[::-1]
         n = len(obs)
         if n == 0:
             continue
         exp = -np.log10((np.arange(1, n + 1) - 0.5) / n)
-        ax.scatter(exp, obs, s=4, c=colour, linewidths=0, label=label, rasterized=True)
-        top = max(top, exp.max(), obs.max())
-    ax.plot([0, top], [0, top], color="grey", linewidth=1)
-    ax.set_xlabel(r"expected $-\log_{10}(p)$")
-    ax.set_ylabel(r"observed $-\log_{10}(p)$")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8, markerscale=3)
+        points.append((label, colour, exp, obs))
+    max_exp = max((p[2].max() for p in points), default=1.0)
+    max_obs = max((p[3].max() for p in points), default=1.0)
+    for ax, ylim, panel in ((axes[0], max(max_obs, max_exp) * 1.05, "all variants"),
+                            (axes[1], 2 * max_exp, "bulk of the distribution")):
+        for label, colour, exp, obs in points:
+            keep = obs <= ylim
+            ax.scatter(exp[keep], obs[keep], s=4, c=colour, linewidths=0, label=label, rasterized=True)
+        ax.plot([0, max_exp], [0, max_exp], color="grey", linewidth=1)
+        ax.set_xlim(0, max_exp * 1.05)
+        ax.set_ylim(0, ylim)
+        ax.set_xlabel(r"expected $-\log_{10}(p)$")
+        ax.set_ylabel(r"observed $-\log_{10}(p)$")
+        ax.set_title(panel, fontsize=10)
+        ax.legend(loc="upper left", fontsize=8, markerscale=3)
+    fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, out)
