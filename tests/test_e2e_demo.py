@@ -181,6 +181,31 @@ def test_rerun_gives_byte_identical_outputs(demo_run):
     assert _digests(paths) == before
 
 
+def test_cli_stages_on_demo_results(demo_run, tmp_path):
+    """The console script runs the same library functions on the workflow's files."""
+    results = _results(demo_run)
+    cli = [sys.executable, "-m", "cohortflow.cli"]
+
+    def run(*args):
+        proc = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run("gwas", "--bfile", str(results / "qc" / "qc"), "--pheno", str(demo_run / "data" / "demo" / "phenotypes.tsv"),
+        "--pheno-name", "quant_trait", "--covar", str(results / "gwas" / "covariates.tsv"),
+        "--covar-name", "sex", "age", "PC1", "PC2", "PC3", "PC4", "--out", str(tmp_path / "cli"))
+    assert (tmp_path / "cli.quant_trait.tsv.gz").read_bytes() == (results / "gwas" / "quant_trait.tsv.gz").read_bytes()
+    run("disease-score", "--h5ad", str(results / "singlecell" / "sc.h5ad"),
+        "--gene-scores", str(results / "integration" / "quant_trait.gene_scores.tsv"), "--n-genes", "30",
+        "--n-ctrl", "200", "--out", str(tmp_path / "ds"))
+    ours = pd.read_csv(tmp_path / "ds.celltype_ranking.tsv", sep="\t")
+    theirs = pd.read_csv(results / "integration" / "quant_trait.celltype_ranking.tsv", sep="\t")
+    pd.testing.assert_frame_equal(ours, theirs)
+    proc = run("check-truth", "--truth", str(demo_run / "data" / "demo" / "truth.json"),
+               "--results-dir", str(results), "--out", str(tmp_path / "truth.json"))
+    assert "FAIL" not in proc.stdout and proc.stdout.count("PASS") >= 20
+
+
 def test_second_run_does_nothing(demo_run):
     proc = _snakemake(demo_run, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -475,6 +475,24 @@ def disease_scores(adata, *, gene_scores: pd.DataFrame | str | Path, n_genes: in
     return cells, ranking
 
 
+def disease_score_files(*, h5ad: str | Path, gene_scores: str | Path, n_genes: int | None = None,
+                        n_ctrl: int = 200, seed: int = 0, cell_type_key: str = "cell_type",
+                        out_prefix: str | Path) -> pd.DataFrame:
+    """:func:`disease_scores` from files: writes ``{out_prefix}.cell_scores.tsv.gz`` (cell, cell_type,
+    raw_score, norm_score, mc_p) and ``{out_prefix}.celltype_ranking.tsv``; returns the ranking."""
+    import anndata
+
+    try:
+        adata = anndata.read_h5ad(h5ad)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputFormatError(f"cannot read AnnData ({exc})", path=h5ad) from None
+    cells, ranking = disease_scores(adata, gene_scores=gene_scores, n_genes=n_genes, n_ctrl=n_ctrl, seed=seed,
+                                    cell_type_key=cell_type_key)
+    _write_tsv(f"{out_prefix}.cell_scores.tsv.gz", cells)
+    _write_tsv(f"{out_prefix}.celltype_ranking.tsv", ranking)
+    return ranking
+
+
 # ---------------------------------------------------------------------------------------------
 # spatial slide
 # ---------------------------------------------------------------------------------------------
