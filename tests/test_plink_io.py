@@ -55,6 +55,17 @@ def test_reads_real_fileset_blockwise():
     assert set(np.unique(whole)) <= {-1, 0, 1, 2}
 
 
+def test_read_rows_matches_full_read(tmp_path):
+    rng = np.random.default_rng(3)
+    geno = rng.choice([-1, 0, 1, 2], size=(300, 23)).astype(np.int8)
+    bed = open_bed(_fileset(tmp_path, geno))
+    rows = np.array([0, 1, 5, 70, 71, 200, 299])
+    samples = np.array([3, 0, 22, 7])
+    np.testing.assert_array_equal(bed.read_rows(rows), geno[rows])
+    np.testing.assert_array_equal(bed.read_rows(rows, samples, max_gap=1), geno[rows][:, samples])
+    assert bed.read_rows(np.array([], dtype=int)).shape == (0, 23)
+
+
 def test_truncated_bed_is_refused(tmp_path):
     prefix = _fileset(tmp_path, np.zeros((4, 9), dtype=np.int8))
     data = (tmp_path / "x.bed").read_bytes()

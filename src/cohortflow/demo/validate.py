@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cohortflow.io.atomic import write_json_atomic
+from cohortflow.io.h5ad import read_h5ad
 
 LAMBDA_RANGE = (0.95, 1.10)
 LAMBDA_NOPCS_MIN = 1.15
@@ -90,9 +91,7 @@ def _singlecell_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[d
     path = results / "singlecell" / "sc.h5ad"
     if not path.exists():
         return []
-    import anndata
-
-    obs = anndata.read_h5ad(path, backed="r").obs
+    obs = read_h5ad(path, backed="r").obs
     cells = pd.read_csv(truth_dir / sc_truth["cell_truth_file"], sep="\t", index_col=0)
     joined = obs.join(cells, how="inner")
     truth_col = "true_cell_type"

@@ -124,6 +124,22 @@ class Bed:
         raw = np.frombuffer(buf, dtype=np.uint8).reshape(count, nb)
         return decode_bed_block(raw, self.n_samples, _BYTE_TABLE)
 
+    def read_rows(self, rows: np.ndarray, samples: np.ndarray | None = None, *, max_gap: int = 64) -> np.ndarray:
+        """Genotypes of the ascending .bim rows ``rows`` (int8, rows x samples), optionally only the
+        sample indices ``samples``; reads contiguous runs, merging gaps up to ``max_gap`` rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n_out = self.n_samples if samples is None else len(samples)
+        out = np.empty((rows.size, n_out), dtype=np.int8)
+        i = 0
+        while i < rows.size:
+            j = i
+            while j + 1 < rows.size and rows[j + 1] - rows[j] <= max_gap:
+                j += 1
+            block = self.read(int(rows[i]), int(rows[j]) + 1)[rows[i:j + 1] - rows[i]]
+            out[i:j + 1] = block if samples is None else block[:, samples]
+            i = j + 1
+        return out
+
     def iter_blocks(self, block_size: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (start index, int8 genotype block) over all variants."""
         for start in range(0, self.n_variants, block_size):

@@ -30,27 +30,12 @@ from cohortflow.io.pheno import read_pheno_table, to_binary01
 from cohortflow.io.plink import open_bed
 from cohortflow.io.sumstats import read_sumstats
 from cohortflow.prs import kernels
+from cohortflow.variants.kernels import standardize_rows
 
 WEIGHT_COLUMNS = ["variant_id", "chromosome", "base_pair_location", "effect_allele", "other_allele", "weight"]
 DEFAULT_P_THRESHOLDS = (5e-8, 1e-6, 1e-4, 1e-3, 1e-2)
 VALIDATION_FRACTION = 0.25
 
-
-def _read_rows(bed, rows: np.ndarray, sample_idx: np.ndarray, block_size: int = 4096) -> np.ndarray:
-    """Genotypes of variant rows ``rows`` (ascending) for samples ``sample_idx`` (int8, rows x samples)."""
-    out = np.empty((len(rows), len(sample_idx)), dtype=np.int8)
-    if len(rows) == 0:
-        return out
-    done = 0
-    for start in range(0, bed.n_variants, block_size):
-        stop = start + block_size
-        sel = rows[(rows >= start) & (rows < stop)]
-        if len(sel) == 0:
-            continue
-        block = bed.read(start, stop)
-        out[done:done + len(sel)] = block[sel - start][:, sample_idx]
-        done += len(sel)
-    return out
 
 
 def score_genotypes(geno: np.ndarray, weights: np.ndarray, effect_allele_freq: np.ndarray) -> np.ndarray:
@@ -71,11 +56,11 @@ def clump_sumstats(bed, sumstats: pd.DataFrame, sample_idx: np.ndarray, *, p_max
     cand["row"] = cand.index.to_numpy()
     if cand.empty:
         return cand
-    geno = _read_rows(bed, cand["row"].to_numpy(), sample_idx)
+    geno = bed.read_rows(cand["row"].to_numpy(), sample_idx)
     called = geno >= 0
     # exact effect allele frequency in these samples (for mean imputation when scoring)
     cand["sample_freq"] = np.where(called, geno, 0).sum(axis=1) / np.maximum(2 * called.sum(axis=1), 1)
-    z = kernels.standardize_genotypes(geno)
+    z, _ = standardize_rows(geno)
     order = np.lexsort((np.arange(len(cand)), -cand["neg_log10_p"].to_numpy()))
     chrom_codes = pd.factorize(cand["chromosome"].astype(str))[0].astype(np.int64)
     keep = kernels.clump(order.astype(np.int64), chrom_codes, cand["base_pair_location"].to_numpy(np.float64), z,
@@ -188,7 +173,7 @@ def prs_clump_threshold(*, bfile: str | Path, pheno: str | Path, trait: str, cov
 
         def threshold_scores(ss, clump_idx, score_idx):
             index = clump_sumstats(bed, ss, clump_idx, p_max=thresholds[-1], clump_r2=clump_r2, clump_kb=clump_kb)
-            geno = _read_rows(bed, index["row"].to_numpy(), score_idx) if len(index) else None
+            geno = bed.read_rows(index["row"].to_numpy(), score_idx) if len(index) else None
             out = []
             for t in thresholds:
                 sel = (index["neg_log10_p"] > -math.log10(t)).to_numpy()

@@ -6,40 +6,6 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, parallel=True)
-def standardize_genotypes(geno: np.ndarray) -> np.ndarray:
-    """Genotypes (m x n int8, -1 missing) centred and scaled to unit variance per variant, missing
-    calls set to the mean (0 after centring); constant variants become all zero."""
-    m, n = geno.shape
-    out = np.zeros((m, n))
-    for v in numba.prange(m):
-        c = 0
-        s = 0.0
-        for i in range(n):
-            g = geno[v, i]
-            if g >= 0:
-                c += 1
-                s += g
-        if c == 0:
-            continue
-        mean = s / c
-        ss = 0.0
-        for i in range(n):
-            g = geno[v, i]
-            if g >= 0:
-                d = g - mean
-                out[v, i] = d
-                ss += d * d
-        if ss > 0:
-            sd = np.sqrt(ss / n)
-            for i in range(n):
-                out[v, i] /= sd
-        else:
-            for i in range(n):
-                out[v, i] = 0.0
-    return out
-
-
 @numba.njit(cache=True)
 def clump(order: np.ndarray, chrom: np.ndarray, pos: np.ndarray, z: np.ndarray, r2_max: float,
           window_bp: float) -> np.ndarray:

@@ -41,13 +41,11 @@ from scipy import special, stats
 from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.io.atomic import atomic_open, write_json_atomic
 from cohortflow.io.gtf import read_gtf_genes
+from cohortflow.io.h5ad import read_h5ad
 from cohortflow.io.plink import open_bed
 from cohortflow.io.sumstats import read_sumstats
-from cohortflow.singlecell.integration_kernels import (
-    pooled_upper_counts,
-    quadform_saddlepoint,
-    standardize_genotypes,
-)
+from cohortflow.singlecell.integration_kernels import pooled_upper_counts, quadform_saddlepoint
+from cohortflow.variants.kernels import standardize_rows
 
 GENE_SCORE_COLUMNS = ["gene", "chromosome", "start", "end", "n_snps", "stat", "p_value", "z"]
 CELL_SCORE_COLUMNS = ["cell", "cell_type", "raw_score", "norm_score", "mc_p"]
@@ -127,19 +125,6 @@ def quadform_pvalue(stat: float, eigenvalues: np.ndarray, *, method: str = "sadd
     return p, z
 
 
-def _read_rows(bed, rows: np.ndarray) -> np.ndarray:
-    """Genotypes of the sorted .bim rows ``rows``, reading contiguous runs (small gaps merged)."""
-    out = np.empty((rows.size, bed.n_samples), dtype=np.int8)
-    i = 0
-    while i < rows.size:
-        j = i
-        while j + 1 < rows.size and rows[j + 1] - rows[j] <= 64:
-            j += 1
-        block = bed.read(int(rows[i]), int(rows[j]) + 1)
-        out[i:j + 1] = block[rows[i:j + 1] - rows[i]]
-        i = j + 1
-    return out
-
 
 def gene_scores(*, bfile: str | Path, sumstats: str | Path, genes_gtf: str | Path, window_kb: float = 10.0,
                 max_snps_per_gene: int = 1000, ld_max_samples: int = 1000, method: str = "saddlepoint",
@@ -200,8 +185,7 @@ def gene_scores(*, bfile: str | Path, sumstats: str | Path, genes_gtf: str | Pat
         order = np.argsort(sub["row"].to_numpy(), kind="stable")
         bim_rows = sub["row"].to_numpy()[order]
         z = sub["z"].to_numpy()[order]
-        geno = _read_rows(bed, bim_rows)
-        std, poly = standardize_genotypes(geno, sample_idx)
+        std, poly = standardize_rows(bed.read_rows(bim_rows, sample_idx))
         if not poly.any():
             continue
         std = std[poly]
@@ -480,12 +464,7 @@ def disease_score_files(*, h5ad: str | Path, gene_scores: str | Path, n_genes: i
                         out_prefix: str | Path) -> pd.DataFrame:
     """:func:`disease_scores` from files: writes ``{out_prefix}.cell_scores.tsv.gz`` (cell, cell_type,
     raw_score, norm_score, mc_p) and ``{out_prefix}.celltype_ranking.tsv``; returns the ranking."""
-    import anndata
-
-    try:
-        adata = anndata.read_h5ad(h5ad)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputFormatError(f"cannot read AnnData ({exc})", path=h5ad) from None
+    adata = read_h5ad(h5ad)
     cells, ranking = disease_scores(adata, gene_scores=gene_scores, n_genes=n_genes, n_ctrl=n_ctrl, seed=seed,
                                     cell_type_key=cell_type_key)
     _write_tsv(f"{out_prefix}.cell_scores.tsv.gz", cells)
@@ -626,18 +605,13 @@ def integrate(*, sumstats: str | Path, bfile: str | Path, genes_gtf: str | Path,
     ``out_summary`` (JSON, returned too), ``out_png`` (cell-type association bars),
     ``out_spatial_png`` (map of spot scores; when ``spatial_h5ad``).
     """
-    import anndata
-
     from cohortflow.singlecell.integration_plots import plot_celltype_ranking
 
     if spatial_h5ad is not None and (out_spatial_scores is None or out_spatial_png is None):
         raise CohortflowError("spatial_h5ad given without out_spatial_scores and out_spatial_png")
     genes_table = gene_scores(bfile=bfile, sumstats=sumstats, genes_gtf=genes_gtf, window_kb=window_kb,
                               ld_max_samples=ld_max_samples, seed=seed, out=out_gene_scores)
-    try:
-        adata = anndata.read_h5ad(sc_h5ad)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputFormatError(f"cannot read AnnData ({exc})", path=sc_h5ad) from None
+    adata = read_h5ad(sc_h5ad)
     cells, ranking = disease_scores(adata, gene_scores=genes_table, n_genes=n_genes, n_ctrl=n_ctrl, seed=seed,
                                     cell_type_key=cell_type_key)
     _write_tsv(out_cell_scores, cells)
@@ -667,10 +641,7 @@ def integrate(*, sumstats: str | Path, bfile: str | Path, genes_gtf: str | Path,
         "spatial": None,
     }
     if spatial_h5ad is not None:
-        try:
-            sdata = anndata.read_h5ad(spatial_h5ad)
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputFormatError(f"cannot read AnnData ({exc})", path=spatial_h5ad) from None
+        sdata = read_h5ad(spatial_h5ad)
         summary["spatial"] = _spatial_outputs(sdata, used, trait=trait, n_ctrl=n_ctrl, seed=seed, n_perms=n_perms,
                                               out_scores=out_spatial_scores, out_png=out_spatial_png)
     write_json_atomic(out_summary, summary)
@@ -698,17 +669,12 @@ def spatial_integration(*, spatial_h5ad: str | Path, integration_summary: str | 
     """
     import json
 
-    import anndata
-
     cells_summary = json.loads(Path(integration_summary).read_text())
     genes = cells_summary.get("disease_genes") or []
     if not genes:
         raise CohortflowError("no disease genes in the integration summary", path=integration_summary)
     disease_genes = pd.Series([g["weight"] for g in genes], index=[g["gene"] for g in genes], dtype=float)
-    try:
-        sdata = anndata.read_h5ad(spatial_h5ad)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputFormatError(f"cannot read AnnData ({exc})", path=spatial_h5ad) from None
+    sdata = read_h5ad(spatial_h5ad)
     info = _spatial_outputs(sdata, disease_genes, trait=trait, n_ctrl=n_ctrl, seed=seed, n_perms=n_perms,
                             out_scores=out_scores, out_png=out_png)
     summary = {"trait": trait, **info}

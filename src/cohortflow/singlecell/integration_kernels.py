@@ -1,6 +1,5 @@
 """numba kernels of the genetics integration stage (pure functions on numpy arrays, no I/O).
 
-- :func:`standardize_genotypes`: A1 counts -> mean-imputed, standardised rows (for LD matrices).
 - :func:`quadform_saddlepoint`: saddlepoint tail of a weighted sum of independent chi2(1)
   variables (the null of the SNP-wise mean gene statistic), returned as the Barndorff-Nielsen
   r* normal deviate, so that P(Q > q) = Phi(-r*) without loss of precision in the far tail.
@@ -15,45 +14,6 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
-def standardize_genotypes(geno: np.ndarray, sample_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standardise genotype rows over the samples ``sample_idx``.
-
-    ``geno`` is int8 (variants x samples), A1 counts with -1 missing. Missing calls are set to the
-    row mean (so they contribute 0 after centring). Returns ``(z, polymorphic)``: float64
-    (variants x len(sample_idx)) rows with mean 0 and mean square 1, and a boolean mask that is
-    False for rows with no variation (their z row is all 0).
-    """
-    m = geno.shape[0]
-    n = sample_idx.shape[0]
-    out = np.zeros((m, n), dtype=np.float64)
-    poly = np.zeros(m, dtype=np.bool_)
-    for v in range(m):
-        total = 0.0
-        count = 0
-        for i in range(n):
-            g = geno[v, sample_idx[i]]
-            if g >= 0:
-                total += g
-                count += 1
-        if count == 0:
-            continue
-        mean = total / count
-        ss = 0.0
-        for i in range(n):
-            g = geno[v, sample_idx[i]]
-            x = (g - mean) if g >= 0 else 0.0
-            out[v, i] = x
-            ss += x * x
-        if ss <= 1e-12 * n:
-            for i in range(n):
-                out[v, i] = 0.0
-            continue
-        scale = 1.0 / math.sqrt(ss / n)
-        for i in range(n):
-            out[v, i] *= scale
-        poly[v] = True
-    return out, poly
 
 
 @numba.njit(cache=True)

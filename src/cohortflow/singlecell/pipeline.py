@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cohortflow.errors import ConfigError, InputFormatError
+from cohortflow.io.h5ad import read_h5ad
 from cohortflow.io.atomic import atomic_path, write_json_atomic
 
 __all__ = ["run_singlecell", "read_markers", "annotate_by_markers", "compute_neighbors", "threshold_minimum",
@@ -197,7 +198,6 @@ def run_singlecell(
 
     # BLAS/OpenMP threads follow the rule's `threads`; oversubscribed BLAS makes PCA 5x slower.
     with threadpool_limits(limits=max(1, int(threads))):
-        import anndata as ad
         import scanpy as sc
 
         from cohortflow.singlecell import plots
@@ -215,7 +215,7 @@ def run_singlecell(
             if value < 0 or (name in ("n_hvg", "n_pcs", "n_neighbors") and value < 2):
                 raise ConfigError(f"singlecell.{name} = {value} is out of range")
         marker_sets = read_markers(markers)
-        adata = ad.read_h5ad(h5ad)
+        adata = read_h5ad(h5ad)
         _check_counts(adata, h5ad)
         adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
         adata.var_names_make_unique()

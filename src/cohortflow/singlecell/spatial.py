@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cohortflow.errors import ConfigError, InputFormatError
+from cohortflow.io.h5ad import read_h5ad
 from cohortflow.io.atomic import atomic_path, write_json_atomic, write_table_atomic
 from cohortflow.singlecell import kernels
 
@@ -155,7 +156,6 @@ def run_spatial(
     ``threads`` caps BLAS and numba threads (the permutations run in parallel; results do not
     depend on the thread count). Returns the summary dictionary.
     """
-    import anndata as ad
     import scanpy as sc
     from threadpoolctl import threadpool_limits
 
@@ -172,7 +172,7 @@ def run_spatial(
 
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     with threadpool_limits(limits=max(1, int(threads))):
-        adata = ad.read_h5ad(h5ad)
+        adata = read_h5ad(h5ad)
         if "spatial" not in adata.obsm:
             raise InputFormatError("no obsm['spatial'] (spot coordinates)", path=h5ad)
         coords = np.asarray(adata.obsm["spatial"], dtype=np.float64)

@@ -328,3 +328,42 @@ def ld_prune_greedy(z: np.ndarray, chrom: np.ndarray, pos: np.ndarray, keep: np.
                     break
             j -= 1
         keep[i] = ok
+
+
+@numba.njit(cache=True)
+def standardize_rows(geno: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Genotype rows (int8 A1 counts, -1 missing) centred and scaled to mean square 1 over the
+    samples, missing calls set to the row mean (0 after centring), for LD (r = z z' / n).
+
+    Returns ``(z, polymorphic)``: float64 z (variants x samples) and a mask that is False for rows
+    without variation (their z row is all 0).
+    """
+    m, n = geno.shape
+    out = np.zeros((m, n), dtype=np.float64)
+    poly = np.zeros(m, dtype=np.bool_)
+    for v in range(m):
+        total = 0.0
+        count = 0
+        for i in range(n):
+            g = geno[v, i]
+            if g >= 0:
+                total += g
+                count += 1
+        if count == 0:
+            continue
+        mean = total / count
+        ss = 0.0
+        for i in range(n):
+            g = geno[v, i]
+            x = (g - mean) if g >= 0 else 0.0
+            out[v, i] = x
+            ss += x * x
+        if ss <= 1e-12 * n:
+            for i in range(n):
+                out[v, i] = 0.0
+            continue
+        scale = 1.0 / np.sqrt(ss / n)
+        for i in range(n):
+            out[v, i] *= scale
+        poly[v] = True
+    return out, poly
