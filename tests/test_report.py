@@ -591,3 +591,20 @@ def test_integration_spatial_json(tmp_path):
     assert rows_of(page, "tbl-regions-t")["1"][1:3] == ["cortex", "300"]
     text = (tmp_path / "r.html").read_text()
     assert "t: the disease score is spatially autocorrelated (Moran&#39;s I = 0.25, p = 0.002); highest in region cortex." in text
+
+
+def test_spatial_summary_is_described_not_dumped(tmp_path):
+    """The spot graph and spatially variable feature counts read as sentences, never as raw dicts
+    or as 'genome-wide significant variants'."""
+    res = tmp_path / "results"
+    (res / "spatial").mkdir(parents=True)
+    (res / "spatial" / "summary.json").write_text(json.dumps({
+        "n_spots": 2500, "n_genes": 381, "n_perms": 199, "fdr": 0.05,
+        "graph": {"type": "knn", "n_neighbors": 6, "radius": None, "mean_degree": 6.12, "n_edges": 7653},
+        "n_significant": {"moran_norm": 148, "moran_sim": 141, "geary_norm": 147},
+        "top_moran": [{"feature": "GENE1", "I": 0.45, "C": 0.55, "pval_norm": 1e-30, "pval_sim": 0.005}],
+    }))
+    html = build(res, tmp_path / "r.html")
+    assert "{&#39;" not in html and "{'" not in html
+    assert "Genome-wide significant variants" not in html
+    assert "knn: 6 nearest neighbours" in html and "Spatially variable features" in html and "GENE1" in html

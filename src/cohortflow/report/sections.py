@@ -929,10 +929,33 @@ def spatial_section(ctx: Context) -> Section | None:
             ("n_perms", "Permutations", "int"),
         ],
     )
-    known = {"n_spots", "n_genes", "graph", "n_neighbors", "n_perms"}
-    items += _numeric_items(summary, skip=known)
+    graph = summary.get("graph")
+    if isinstance(graph, Mapping):
+        # replace the raw mapping by a readable description of the spot graph
+        items = [it for it in items if it[0] != "Neighbour graph"]
+        kind = _text(graph.get("type"))
+        detail = (f"{fmt_int(graph.get('n_neighbors'))} nearest neighbours" if graph.get("n_neighbors") is not None
+                  else f"radius {fmt_num(graph.get('radius'))}" if graph.get("radius") is not None else "")
+        degree = f", mean degree {fmt_num(graph.get('mean_degree'))}" if graph.get("mean_degree") is not None else ""
+        items.append(("Neighbour graph", f"{kind}{': ' + detail if detail else ''}{degree}"))
+    fdr = to_float(summary.get("fdr"))
+    significant = summary.get("n_significant")
+    if isinstance(significant, Mapping):
+        fdr_text = f"FDR < {fmt_num(fdr)}" if fdr is not None else "significant"
+        for key, label in (("moran_norm", "Moran's I, analytic p"), ("moran_sim", "Moran's I, permutation p"),
+                           ("geary_norm", "Geary's C, analytic p")):
+            if key in significant:
+                items.append((f"Spatially variable features ({label}, {fdr_text})", fmt_int(significant[key])))
+    if summary.get("n_features_tested") is not None:
+        items.append(("Features tested", fmt_int(summary.get("n_features_tested"))))
+    if summary.get("convention"):
+        items.append(("Weighting convention", _text(summary.get("convention"))))
     if items:
         section.blocks.append(KeyValues(items, caption="Spatial processing summary and statistics."))
+    top = _records_table(ctx, summary.get("top_moran") or [], table_id="tbl-spatial-top", first="feature",
+                         caption="Features with the strongest spatial autocorrelation (Moran's I).")
+    if top is not None:
+        section.blocks.append(top)
     figs = []
     for png in pngs:
         name = png.stem.replace("_", " ").replace(".", " ")
@@ -1076,7 +1099,7 @@ def _records_table(ctx: Context, records: list, *, table_id: str, caption: str, 
     for c in columns:
         if c == first or c in ("gene", "cell_type", "region"):
             kinds[c] = "text"
-        elif c.lower() in _P_NAMES or c.lower().endswith("_p"):
+        elif c.lower() in _P_NAMES or c.lower().endswith("_p") or c.lower().startswith("pval"):
             kinds[c] = "p"
         elif _COUNT_COLUMN.match(c):
             kinds[c] = "count"
@@ -1097,7 +1120,9 @@ def _records_table(ctx: Context, records: list, *, table_id: str, caption: str, 
             else:
                 cells.append(Cell(_text(value)))
         rows.append(Row(cells))
-    labels = {**_RANKING_LABELS, "gene": "Gene", "z": "z", "n_snps": "Variants", "weight": "Weight"}
+    labels = {**_RANKING_LABELS, "gene": "Gene", "z": "z", "n_snps": "Variants", "weight": "Weight",
+              "feature": "Feature", "I": "Moran's I", "C": "Geary's C", "pval_norm": "p (analytic)",
+              "pval_sim": "p (permutation)"}
     return Table(
         table_id,
         [Column(labels.get(c, _label(c)), numeric=kinds[c] != "text", title=c) for c in columns],
