@@ -608,3 +608,41 @@ def test_spatial_summary_is_described_not_dumped(tmp_path):
     assert "{&#39;" not in html and "{'" not in html
     assert "Genome-wide significant variants" not in html
     assert "knn: 6 nearest neighbours" in html and "Spatially variable features" in html and "GENE1" in html
+
+
+PGS_MATCH_HEADER = ["pgs_id", "trait_reported", "n_variants", "matched", "swapped", "flipped", "ambiguous_dropped",
+                    "missing", "other_dropped", "fraction_matched", "weight_fraction_matched"]
+
+
+def test_published_scores_subsection(tmp_path):
+    """prs/pgs.match.tsv and prs/pgs.summary.json: their own subsection, even without C+T files;
+    small sample counts suppressed, text escaped; absent when the files are absent."""
+    res = tmp_path / "results" / "c"
+    evil = '<b onmouseover="x">Height</b>'
+    write_tsv(res / "prs" / "pgs.match.tsv", PGS_MATCH_HEADER,
+              [["PGS000001", evil, 77, 70, 12, 3, 4, 2, 1, 0.909091, 0.95],
+               ["DEMO000001", "quant_trait (demo)", 30, 24, 1, 1, 5, 1, 0, 0.8, 0.331]])
+    write_json(res / "prs" / "pgs.summary.json", {"n_samples": 1985, "scores": {
+        "PGS000001": {"matched": 70, "traits": {"disease": {"type": "binary", "n": 3, "n_cases": 1, "n_controls": 2,
+                                                           "auc": 0.61}}},
+        "DEMO000001": {"matched": 24, "traits": {"quant_trait": {"type": "quantitative", "n": 1980, "r": 0.339,
+                                                                 "r2": 0.1149}}}}})
+    text = build(res, tmp_path / "r.html")
+    page = parse(text)
+    assert "prs" in page.ids and "prs-published" in page.ids and 'href="#prs"' in text
+    assert "Published scores (PGS Catalog)" in text
+    match = rows_of(page, "tbl-pgs-match")
+    assert match["PGS000001"][2:] == ["77", "70", "12", "3", "4", "2", "1", "0.909", "0.950"]
+    assert match["DEMO000001"][1] == "quant_trait (demo)"
+    assert evil not in text and "&lt;b onmouseover=&#34;x&#34;&gt;Height&lt;/b&gt;" in text
+    traits = rows_of(page, "tbl-pgs-traits")
+    assert traits["DEMO000001"] == ["DEMO000001", "quant_trait", "1,980", "0.339", "0.115", ""]
+    assert traits["PGS000001"] == ["PGS000001", "disease", "<5", "", "", "0.61"]
+    assert "Published score DEMO000001 (quant_trait (demo)): 24 of 30 variants matched the genotypes (80%)." in text
+    assert "Published score DEMO000001 vs quant_trait: r = 0.34." in text
+
+    (res / "prs" / "pgs.match.tsv").unlink()
+    (res / "prs" / "pgs.summary.json").unlink()
+    write_json(res / "prs" / "t.performance.json", {"r2": 0.1})
+    text = build(res, tmp_path / "r2.html")
+    assert 'id="prs-t"' in text and "prs-published" not in text and "PGS Catalog" not in text

@@ -721,7 +721,8 @@ def prs_section(ctx: Context) -> Section | None:
     """Per trait: ``prs/{trait}.performance.json`` and ``prs/{trait}.png``."""
     pdir = ctx.path("prs")
     traits = traits_with(pdir, (".performance.json",))
-    if not traits:
+    published = _pgs_subsection(ctx, pdir)
+    if not traits and published is None:
         return None
     section = Section("prs", "Polygenic risk scores")
     for trait in traits:
@@ -774,7 +775,101 @@ def prs_section(ctx: Context) -> Section | None:
             if to_int(perf.get("n_test")) is not None:
                 text += f" in {ctx.count_text(perf['n_test'])} held-out samples"
             section.findings.append(text + ".")
+    if published is not None:
+        sub, findings = published
+        section.subsections.append(sub)
+        section.findings.extend(findings)
     return section
+
+
+_PGS_MATCH_COLUMNS = [
+    # (column, label, kind)
+    ("pgs_id", "Score", "text"),
+    ("trait_reported", "Reported trait", "text"),
+    ("n_variants", "Variants in file", "int"),
+    ("matched", "Matched", "int"),
+    ("swapped", "of which allele-swapped", "int"),
+    ("flipped", "of which strand-flipped", "int"),
+    ("ambiguous_dropped", "Ambiguous (dropped)", "int"),
+    ("missing", "Not in genotypes", "int"),
+    ("other_dropped", "Other alleles (dropped)", "int"),
+    ("fraction_matched", "Fraction matched", "num"),
+    ("weight_fraction_matched", "Weight fraction matched", "num"),
+]
+
+
+def _pgs_subsection(ctx: Context, pdir: Path) -> tuple[Subsection, list[str]] | None:
+    """``prs/pgs.match.tsv`` (variant matching per score) and ``prs/pgs.summary.json`` (score vs
+    trait per score); None when neither exists."""
+    match_path, summary_path = pdir / "pgs.match.tsv", pdir / "pgs.summary.json"
+    if not match_path.is_file() and not summary_path.is_file():
+        return None
+    sub = Subsection("prs-published", "Published scores (PGS Catalog)")
+    findings: list[str] = []
+    if match_path.is_file():
+        header, recs = read_tsv(match_path)
+        columns = [c for c in _PGS_MATCH_COLUMNS if c[0] in header]
+        rows = []
+        for rec in recs:
+            cells = []
+            for name, _label, kind in columns:
+                raw = rec.get(name, "")
+                if kind == "int":  # variants, not people: never suppressed
+                    cells.append(Cell(fmt_int(raw) if to_int(raw) is not None else raw, to_float(raw)))
+                elif kind == "num":
+                    cells.append(Cell(fmt_fixed(raw, decimals=3), to_float(raw)))
+                else:
+                    cells.append(Cell(raw, cls="nowrap" if name == "pgs_id" else None))
+            rows.append(Row(cells))
+            matched, total, frac = to_int(rec.get("matched")), to_int(rec.get("n_variants")), \
+                to_float(rec.get("fraction_matched"))
+            if matched is not None and total is not None:
+                trait = (rec.get("trait_reported") or "").strip()
+                findings.append(f"Published score {rec.get('pgs_id', '?')}" + (f" ({trait})" if trait else "")
+                                + f": {fmt_int(matched)} of {fmt_int(total)} variants matched the genotypes"
+                                + (f" ({100 * frac:.0f}%)." if frac is not None else "."))
+        sub.blocks.append(Table(
+            "tbl-pgs-match",
+            [Column(label, numeric=kind != "text", title=name) for name, label, kind in columns],
+            rows,
+            caption="Variants of each published score matched to the cohort's genotypes by position and "
+            "alleles. Swapped and strand-flipped variants are matched (counted in Matched); ambiguous A/T and "
+            "C/G SNPs are dropped unless configured otherwise.",
+        ))
+    summary = read_json(summary_path) if summary_path.is_file() else {}
+    scores = summary.get("scores")
+    rows = []
+    if isinstance(scores, Mapping):
+        for pgs_id in sorted(scores):
+            entry = scores[pgs_id]
+            traits = entry.get("traits") if isinstance(entry, Mapping) else None
+            if not isinstance(traits, Mapping):
+                continue
+            for trait in sorted(traits):
+                m = traits[trait] if isinstance(traits[trait], Mapping) else {}
+                r, auc = to_float(m.get("r")), to_float(m.get("auc"))
+                # a metric of the other trait type is blank; one that could not be computed is n/a
+                metrics = [Cell(fmt_num(m[k], digits=3) if k in m else "", to_float(m.get(k)))
+                           for k in ("r", "r2", "auc")]
+                rows.append(Row([Cell(str(pgs_id), cls="nowrap"), Cell(str(trait)), ctx.count(m.get("n")),
+                                 *metrics]))
+                if r is not None:
+                    findings.append(f"Published score {pgs_id} vs {trait}: r = {r:.2f}.")
+                elif auc is not None:
+                    findings.append(f"Published score {pgs_id} vs {trait}: AUC = {auc:.2f}.")
+    if rows:
+        sub.blocks.append(Table(
+            "tbl-pgs-traits",
+            [Column("Score"), Column("Trait"), Column("Samples", numeric=True), Column("r", numeric=True),
+             Column("r²", numeric=True), Column("AUC", numeric=True)],
+            rows,
+            caption="Each published score (sum of weight × effect-allele dosage) against the cohort's traits, "
+            "in all samples with the trait: correlation for quantitative traits, AUC for binary ones.",
+            note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}.",
+        ))
+    if not sub.blocks:
+        return None
+    return sub, findings
 
 
 # --------------------------------------------------------------------------------------------
