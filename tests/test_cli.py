@@ -14,10 +14,10 @@ def test_every_stage_has_a_subcommand():
     assert sorted(choices) == sorted(SUBCOMMANDS)
 
 
-@pytest.mark.parametrize("command", SUBCOMMANDS)
+@pytest.mark.parametrize("command", [*SUBCOMMANDS, "prs ct", "prs score"])
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     assert exc.value.code == 0
     assert "usage: cohortflow " + command in capsys.readouterr().out
 

@@ -89,6 +89,13 @@ def _cmd_prs(a):
                         clump_r2=a.clump_r2, clump_kb=a.clump_kb, out_prefix=a.out)
 
 
+def _cmd_pgs_score(a):
+    from cohortflow.prs.pgs import score_pgs
+
+    score_pgs(bfile=a.bfile, scores=a.scores, min_overlap=a.min_overlap, keep_ambiguous=a.keep_ambiguous,
+              pheno=a.pheno, traits=a.trait, out_prefix=a.out, threads=a.threads)
+
+
 def _cmd_sc(a):
     from pathlib import Path
 
@@ -219,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--locus-window-kb", type=float, default=250)
     p.add_argument("--out", required=True, help="output prefix")
 
-    p = add("prs", _cmd_prs, "clumping + thresholding PRS trained on a split, evaluated on held-out samples")
+    prs = sub.add_parser("prs", help="polygenic risk scores: clumping + thresholding (ct), published scores (score)",
+                         description="polygenic risk scores")
+    prs_sub = prs.add_subparsers(dest="prs_command", required=True, metavar="METHOD")
+    p = prs_sub.add_parser("ct", help="clumping + thresholding PRS trained on a split, evaluated on held-out samples",
+                           description="clumping + thresholding PRS trained on a split, evaluated on held-out samples")
+    p.set_defaults(func=_cmd_prs)
     p.add_argument("--bfile", required=True)
     p.add_argument("--pheno", required=True)
     p.add_argument("--trait", required=True)
@@ -230,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p-thresholds", type=_floats, default=(5e-8, 1e-6, 1e-4, 1e-3, 1e-2))
     p.add_argument("--clump-r2", type=float, default=0.1)
     p.add_argument("--clump-kb", type=float, default=250)
+    p.add_argument("--out", required=True, help="output prefix")
+    p = prs_sub.add_parser("score", help="score PGS Catalog scoring files (allele matching report, SUM and AVG)",
+                           description="score PGS Catalog scoring files (allele matching report, SUM and AVG)")
+    p.set_defaults(func=_cmd_pgs_score)
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--scores", nargs="+", required=True, help="PGS Catalog scoring files or weight tables")
+    p.add_argument("--min-overlap", type=float, default=0.75)
+    p.add_argument("--keep-ambiguous", action="store_true", help="keep A/T and C/G SNPs")
+    p.add_argument("--pheno", help="phenotype file: report r / AUC of each score with --trait")
+    p.add_argument("--trait", nargs="+")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="output prefix")
 
     p = add("sc", _cmd_sc, "scanpy chain and marker-based cell-type annotation")

@@ -145,6 +145,14 @@ class Cohort:
         return self.has_gwas and self.has_singlecell and bool(self.get("genes"))
 
     @property
+    def pgs_files(self) -> list[str]:
+        return [p.strip() for p in self.get("pgs").split(",") if p.strip()]
+
+    @property
+    def has_pgs(self) -> bool:
+        return self.has_genotypes and bool(self.pgs_files)
+
+    @property
     def has_truth(self) -> bool:
         return bool(self.get("truth"))
 

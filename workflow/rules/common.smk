@@ -84,6 +84,8 @@ def stage_targets(cohort):
             targets.append(res(c, f"integration/{trait}.summary.json"))
             if cohort.has_spatial:
                 targets.append(res(c, f"integration/{trait}.spatial.json"))
+    if cohort.has_pgs:
+        targets.append(res(c, "prs/pgs.summary.json"))
     if cohort.has_singlecell:
         targets.append(res(c, "singlecell/summary.json"))
     if cohort.has_spatial:
@@ -102,10 +104,11 @@ def truth_inputs(wildcards):
     """The demo's truth files: truth.json and, beside it, the single-cell/spatial truth."""
     cohort = COHORTS[wildcards.cohort]
     truth = cohort.get("truth")
+    folder = os.path.dirname(truth)
     extra = []
     if cohort.has_singlecell or cohort.has_spatial:
-        folder = os.path.dirname(truth)
         extra = [os.path.join(folder, f) for f in ("singlecell_truth.json", "singlecell_truth.tsv", "spatial_truth.tsv")]
+    extra += [f"{p}.expected.json" for p in cohort.pgs_files if os.path.dirname(p) == os.path.join(folder, "pgs")]
     return [truth, *extra]
 
 

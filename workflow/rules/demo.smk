@@ -84,3 +84,27 @@ rule demo_expression:
         "../../envs/demo.yaml"
     script:
         "../../scripts/demo_expression.py"
+
+
+rule demo_pgs:
+    # A "published" score of the planted quant_trait effects, written against the demo cohort's
+    # QC'd variants so that its match counts (swapped, strand-flipped, ambiguous, missing rows)
+    # are known answers.
+    input:
+        truth=f"{DEMO_DIR}/truth.json",
+        bim=f"{RESULTS}/demo/qc/qc.bim",
+    output:
+        scores=f"{DEMO_DIR}/pgs/DEMO000001.txt.gz",
+        expected=f"{DEMO_DIR}/pgs/DEMO000001.txt.gz.expected.json",
+    log:
+        "logs/demo/demo_pgs.log",
+    benchmark:
+        "logs/demo/demo_pgs.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/demo.yaml"
+    script:
+        "../../scripts/demo_pgs.py"

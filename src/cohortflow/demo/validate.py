@@ -85,6 +85,37 @@ def _prs_checks(truth: dict, results: Path) -> list[dict]:
     return checks
 
 
+PGS_COUNT_KEYS = ("matched", "swapped", "flipped", "ambiguous_dropped", "missing", "other_dropped")
+
+
+def _pgs_checks(truth_dir: Path, results: Path) -> list[dict]:
+    match_path = results / "prs" / "pgs.match.tsv"
+    if not match_path.exists():
+        return []
+    match = pd.read_csv(match_path, sep="\t", dtype={"pgs_id": str}).set_index("pgs_id")
+    checks = []
+    for expected_path in sorted((truth_dir / "pgs").glob("*.expected.json")):
+        expected = json.loads(expected_path.read_text())
+        pgs_id = expected["pgs_id"]
+        if pgs_id not in match.index:
+            checks.append(_check("PGS", f"{pgs_id}: scored", "in the match report", "absent", False))
+            continue
+        want = {k: int(expected[k]) for k in PGS_COUNT_KEYS}
+        got = {k: int(match.loc[pgs_id, k]) for k in PGS_COUNT_KEYS}
+        fmt = lambda d: ", ".join(f"{k} {v}" for k, v in d.items())  # noqa: E731
+        checks.append(_check("PGS", f"{pgs_id}: variant matching (swap, strand flip, ambiguous, missing)",
+                             fmt(want), fmt(got), want == got))
+    summary_path = results / "prs" / "pgs.summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        for pgs_id, score in sorted(summary.get("scores", {}).items()):
+            stats = (score.get("traits") or {}).get("quant_trait")
+            if stats and stats.get("r") is not None:
+                checks.append(_check("PGS", f"{pgs_id}: correlation of the published score with quant_trait",
+                                     "r > 0", f"r = {stats['r']:.3f} (n = {stats['n']})", stats["r"] > 0))
+    return checks
+
+
 def _singlecell_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score
 
@@ -141,6 +172,7 @@ def check_truth(*, truth_json: str | Path, results_dir: str | Path, out: str | P
     checks = _gwas_checks(truth, results, p_threshold, int(locus_window_kb * 1000))
     checks += _pca_check(results, truth_json.parent / "samples.tsv")
     checks += _prs_checks(truth, results)
+    checks += _pgs_checks(truth_json.parent, results)
     sc_truth_path = truth_json.parent / "singlecell_truth.json"
     if sc_truth_path.exists():
         sc_truth = json.loads(sc_truth_path.read_text())
