@@ -121,6 +121,8 @@ def build_report(
     )
     stage_sections = [s for s in (build(ctx) for build in _STAGE_BUILDERS) if s is not None]
     present = {s.id for s in stage_sections}
+    if (Path(results_dir) / "prs" / "pgs.summary.json").is_file():
+        present.add("pgs")  # published scores: their own methods paragraph
     sections = [_summary_section(ctx, stage_sections)]
     sections += stage_sections
     sections.append(methods_section(present, config))

@@ -26,6 +26,8 @@ REFERENCES = {
     "bioRxiv (2022). doi:10.1101/2022.07.15.500230",
     "prs": "Choi SW, Mak TS, O'Reilly PF. Tutorial: a guide to performing polygenic risk score analyses. "
     "Nat Protoc 15(9):2759-2772 (2020). doi:10.1038/s41596-020-0353-1",
+    "pgscatalog": "Lambert SA, Gil L, Jupp S, et al. The Polygenic Score Catalog as an open database for "
+    "reproducibility and systematic evaluation. Nat Genet 53(4):420-425 (2021). doi:10.1038/s41588-021-00783-5",
     "scanpy": "Wolf FA, Angerer P, Theis FJ. SCANPY: large-scale single-cell gene expression data analysis. "
     "Genome Biol 19:15 (2018). doi:10.1186/s13059-017-1382-0",
     "leiden": "Traag VA, Waltman L, van Eck NJ. From Louvain to Leiden: guaranteeing well-connected communities. "
@@ -118,6 +120,15 @@ def methods_section(present: set[str], config: Mapping[str, Any]) -> Section:
             "statistics from a training split"
             + (f" ({100 * train:.0f}% of samples)" if train else "")
             + " and evaluated by correlation with the trait in the held-out samples."
+        )
+    if "pgs" in present:
+        keep = cfg(config, "pgs", "keep_ambiguous")
+        paragraphs.append(
+            "Published polygenic scores. Scoring files in the PGS Catalog format [@pgscatalog] were matched to "
+            "the genotypes by chromosome, position and alleles (allele swaps and strand flips resolved; "
+            + ("ambiguous A/T and C/G SNPs kept" if keep else "ambiguous A/T and C/G SNPs dropped")
+            + "), and each score summed over matched variants with missing calls set to twice the cohort's "
+            "effect allele frequency, as plink2 --score does [@plink2]."
         )
     if "single-cell" in present:
         resolution = _v(config, "singlecell", "leiden_resolution")
