@@ -41,7 +41,7 @@ def test_wrong_sheet_value_names_file_line_and_column(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_cohorts(path, SCHEMAS / "cohorts.schema.yaml")
     message = str(exc.value)
-    assert message.startswith(f"{path}: line 3: column 'singlecell':"), message
+    assert message.startswith(f"{path}: line 3: column 'singlecell': 'cells.csv' is not valid (expected: single-cell"), message
     assert "\n" not in message
 
 

@@ -38,6 +38,13 @@ def _fill_defaults(instance: dict, schema: dict) -> None:
             instance[key] = copy.deepcopy(sub["default"])
 
 
+def _error_message(err: jsonschema.ValidationError) -> str:
+    """jsonschema's message, or for a pattern mismatch the field's description (a regex is no help)."""
+    if err.validator == "pattern" and err.schema.get("description"):
+        return f"{err.instance!r} is not valid (expected: {err.schema['description']})"
+    return err.message
+
+
 def _error_location(err: jsonschema.ValidationError) -> str:
     path = ".".join(str(p) for p in err.absolute_path)
     if err.validator == "additionalProperties":
@@ -53,7 +60,7 @@ def validate_config(config: dict, schema_path: str | Path, *, source: str = "con
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
-        raise ConfigError(f"key '{_error_location(err)}': {err.message}", path=source)
+        raise ConfigError(f"key '{_error_location(err)}': {_error_message(err)}", path=source)
     _fill_defaults(resolved, schema)
     return resolved
 
@@ -81,7 +88,7 @@ def read_sheet(path: str | Path, schema_path: str | Path) -> list[dict]:
         row = {k: v.strip() for k, v in row.items()}
         for err in validator.iter_errors(row):
             column = ".".join(str(p) for p in err.absolute_path) or "(row)"
-            raise ConfigError(f"column '{column}': {err.message}", path=path, record=f"line {i + 2}")
+            raise ConfigError(f"column '{column}': {_error_message(err)}", path=path, record=f"line {i + 2}")
         rows.append(row)
     return rows
 
