@@ -207,6 +207,15 @@ def test_cli_stages_on_demo_results(demo_run, tmp_path):
     assert "FAIL" not in proc.stdout and proc.stdout.count("PASS") >= 20
 
 
+def test_snakemake_report_collects_the_figures(demo_run):
+    import zipfile
+
+    _snakemake(demo_run, "--report", "smk_report.zip")
+    names = zipfile.ZipFile(demo_run / "smk_report.zip").namelist()
+    assert any(n.endswith("quant_trait.manhattan.png") for n in names), names[:20]
+    assert any(n.endswith("umap.png") for n in names)
+
+
 def test_second_run_does_nothing(demo_run):
     proc = _snakemake(demo_run, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -61,8 +61,8 @@ rule gwas_summary:
     output:
         leads=res("{cohort}", "gwas/{trait}.leads.tsv"),
         summary=res("{cohort}", "gwas/{trait}.summary.json"),
-        manhattan=res("{cohort}", "gwas/{trait}.manhattan.png"),
-        qq=res("{cohort}", "gwas/{trait}.qq.png"),
+        manhattan=report(res("{cohort}", "gwas/{trait}.manhattan.png"), caption="../report/manhattan.rst", category="GWAS"),
+        qq=report(res("{cohort}", "gwas/{trait}.qq.png"), caption="../report/qq.rst", category="GWAS"),
     params:
         p_threshold=config["gwas"]["p_threshold"],
         locus_window_kb=config["gwas"]["locus_window_kb"],

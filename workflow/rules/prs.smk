@@ -12,7 +12,7 @@ rule prs_clump_threshold:
         weights=res("{cohort}", "prs/{trait}.weights.tsv"),
         scores=res("{cohort}", "prs/{trait}.scores.tsv.gz"),
         performance=res("{cohort}", "prs/{trait}.performance.json"),
-        png=res("{cohort}", "prs/{trait}.png"),
+        png=report(res("{cohort}", "prs/{trait}.png"), caption="../report/prs.rst", category="Polygenic scores"),
     params:
         prs=config["prs"],
         covariates=config["gwas"]["covariates"],

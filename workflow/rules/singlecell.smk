@@ -10,7 +10,7 @@ rule singlecell:
     output:
         h5ad=res("{cohort}", "singlecell/sc.h5ad"),
         summary=res("{cohort}", "singlecell/summary.json"),
-        umap=res("{cohort}", "singlecell/umap.png"),
+        umap=report(res("{cohort}", "singlecell/umap.png"), caption="../report/umap.rst", category="Single-cell"),
         markers=res("{cohort}", "singlecell/markers.png"),
         qc=res("{cohort}", "singlecell/qc.png"),
     params:
@@ -63,7 +63,7 @@ rule integration:
         cell_scores=res("{cohort}", "integration/{trait}.cell_scores.tsv.gz"),
         ranking=res("{cohort}", "integration/{trait}.celltype_ranking.tsv"),
         summary=res("{cohort}", "integration/{trait}.summary.json"),
-        png=res("{cohort}", "integration/{trait}.png"),
+        png=report(res("{cohort}", "integration/{trait}.png"), caption="../report/integration.rst", category="Integration"),
     params:
         integration=config["integration"],
     log:
@@ -87,7 +87,7 @@ rule integration_spatial:
     output:
         scores=res("{cohort}", "integration/{trait}.spatial_scores.tsv.gz"),
         summary=res("{cohort}", "integration/{trait}.spatial.json"),
-        png=res("{cohort}", "integration/{trait}.spatial.png"),
+        png=report(res("{cohort}", "integration/{trait}.spatial.png"), caption="../report/integration_spatial.rst", category="Integration"),
     params:
         integration=config["integration"],
         n_perms=config["spatial"]["n_perms"],

@@ -69,7 +69,7 @@ rule genotype_pca:
         pcs=res("{cohort}", "qc/qc.pcs.tsv"),
         eigenvalues=res("{cohort}", "qc/qc.eigenvalues.tsv"),
         prune_in=res("{cohort}", "qc/qc.prune.in"),
-        png=res("{cohort}", "qc/qc.pca.png"),
+        png=report(res("{cohort}", "qc/qc.pca.png"), caption="../report/pca.rst", category="Genotype QC and ancestry"),
         summary=res("{cohort}", "qc/qc.pca.json"),
     params:
         pca=config["pca"],
