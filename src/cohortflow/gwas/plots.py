@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cohortflow.io.atomic import atomic_path
+from cohortflow.io.atomic import write_png_atomic
 
 DPI = 120
 # PNG metadata without software/version strings so the bytes depend only on the data
-PNG_METADATA = {"Software": None}
 
 
 def chrom_sort_key(chrom: str) -> tuple:
@@ -27,9 +25,7 @@ def chrom_sort_key(chrom: str) -> tuple:
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA)
+    write_png_atomic(fig, path, dpi=DPI)
 
 
 def manhattan_plot(sumstats: pd.DataFrame, *, leads: pd.DataFrame, out: str | Path, title: str,

@@ -77,10 +77,30 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
-    """Deterministic JSON (sorted keys, fixed float formatting by json)."""
+    """Deterministic JSON (sorted keys); NaN and infinities become null (JSON has no NaN)."""
     import json
 
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps(_finite_or_none(obj), indent=2, sort_keys=True, allow_nan=False,
+                                       default=_json_default) + "\n")
+
+
+def _finite_or_none(obj):
+    import math
+
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_png_atomic(fig, path: str | Path, *, dpi: int = 120) -> None:
+    """Save a matplotlib figure as PNG atomically, without the Software/date metadata that would
+    make the bytes differ between runs. (A pyplot figure is still the caller's to close.)"""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
 
 
 def _json_default(obj):

@@ -106,15 +106,6 @@ def _fit_metrics(score: np.ndarray, y: np.ndarray, cov: np.ndarray, binary: bool
     return {"r": r, "r2": r * r, "partial_r2": partial}
 
 
-def _nan_to_none(d):
-    if isinstance(d, dict):
-        return {k: _nan_to_none(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_nan_to_none(v) for v in d]
-    if isinstance(d, float) and d != d:
-        return None
-    return d
-
 
 def prs_clump_threshold(*, bfile: str | Path, pheno: str | Path, trait: str, covar: str | Path | None = None,
                         covar_names: list[str] | None = None, train_fraction: float = 0.8, seed: int = 1,
@@ -231,7 +222,6 @@ def prs_clump_threshold(*, bfile: str | Path, pheno: str | Path, trait: str, cov
         "seed": seed, "train_fraction": train_fraction, "clump_r2": clump_r2, "clump_kb": clump_kb,
         **test_metrics, "thresholds": table,
     }
-    perf = _nan_to_none(perf)
     write_json_atomic(f"{out_prefix}.performance.json", perf)
     _plot(score[test_pos], test_y, binary, trait, f"{out_prefix}.png")
     return perf

@@ -13,7 +13,6 @@ What ``pgsc_calc`` and ``plink2 --score`` do, in one pass over the .bed:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numba
@@ -153,13 +152,6 @@ def match_counts(matched: pd.DataFrame) -> dict:
     }
 
 
-def _nan_to_none(obj):
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
 
 def _trait_metrics(score: np.ndarray, iids: np.ndarray, pheno: Path, traits: list[str]) -> dict:
     """Per trait: n and r, r2 (quantitative) or auc, n_cases, n_controls (binary)."""
@@ -280,6 +272,5 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
         if traits:
             entry["traits"] = _trait_metrics(sums[:, s], iids, Path(pheno), list(traits))
         summary["scores"][header["pgs_id"]] = entry
-    summary = _nan_to_none(summary)
     write_json_atomic(f"{out_prefix}.summary.json", summary)
     return summary

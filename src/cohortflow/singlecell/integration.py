@@ -39,7 +39,7 @@ import scipy.sparse as sp
 from scipy import special, stats
 
 from cohortflow.errors import CohortflowError, InputFormatError
-from cohortflow.io.atomic import atomic_open, write_json_atomic
+from cohortflow.io.atomic import write_json_atomic, write_table_atomic
 from cohortflow.io.gtf import read_gtf_genes
 from cohortflow.io.h5ad import read_h5ad
 from cohortflow.io.plink import open_bed
@@ -206,7 +206,7 @@ def gene_scores(*, bfile: str | Path, sumstats: str | Path, genes_gtf: str | Pat
                        n_snps_used=int(snp_used.sum()), ld_samples=int(sample_idx.size),
                        window_kb=float(window_kb), method=method)
     if out is not None:
-        _write_tsv(out, table)
+        write_table_atomic(out, table)
     return table
 
 
@@ -467,8 +467,8 @@ def disease_score_files(*, h5ad: str | Path, gene_scores: str | Path, n_genes: i
     adata = read_h5ad(h5ad)
     cells, ranking = disease_scores(adata, gene_scores=gene_scores, n_genes=n_genes, n_ctrl=n_ctrl, seed=seed,
                                     cell_type_key=cell_type_key)
-    _write_tsv(f"{out_prefix}.cell_scores.tsv.gz", cells)
-    _write_tsv(f"{out_prefix}.celltype_ranking.tsv", ranking)
+    write_table_atomic(f"{out_prefix}.cell_scores.tsv.gz", cells)
+    write_table_atomic(f"{out_prefix}.celltype_ranking.tsv", ranking)
     return ranking
 
 
@@ -565,13 +565,6 @@ def spatial_disease_scores(adata, *, disease_genes: pd.Series, n_ctrl: int = 200
     return spots, info
 
 
-def _write_tsv(path: str | Path, df: pd.DataFrame) -> None:
-    """TSV (gzip, mtime 0, when the name ends in .gz), floats at 6 significant digits, atomically."""
-    text = df.to_csv(sep="\t", index=False, float_format="%.6g", lineterminator="\n")
-    with atomic_open(path, "wb") as fh:
-        fh.write(text.encode("utf-8"))
-
-
 def _records(df: pd.DataFrame) -> list[dict]:
     out = []
     for rec in df.to_dict(orient="records"):
@@ -614,8 +607,8 @@ def integrate(*, sumstats: str | Path, bfile: str | Path, genes_gtf: str | Path,
     adata = read_h5ad(sc_h5ad)
     cells, ranking = disease_scores(adata, gene_scores=genes_table, n_genes=n_genes, n_ctrl=n_ctrl, seed=seed,
                                     cell_type_key=cell_type_key)
-    _write_tsv(out_cell_scores, cells)
-    _write_tsv(out_ranking, ranking)
+    write_table_atomic(out_cell_scores, cells)
+    write_table_atomic(out_ranking, ranking)
     plot_celltype_ranking(ranking, out_png, title=f"{trait}: cell-type association (scDRS-style)")
 
     used = cells.attrs["disease_genes"]
@@ -653,7 +646,7 @@ def _spatial_outputs(sdata, disease_genes: pd.Series, *, trait: str, n_ctrl: int
     from cohortflow.singlecell.integration_plots import plot_spatial_scores
 
     spots, info = spatial_disease_scores(sdata, disease_genes=disease_genes, n_ctrl=n_ctrl, seed=seed, n_perms=n_perms)
-    _write_tsv(out_scores, spots)
+    write_table_atomic(out_scores, spots)
     plot_spatial_scores(spots, out_png, title=f"{trait}: spot disease score (Moran's I {info['morans_i']:.3f})")
     return {k: (_round(v) if isinstance(v, float) else v) for k, v in info.items()}
 

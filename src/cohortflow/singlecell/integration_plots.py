@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohortflow.io.atomic import atomic_path
+from cohortflow.io.atomic import write_png_atomic
 
-_PNG_METADATA = {"Software": None}
 _DPI = 120
 
 
@@ -23,8 +22,7 @@ def _figure(width: float, height: float):
 
 
 def _save(plt, fig, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=_DPI, metadata=_PNG_METADATA)
+    write_png_atomic(fig, path, dpi=_DPI)
     plt.close(fig)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cohortflow.io.atomic import atomic_path
+from cohortflow.io.atomic import write_png_atomic
 
 __all__ = ["umap_png", "marker_dotplot_png", "qc_violin_png", "spatial_maps_png", "save_png"]
 
@@ -27,8 +27,7 @@ def _pyplot():
 def save_png(fig, path: str | Path) -> None:
     """Save atomically, without the Software/date metadata that would change the bytes."""
     plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
+    write_png_atomic(fig, path, dpi=_DPI)
     plt.close(fig)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from cohortflow.io.atomic import atomic_path
+from cohortflow.io.atomic import write_png_atomic
 
 
 def plot_pcs(pcs: np.ndarray, *, path, populations: np.ndarray | None = None,
@@ -42,7 +41,5 @@ def plot_pcs(pcs: np.ndarray, *, path, populations: np.ndarray | None = None,
         axes[0][-1].legend(markerscale=2.5, fontsize=7, loc="best", frameon=False)
     fig.suptitle("Genotype PCA")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    write_png_atomic(fig, path, dpi=dpi)
     plt.close(fig)
