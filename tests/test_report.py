@@ -646,3 +646,41 @@ def test_published_scores_subsection(tmp_path):
     write_json(res / "prs" / "t.performance.json", {"r2": 0.1})
     text = build(res, tmp_path / "r2.html")
     assert 'id="prs-t"' in text and "prs-published" not in text and "PGS Catalog" not in text
+
+
+def test_gwas_regional_plots_follow_the_lead_table(tmp_path):
+    res = tmp_path / "results" / "c"
+    gdir = res / "gwas"
+    write_json(gdir / "t.summary.json", {"n_loci": 2, "lead_method": "ld_clump", "p_threshold": 5e-8,
+                                         "clump": {"r2": 0.1, "kb": 250, "p2": 0.01}})
+    write_png(gdir / "t.manhattan.png")
+    write_png(gdir / "t.qq.png")
+    write_tsv(gdir / "t.leads.tsv", ["variant_id", "chromosome", "base_pair_location", "p_value", "nearest_gene",
+                                     "n_clumped"],
+              [["1:100:A:G", 1, 100, "3e-20", "GENEA", 12], ["2:500:C:T", 2, 500, "1e-400", "GENEB", 1]])
+    write_png(gdir / "t.regional" / "locus001_1_100_A_G.png", rgb=(1, 2, 3))
+    write_png(gdir / "t.regional" / "locus002_2_500_C_T.png", rgb=(4, 5, 6))
+    write_png(tmp_path / "outside.png", rgb=(7, 8, 9))
+    header = ["rank", "file", "variant_id", "chromosome", "base_pair_location", "p_value", "nearest_gene",
+              "n_clumped", "region_start", "region_end", "n_points", "n_r2_known"]
+    write_tsv(gdir / "t.regional" / "index.tsv", header,
+              [[1, "locus001_1_100_A_G.png", "1:100:A:G", 1, 100, "3e-20", "GENEA", 12, 0, 250100, 40, 40],
+               [2, "locus002_2_500_C_T.png", "2:500:C:T", 2, 500, "1e-400", "GENEB", 1, 0, 250500, 9, 9],
+               [3, "../../../outside.png", "x", 1, 1, "1e-9", "", "NA", 0, 1, 1, 0],
+               [4, "missing.png", "y", 1, 1, "1e-9", "", "NA", 0, 1, 1, 0]])
+    text = build(res, tmp_path / "r.html")
+    page = parse(text)
+    ids = [i for i in page.ids if i.startswith(("tbl-leads", "fig-regional"))]
+    # the regional plots come after the lead table, in the index's order; nothing outside the
+    # directory or missing is embedded
+    assert ids == ["tbl-leads-t", "fig-regional-t-1", "fig-regional-t-2"]
+    srcs = [img["src"] for img in page.images]
+    for rgb in ((1, 2, 3), (4, 5, 6)):
+        assert "data:image/png;base64," + base64.b64encode(png_bytes(rgb=rgb)).decode() in srcs
+    assert "data:image/png;base64," + base64.b64encode(png_bytes(rgb=(7, 8, 9))).decode() not in srcs
+    assert "lead variant 1:100:A:G (p = 3" in text and "nearest gene GENEA; 12 other variants in its LD clump" in text
+    assert "nearest gene GENEB; 1 other variant in its LD clump" in text
+    assert "LD clumping on the cohort&#39;s genotypes (r² &gt; 0.1, within 250 kb)" in text
+    assert rows_of(page, "tbl-leads-t")["1:100:A:G"][-1] == "12"
+    # deterministic: same inputs, same section
+    assert build(res, tmp_path / "r2.html") == text

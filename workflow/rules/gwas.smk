@@ -55,6 +55,7 @@ rule gwas:
 
 rule gwas_summary:
     input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
         sumstats=res("{cohort}", "gwas/{trait}.tsv.gz"),
         nopcs=res("{cohort}", "gwas/{trait}.nopcs.tsv.gz"),
         genes=lambda w: COHORTS[w.cohort].get("genes") or [],
@@ -63,17 +64,28 @@ rule gwas_summary:
         summary=res("{cohort}", "gwas/{trait}.summary.json"),
         manhattan=report(res("{cohort}", "gwas/{trait}.manhattan.png"), caption="../report/manhattan.rst", category="GWAS"),
         qq=report(res("{cohort}", "gwas/{trait}.qq.png"), caption="../report/qq.rst", category="GWAS"),
+        # one LocusZoom-style plot per lead locus + index.tsv (how many is known only after clumping)
+        regional=report(
+            directory(res("{cohort}", "gwas/{trait}.regional")),
+            patterns=["{name}.png"],
+            caption="../report/regional.rst",
+            category="GWAS",
+        ),
     params:
         p_threshold=config["gwas"]["p_threshold"],
         locus_window_kb=config["gwas"]["locus_window_kb"],
+        clump_r2=config["gwas"].get("clump_r2", 0.1),
+        clump_kb=config["gwas"].get("clump_kb", 250),
+        clump_p2=config["gwas"].get("clump_p2", 0.01),
+        regional_plots_max=config["gwas"].get("regional_plots_max", 20),
     log:
         res("{cohort}", "logs/gwas_summary.{trait}.log"),
     benchmark:
         res("{cohort}", "benchmarks/gwas_summary.{trait}.tsv")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=4000,
+        runtime=20,
     conda:
         "../../envs/gwas.yaml"
     script:

@@ -574,6 +574,7 @@ _LEAD_COLUMNS = [
     ("p_value", "p", "p"),
     ("nearest_gene", "Nearest gene", "text"),
     ("gene_distance", "Distance to gene (bp)", "int"),
+    ("n_clumped", "Variants in LD clump", "int"),
 ]
 
 
@@ -642,6 +643,11 @@ def gwas_section(ctx: Context) -> Section | None:
                 ("Significance threshold", fmt_p(thr) if thr else "n/a"),
                 ("Significant variants", fmt_int(summary.get("n_significant"))),
                 ("Independent loci", fmt_int(summary.get("n_loci"))),
+            ]
+            method = _lead_method_text(summary)
+            if method:
+                items.append(("Lead loci defined by", method))
+            items += [
                 ("Lambda GC, with PC covariates", fmt_fixed(summary.get("lambda_gc"), decimals=3)),
                 ("Lambda GC, without PC covariates", fmt_fixed(summary.get("lambda_gc_nopcs"), decimals=3)),
             ]
@@ -674,9 +680,63 @@ def gwas_section(ctx: Context) -> Section | None:
                 sub.blocks.append(table)
             else:
                 sub.blocks.append(Paragraph("No locus reached genome-wide significance.", cls="muted"))
+        regional = _regional_figures(gdir, trait)
+        if regional:
+            sub.blocks.append(regional[0] if len(regional) == 1 else FigureGrid(regional))
         section.subsections.append(sub)
         section.findings.append(_gwas_finding(trait, summary, best, thr))
     return section
+
+
+def _lead_method_text(summary: Mapping[str, Any]) -> str | None:
+    """How the lead loci were defined, from the summary's lead_method/clump keys (None if absent)."""
+    method = summary.get("lead_method")
+    clump = summary.get("clump") if isinstance(summary.get("clump"), Mapping) else {}
+    if method == "ld_clump":
+        r2, kb = to_float(clump.get("r2")), to_float(clump.get("kb"))
+        detail = ", ".join(t for t in (f"r² > {r2:g}" if r2 is not None else "",
+                                       f"within {kb:g} kb" if kb is not None else "") if t)
+        return "LD clumping on the cohort's genotypes" + (f" ({detail})" if detail else "")
+    if method == "distance":
+        kb = to_float(summary.get("locus_window_kb"))
+        return "distance" + (f" ({kb:g} kb windows; no genotypes for LD)" if kb is not None else "")
+    return None
+
+
+def _regional_figures(gdir: Path, trait: str) -> list:
+    """The regional association plots listed in ``gwas/{trait}.regional/index.tsv``, in its order
+    (most significant locus first); rows naming a file outside the directory or not a PNG are left
+    out."""
+    rdir = gdir / f"{trait}.regional"
+    index = rdir / "index.tsv"
+    if not index.is_file():
+        return []
+    _header, recs = read_tsv(index)
+    figs = []
+    for i, rec in enumerate(recs, 1):
+        name = (rec.get("file") or "").strip()
+        if not name or Path(name).name != name or name.startswith("."):
+            continue
+        rank = to_int(rec.get("rank")) or i
+        variant = (rec.get("variant_id") or "").strip() or "?"
+        gene = (rec.get("nearest_gene") or "").strip()
+        n_clumped = to_int(rec.get("n_clumped"))
+        caption = f"Regional association plot of locus {rank} for {trait}: lead variant {variant}"
+        if to_float(rec.get("p_value")) is not None or neg_log10_p(rec.get("p_value")) is not None:
+            caption += f" (p = {fmt_p(rec.get('p_value'))})"
+        if gene and gene.upper() not in {"NA", "."}:
+            caption += f", nearest gene {gene}"
+        if n_clumped is not None:
+            noun = "variant" if n_clumped == 1 else "variants"
+            caption += f"; {fmt_int(n_clumped)} other {noun} in its LD clump"
+        caption += (". Points are coloured by r² with the lead (LocusZoom bins), the lead is the purple "
+                    "diamond, grey points have no r² (not in the genotypes).")
+        fig = make_figure(rdir / name, fig_id=f"fig-regional-{slug(trait)}-{rank}", caption=caption,
+                          alt=f"Regional association plot around {variant} for {trait}: −log10 p by position, "
+                              "coloured by LD with the lead variant, genes underneath.")
+        if fig:
+            figs.append(fig)
+    return figs
 
 
 def _gwas_finding(trait: str, summary: Mapping[str, Any], best: Mapping[str, str] | None, thr) -> str:
