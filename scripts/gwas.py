@@ -13,6 +13,6 @@ run_step(
     n_pcs=snakemake.params.n_pcs,
     out_with_pcs=snakemake.output.with_pcs,
     out_without_pcs=snakemake.output.without_pcs,
-    block_size=snakemake.params.block_size,
+    firth=snakemake.params.firth,
     threads=snakemake.threads,
 )

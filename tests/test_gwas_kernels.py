@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import gzip
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 import statsmodels.api as sm
 from scipy import special
 
-from cohortflow.gwas import kernels
+from cohortflow.gwas import kernels, linear_kernels, logistic_kernels
 from cohortflow.gwas.api import _log10_p, run_gwas
-from cohortflow.io.plink import write_bed
+from cohortflow.io.plink import encode_bed_block, write_bed
 from cohortflow.io.sumstats import read_sumstats
 
-N, M = 400, 60
+N, M = 403, 60  # N not a multiple of 4: the last .bed byte is padded
 
 
 def _simulate(seed: int = 7):
@@ -24,69 +26,107 @@ def _simulate(seed: int = 7):
     geno = rng.binomial(2, freqs[:, None], size=(M, N)).astype(np.int8)
     geno[rng.random((M, N)) < 0.05] = -1  # 5% missing calls
     geno[3] = 1  # monomorphic
-    age = rng.normal(50, 10, N)
-    batch = rng.choice(["a", "b", "c"], N)
-    pc1 = rng.normal(0, 1, N)
+    geno[4, :] = 0
+    geno[4, :3] = 2  # very rare
+    x = np.column_stack([np.ones(N), rng.normal(50, 10, N), rng.choice([0.0, 1.0], N), rng.normal(0, 1, N)])
     g0 = np.where(geno[0] < 0, 1, geno[0])
-    y_q = 0.3 * g0 + 0.02 * age + 0.5 * (batch == "b") + pc1 + rng.normal(0, 1, N)
-    lin = -0.5 + 0.4 * g0 + 0.02 * (age - 50) + 0.5 * pc1
+    y_q = np.column_stack([x @ [1.0, 0.02, 0.5, 1.0] + 0.3 * g0 + rng.normal(0, 1, N), rng.normal(0, 1, N)])
+    lin = -0.5 + 0.4 * g0 + 0.02 * (x[:, 1] - 50) + 0.5 * x[:, 3]
     y_b = (rng.random(N) < 1 / (1 + np.exp(-lin))).astype(float)
-    return geno, age, batch, pc1, y_q, y_b
+    return geno, x, y_q, y_b
 
 
-def _design(age, batch, pc1):
-    return np.column_stack([np.ones(N), age, (batch == "b").astype(float), (batch == "c").astype(float), pc1])
+def test_expit_matches_scipy():
+    eta = np.linspace(-700, 700, 200001)
+    out = np.empty_like(eta)
+    kernels.expit_into(eta, out, np.empty(len(eta), dtype=np.int64), len(eta))
+    np.testing.assert_allclose(out, special.expit(eta), rtol=2e-15, atol=0)
 
 
-def test_linear_matches_statsmodels_with_missing_calls():
-    geno, age, batch, pc1, y, _ = _simulate()
-    x = _design(age, batch, pc1)
-    q, _ = np.linalg.qr((x - np.r_[0, x[:, 1:].mean(0)]) / np.r_[1, x[:, 1:].std(0)])
-    yc = y - y.mean()
-    beta, se, t, df, nobs, gsum, err = kernels.linear_block(geno, np.ascontiguousarray(q), yc, q.T @ yc,
-                                                             float(yc @ yc))
-    p = 10 ** _log10_p(t, df)
-    assert err[3] == kernels.ERR_MONOMORPHIC and np.isnan(beta[3])
+@pytest.mark.parametrize("subset", [False, True])
+def test_linear_matches_statsmodels_with_missing_calls(subset):
+    geno, x, y, _ = _simulate()
+    analysed = np.ones(N, dtype=bool)
+    if subset:
+        analysed[[0, 5, 6, 200, 402]] = False  # samples outside the analysis (e.g. phenotype missing)
+    idx = np.flatnonzero(analysed)
+    raw = encode_bed_block(geno)
+    nb = raw.shape[1]
+    q = np.linalg.qr(x[idx])[0]
+    yc = y[idx] - y[idx].mean(axis=0)
+    k, p = q.shape[1], yc.shape[1]
+    zt = np.zeros((k + p, 4 * nb))
+    zt[:k, idx] = q.T
+    zt[k:, idx] = yc.T
+    bits = np.zeros(4 * nb, dtype=np.int64)
+    bits[idx] = 1
+    pattern = (bits.reshape(nb, 4) * [1, 2, 4, 8]).sum(axis=1).astype(np.uint8)
+    sums = linear_kernels.cross_products(raw, zt, pattern, linear_kernels.DECODE_TABLE, linear_kernels.COUNT_TABLE,
+                                         chunk=8)
+    beta, se, t, df, nobs, gsum, err = linear_kernels.linear_tests(*sums, k, len(idx), q.T @ yc, (yc * yc).sum(0))
+    assert (err[3] == kernels.ERR_MONOMORPHIC).all() and np.isnan(beta[3]).all()
     for v in range(M):
         if v == 3:
             continue
-        ok = geno[v] >= 0
-        fit = sm.OLS(y[ok], np.column_stack([x[ok], geno[v, ok]])).fit()
-        assert nobs[v] == ok.sum()
-        assert df[v] == fit.df_resid
-        np.testing.assert_allclose(beta[v], fit.params[-1], rtol=1e-6)
-        np.testing.assert_allclose(se[v], fit.bse[-1], rtol=1e-6)
-        np.testing.assert_allclose(p[v], fit.pvalues[-1], rtol=1e-6)
+        ok = (geno[v] >= 0) & analysed
+        assert nobs[v] == ok.sum() and gsum[v] == geno[v, ok].sum()
+        for j in range(p):
+            fit = sm.OLS(y[ok, j], np.column_stack([x[ok], geno[v, ok]])).fit()
+            assert df[v] == fit.df_resid
+            np.testing.assert_allclose(beta[v, j], fit.params[-1], rtol=1e-9)
+            np.testing.assert_allclose(se[v, j], fit.bse[-1], rtol=1e-9)
+            np.testing.assert_allclose(10 ** _log10_p(t[v:v + 1, j], df[v:v + 1])[0], fit.pvalues[-1], rtol=1e-8)
 
 
-def test_logistic_matches_statsmodels_with_missing_calls():
-    geno, age, batch, pc1, _, yb = _simulate()
-    x = _design(age, batch, pc1)
-    xs = np.column_stack([np.ones(N), (x[:, 1:] - x[:, 1:].mean(0)) / x[:, 1:].std(0)])
+@pytest.mark.parametrize("subset", [False, True])
+def test_logistic_matches_statsmodels_with_missing_calls(subset):
+    geno, x, _, yb = _simulate()
+    idx = np.arange(N) if not subset else np.setdiff1d(np.arange(N), [1, 7, 300])
+    xs = np.column_stack([np.ones(len(idx)), (x[idx, 1:] - x[idx, 1:].mean(0)) / x[idx, 1:].std(0)])
     qt = np.ascontiguousarray(xs.T)
-    b_null = kernels.logistic_null(qt, yb)
-    beta, se, z, nobs, gsum, err, _ = kernels.logistic_block(geno, qt, yb, b_null, False)
-    p = 10 ** _log10_p(z, None)
+    y = yb[idx]
+    b_null = logistic_kernels.logistic_null(qt, y)
+    beta, se, z, nobs, gsum, err, _ = logistic_kernels.logistic_tests(
+        encode_bed_block(geno), idx, not subset, qt, y, b_null, *logistic_kernels.null_quantities(qt, y, b_null),
+        logistic_kernels.DECODE_TABLE, logistic_kernels.FIRTH_NEVER)
     assert err[3] == kernels.ERR_MONOMORPHIC
     for v in range(M):
         if v == 3:
             continue
-        ok = geno[v] >= 0
-        fit = sm.Logit(yb[ok], np.column_stack([x[ok], geno[v, ok]])).fit(disp=0, tol=1e-12, maxiter=100)
-        assert err[v] == 0
-        np.testing.assert_allclose(beta[v], fit.params[-1], rtol=1e-4)
-        np.testing.assert_allclose(se[v], fit.bse[-1], rtol=1e-4)
-        np.testing.assert_allclose(p[v], fit.pvalues[-1], rtol=1e-4)
+        ok = geno[v, idx] >= 0
+        assert nobs[v] == ok.sum()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sm.Logit(y[ok], np.column_stack([x[idx][ok], geno[v, idx][ok]])).fit(disp=0, tol=1e-12,
+                                                                                       maxiter=100)
+        if not fit.mle_retvals["converged"]:  # the 3 carriers of variant 4 may all be cases
+            assert v == 4 and err[v] == kernels.ERR_SEPARATION
+            continue
+        assert err[v] == 0, v
+        # converged to a relative step of 1e-6: estimates to ~1e-12, the information to ~1e-6
+        np.testing.assert_allclose(beta[v], fit.params[-1], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(se[v], fit.bse[-1], rtol=1e-5)
+        np.testing.assert_allclose(10 ** _log10_p(z[v:v + 1], None)[0], fit.pvalues[-1], rtol=1e-4)
 
 
-def test_logistic_flags_separation():
+def test_logistic_flags_separation_and_firth_estimates_it():
     rng = np.random.default_rng(1)
     y = (rng.random(N) < 0.4).astype(float)
     g = np.zeros((1, N), dtype=np.int8)
     g[0, np.flatnonzero(y == 1)[:5]] = 1  # only cases carry the allele
     qt = np.ones((1, N))
-    _, _, _, _, _, err, _ = kernels.logistic_block(g, qt, y, kernels.logistic_null(qt, y), False)
+    b0 = logistic_kernels.logistic_null(qt, y)
+    args = (encode_bed_block(g), np.arange(N), True, qt, y, b0, *logistic_kernels.null_quantities(qt, y, b0),
+            logistic_kernels.DECODE_TABLE)
+    err = logistic_kernels.logistic_tests(*args, logistic_kernels.FIRTH_NEVER)[5]
     assert err[0] == kernels.ERR_SEPARATION
+    beta, se, _, _, _, err, used = logistic_kernels.logistic_tests(*args, logistic_kernels.FIRTH_FALLBACK)
+    assert err[0] == 0 and used[0]
+    # Firth with an intercept and one binary predictor has a closed form: the log odds ratio of the
+    # 2x2 table with 1/2 added to every cell
+    a, b = 5 + 0.5, (y == 1).sum() - 5 + 0.5
+    c, d = 0 + 0.5, (y == 0).sum() + 0.5
+    np.testing.assert_allclose(beta[0], math.log(a * d / (b * c)), rtol=1e-6)
 
 
 def test_log_t_p_value_tail():

@@ -69,7 +69,8 @@ def _cmd_gwas(a):
     from cohortflow.gwas.api import run_gwas
 
     run_gwas(bfile=a.bfile, pheno=a.pheno, pheno_names=a.pheno_name, covar=a.covar, covar_names=a.covar_name,
-             model=a.model, out_prefix=a.out, threads=a.threads)
+             model=a.model, firth=a.firth, sex_covariate=a.sex, x_sex=not a.no_x_sex, out_prefix=a.out,
+             threads=a.threads)
 
 
 def _cmd_gwas_summary(a):
@@ -78,7 +79,10 @@ def _cmd_gwas_summary(a):
     summarize_gwas(a.sumstats, genes_gtf=a.genes, nopcs_sumstats=a.nopcs, trait=a.trait,
                    out_leads=f"{a.out}.leads.tsv", out_summary=f"{a.out}.summary.json",
                    out_manhattan=f"{a.out}.manhattan.png", out_qq=f"{a.out}.qq.png",
-                   p_threshold=a.p_threshold, locus_window_kb=a.locus_window_kb)
+                   p_threshold=a.p_threshold, locus_window_kb=a.locus_window_kb, bfile=a.bfile,
+                   clump_r2=a.clump_r2, clump_kb=a.clump_kb, clump_p2=a.clump_p2,
+                   out_regional_dir=(a.regional_dir or f"{a.out}.regional") if a.bfile else None,
+                   max_regional_plots=a.regional_max)
 
 
 def _cmd_prs(a):
@@ -213,9 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pheno-name", nargs="+")
     p.add_argument("--covar")
     p.add_argument("--covar-name", nargs="+")
-    p.add_argument("--model", choices=["auto", "linear", "logistic"], default="auto")
+    p.add_argument("--model", choices=["auto", "linear", "logistic"], default="auto",
+                   help="auto: logistic for 1/2 or 0/1 traits, else linear")
+    firth = p.add_mutually_exclusive_group()
+    firth.add_argument("--firth-fallback", dest="firth", action="store_const", const="fallback",
+                       help="refit logistic regressions that fail (separation, no convergence) by Firth (default)")
+    firth.add_argument("--firth", dest="firth", action="store_const", const="always",
+                       help="Firth-penalised logistic regression for every variant")
+    firth.add_argument("--no-firth", dest="firth", action="store_const", const="never",
+                       help="no Firth: failed fits get an errcode")
+    p.set_defaults(firth="fallback")
+    p.add_argument("--covar-variance-standardize", action="store_true",
+                   help="accepted for plink2 compatibility: covariates are always standardised internally")
+    p.add_argument("--sex", action="store_true", help="the .fam sex as a covariate on every chromosome")
+    p.add_argument("--no-x-sex", action="store_true",
+                   help="do not add the .fam sex as a covariate on chromosome X (added by default, as plink2)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", required=True, help="output prefix: OUT.{pheno}.tsv.gz")
+    p.add_argument("--out", required=True, help="output prefix: OUT.{pheno}.tsv.gz (+ -meta.yaml)")
 
     p = add("gwas-summary", _cmd_gwas_summary, "lambda GC, lead loci, Manhattan and QQ plots")
     p.add_argument("--sumstats", required=True)
@@ -224,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trait", required=True)
     p.add_argument("--p-threshold", type=float, default=5e-8)
     p.add_argument("--locus-window-kb", type=float, default=250)
+    p.add_argument("--bfile", help="the cohort's PLINK prefix: lead loci by LD clumping (as plink1.9 --clump) "
+                   "and regional plots; without it, by distance")
+    p.add_argument("--clump-r2", type=float, default=0.1)
+    p.add_argument("--clump-kb", type=float, default=250)
+    p.add_argument("--clump-p2", type=float, default=0.01)
+    p.add_argument("--regional-dir", help="directory for regional plots (default OUT.regional)")
+    p.add_argument("--regional-max", type=int, default=20, help="regional plots for at most this many loci")
     p.add_argument("--out", required=True, help="output prefix")
 
     prs = sub.add_parser("prs", help="polygenic risk scores: clumping + thresholding (ct), published scores (score)",

@@ -38,7 +38,7 @@ rule gwas:
     params:
         covariates=config["gwas"]["covariates"],
         n_pcs=config["gwas"]["n_pcs"],
-        block_size=config["gwas"]["block_size"],
+        firth=config["gwas"]["firth"],
     log:
         res("{cohort}", "logs/gwas.{trait}.log"),
     benchmark:
@@ -74,10 +74,10 @@ rule gwas_summary:
     params:
         p_threshold=config["gwas"]["p_threshold"],
         locus_window_kb=config["gwas"]["locus_window_kb"],
-        clump_r2=config["gwas"].get("clump_r2", 0.1),
-        clump_kb=config["gwas"].get("clump_kb", 250),
-        clump_p2=config["gwas"].get("clump_p2", 0.01),
-        regional_plots_max=config["gwas"].get("regional_plots_max", 20),
+        clump_r2=config["gwas"]["clump_r2"],
+        clump_kb=config["gwas"]["clump_kb"],
+        clump_p2=config["gwas"]["clump_p2"],
+        regional_plots_max=config["gwas"]["regional_plots_max"],
     log:
         res("{cohort}", "logs/gwas_summary.{trait}.log"),
     benchmark:

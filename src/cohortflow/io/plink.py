@@ -111,8 +111,9 @@ class Bed:
     def bytes_per_variant(self) -> int:
         return (self.n_samples + 3) // 4
 
-    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Genotypes of variants [start, stop) as int8 (variants x samples)."""
+    def read_packed(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The .bed bytes of variants [start, stop) as uint8 (variants x ceil(samples / 4)), read
+        with plain file reads (no memory map, so resident memory stays one block)."""
         stop = self.n_variants if stop is None else min(stop, self.n_variants)
         nb = self.bytes_per_variant
         count = max(stop - start, 0)
@@ -120,9 +121,13 @@ class Bed:
             fh.seek(3 + start * nb)
             buf = fh.read(count * nb)
         if len(buf) != count * nb:
-            raise InputFormatError("truncated .bed file", path=_p(self.prefix, ".bed"))
-        raw = np.frombuffer(buf, dtype=np.uint8).reshape(count, nb)
-        return decode_bed_block(raw, self.n_samples, _BYTE_TABLE)
+            raise InputFormatError(f"truncated .bed file (variant {start + len(buf) // nb + 1} of "
+                                   f"{self.n_variants} incomplete)", path=_p(self.prefix, ".bed"))
+        return np.frombuffer(buf, dtype=np.uint8).reshape(count, nb)
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Genotypes of variants [start, stop) as int8 (variants x samples)."""
+        return decode_bed_block(self.read_packed(start, stop), self.n_samples, _BYTE_TABLE)
 
     def read_rows(self, rows: np.ndarray, samples: np.ndarray | None = None, *, max_gap: int = 64) -> np.ndarray:
         """Genotypes of the ascending .bim rows ``rows`` (int8, rows x samples), optionally only the
@@ -139,6 +144,11 @@ class Bed:
             out[i:j + 1] = block if samples is None else block[:, samples]
             i = j + 1
         return out
+
+    def iter_packed_blocks(self, block_size: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (start index, packed .bed rows) over all variants (see :meth:`read_packed`)."""
+        for start in range(0, self.n_variants, block_size):
+            yield start, self.read_packed(start, start + block_size)
 
     def iter_blocks(self, block_size: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (start index, int8 genotype block) over all variants."""

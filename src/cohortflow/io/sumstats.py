@@ -8,12 +8,16 @@ effect_allele_frequency p_value n variant_id test_statistic errcode. The effect 
 
 from __future__ import annotations
 
-import gzip
+import io
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from cohortflow.errors import InputFormatError
 from cohortflow.io.atomic import atomic_open
@@ -44,8 +48,94 @@ def format_p_values(log10_p: np.ndarray, *, digits: int = 6) -> np.ndarray:
     return out
 
 
-def _fmt(values: np.ndarray, spec: str) -> np.ndarray:
-    return np.array(["NA" if v != v else format(v, spec) for v in values], dtype=object)
+def format_significant(values: np.ndarray, *, digits: int = 6) -> pa.Array:
+    """Numbers as text with ``digits`` significant digits (shortest form: 0.0123457, 1.5e-7,
+    123457000); NaN -> 'NA'. Vectorised: rounded in decimal, then printed by Arrow."""
+    x = np.asarray(values, dtype=float) + 0.0  # -0.0 -> 0.0
+    out = x.copy()
+    ok = np.isfinite(x) & (x != 0.0) & (np.abs(x) > 1e-290) & (np.abs(x) < 1e290)
+    xs = x[ok]
+    shift = (digits - 1) - np.floor(np.log10(np.abs(xs)))
+    scale = 10.0 ** np.abs(shift)
+    out[ok] = np.where(shift >= 0, np.rint(xs * scale) / scale, np.rint(xs / scale) * scale)
+    text = pc.cast(pa.array(out, from_pandas=True), pa.string())
+    return pc.fill_null(text, "NA")
+
+
+def format_p_text(log10_p: np.ndarray, *, digits: int = 6) -> pa.Array:
+    """p-values as text from log10 p: as :func:`format_significant` down to 1e-300, from log
+    space below (``1.2e-400``); 'NA' for NaN."""
+    lp = np.asarray(log10_p, dtype=float)
+    tiny = lp < math.log10(LOG_P_FORMAT_BELOW)
+    with np.errstate(under="ignore"):
+        text = format_significant(np.where(tiny, np.nan, 10.0 ** lp), digits=digits)
+    if tiny.any():
+        items = np.array(text.to_pylist(), dtype=object)
+        items[tiny] = format_p_values(lp[tiny], digits=digits)
+        text = pa.array(items, type=pa.string())
+    return text
+
+
+def _column(values, kind: str) -> pa.Array:
+    if kind == "float":
+        return format_significant(values)
+    if kind == "int":
+        return pa.array(np.asarray(values, dtype=np.int64))
+    return pa.array(np.asarray(values, dtype=object), type=pa.string())
+
+
+_KINDS = {"chromosome": "str", "base_pair_location": "int", "effect_allele": "str", "other_allele": "str",
+          "beta": "float", "standard_error": "float", "effect_allele_frequency": "float", "n": "int",
+          "variant_id": "str", "test_statistic": "float", "errcode": "str"}
+
+
+def sumstats_text(table, *, log10_p: np.ndarray, header: bool = True) -> bytes:
+    """GWAS-SSF rows (tab-separated UTF-8) for ``table`` (a mapping or DataFrame with the SSF
+    columns except p_value, which comes from ``log10_p``). Floats get 6 significant digits."""
+    cols = []
+    for name in SSF_COLUMNS:
+        if name == "p_value":
+            cols.append(format_p_text(log10_p))
+        else:
+            values = table[name]
+            cols.append(_column(values.to_numpy() if hasattr(values, "to_numpy") else values, _KINDS[name]))
+    buf = io.BytesIO()
+    if header:
+        buf.write(("\t".join(SSF_COLUMNS) + "\n").encode())
+    if len(cols[0]):
+        pacsv.write_csv(pa.table(cols, names=SSF_COLUMNS), buf,
+                        pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
+    return buf.getvalue()
+
+
+class SumstatsWriter:
+    """Streams GWAS-SSF blocks into ``path`` atomically (gzip level 1, mtime 0, when the name ends
+    in .gz): nothing appears at ``path`` unless :meth:`close` runs after the last block."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._ctx = atomic_open(self.path, "wb", compress=False)
+        self._fh = self._ctx.__enter__()
+        self._gz = self.path.suffix == ".gz"
+        # wbits 31: zlib writes the gzip header itself, with mtime 0 and no file name, so the
+        # bytes depend only on the data; level 1 because output speed matters more than 10% size
+        self._zip = zlib.compressobj(1, zlib.DEFLATED, 31) if self._gz else None
+        self._header = True
+
+    def write(self, table, *, log10_p: np.ndarray) -> None:
+        data = sumstats_text(table, log10_p=log10_p, header=self._header)
+        self._header = False
+        self._fh.write(self._zip.compress(data) if self._gz else data)
+
+    def close(self) -> None:
+        if self._header:
+            self.write({c: np.empty(0) for c in SSF_COLUMNS if c != "p_value"}, log10_p=np.empty(0))
+        if self._gz:
+            self._fh.write(self._zip.flush())
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
 
 
 def write_sumstats(path: str | Path, table: pd.DataFrame, *, log10_p: np.ndarray) -> None:
@@ -54,27 +144,13 @@ def write_sumstats(path: str | Path, table: pd.DataFrame, *, log10_p: np.ndarray
     ``table`` holds the SSF columns except p_value (taken from ``log10_p``). Floats get 6
     significant digits, like plink2.
     """
-    out = pd.DataFrame({
-        "chromosome": table["chromosome"].astype(str).to_numpy(),
-        "base_pair_location": table["base_pair_location"].astype(np.int64).to_numpy(),
-        "effect_allele": table["effect_allele"].to_numpy(),
-        "other_allele": table["other_allele"].to_numpy(),
-        "beta": _fmt(table["beta"].to_numpy(float), ".6g"),
-        "standard_error": _fmt(table["standard_error"].to_numpy(float), ".6g"),
-        "effect_allele_frequency": _fmt(table["effect_allele_frequency"].to_numpy(float), ".6g"),
-        "p_value": format_p_values(np.asarray(log10_p, dtype=float)),
-        "n": table["n"].astype(np.int64).to_numpy(),
-        "variant_id": table["variant_id"].to_numpy(),
-        "test_statistic": _fmt(table["test_statistic"].to_numpy(float), ".6g"),
-        "errcode": table["errcode"].to_numpy(),
-    }, columns=SSF_COLUMNS)
-    data = out.to_csv(sep="\t", index=False, lineterminator="\n", na_rep="NA").encode("utf-8")
-    path = Path(path)
-    if path.suffix == ".gz":
-        # level 6: much faster than gzip's default 9 for little size; mtime 0 keeps bytes stable
-        data = gzip.compress(data, compresslevel=6, mtime=0)
-    with atomic_open(path, "wb", compress=False) as fh:
-        fh.write(data)
+    writer = SumstatsWriter(path)
+    try:
+        writer.write(table, log10_p=log10_p)
+    except BaseException as exc:
+        writer.abort(exc)
+        raise
+    writer.close()
 
 
 def read_sumstats(path: str | Path) -> pd.DataFrame:
