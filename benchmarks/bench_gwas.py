@@ -1,17 +1,24 @@
-"""GWAS speed: cohortflow run_gwas vs plink2 --glm on the same simulated input, in one run.
+"""GWAS speed and memory: cohortflow vs plink2 --glm on the same plink2 --dummy input, in one run.
 
-    .venv/bin/python benchmarks/bench_gwas.py --samples 2000 --variants 40000 --threads 2
+    .venv/bin/python benchmarks/bench_gwas.py                      # 5000 x 100000, 1 and 2 threads
+    .venv/bin/python benchmarks/bench_gwas.py --rss-samples 50000  # + peak RSS at 50,000 samples
 
-Simulates genotypes (2% missing calls), a quantitative and a binary trait pair each, and 12
-covariates (sex, age, 10 PCs); times linear (2 traits) and logistic (2 traits) for both tools and
-prints the ratios. The first cohortflow call compiles/loads the numba kernels and is not timed.
+Input: ``plink2 --dummy N M [0.01] acgt`` (its binary trait; a quantitative trait and 6 normal
+covariates drawn here with a fixed seed), with and without 1% missing calls. Each case runs both
+tools ``--repeats`` times at the same thread count and keeps the fastest; plink2 runs
+``--glm hide-covar [firth-fallback] --covar-variance-standardize``. cohortflow is timed in-process
+(``run_gwas``, numba kernels already compiled) and, once, as the ``cohortflow gwas`` command line
+(Python start-up and imports included). The ratio printed is plink2 time / cohortflow time.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,68 +27,92 @@ import numpy as np
 import pandas as pd
 
 from cohortflow.gwas.api import run_gwas
-from cohortflow.io.plink import write_bed
+
+CASES = (("linear", "no missing calls", "d0", "q"), ("linear", "1% missing calls", "d1", "q"),
+         ("logistic", "no missing calls", "d0", "case"), ("logistic", "1% missing calls", "d1", "case"))
 
 
-def simulate(d: Path, n: int, m: int, seed: int = 1) -> None:
+def make_inputs(d: Path, n: int, m: int, seed: int = 1) -> None:
+    for name, extra in (("d0", []), ("d1", ["0.01"])):
+        subprocess.run(["plink2", "--dummy", str(n), str(m), *extra, "acgt", "--seed", str(seed), "--make-bed",
+                        "--out", str(d / name)], check=True, capture_output=True)
+    fam = pd.read_csv(d / "d0.fam", sep=r"\s+", header=None)
     rng = np.random.default_rng(seed)
-    freqs = rng.uniform(0.05, 0.5, m)
-    geno = (rng.random((m, n)) < freqs[:, None]).astype(np.int8) + (rng.random((m, n)) < freqs[:, None])
-    geno = geno.astype(np.int8)
-    geno[rng.random((m, n)) < 0.02] = -1
-    iids = [f"s{i}" for i in range(n)]
-    bim = pd.DataFrame({"chrom": "1", "id": [f"v{i}" for i in range(m)], "cm": 0.0,
-                        "pos": np.arange(1, m + 1) * 100, "a1": "A", "a2": "G"})
-    fam = pd.DataFrame({"fid": iids, "iid": iids, "father": "0", "mother": "0", "sex": 0, "pheno": "-9"})
-    write_bed(d / "g", geno, bim, fam)
-    cov = pd.DataFrame({"#FID": iids, "IID": iids, "sex": rng.integers(1, 3, n), "age": rng.normal(50, 10, n)})
-    for k in range(1, 11):
-        cov[f"PC{k}"] = rng.normal(0, 1, n)
+    cov = pd.DataFrame({"#FID": fam[0], "IID": fam[1]})
+    for k in range(6):
+        cov[f"c{k}"] = rng.normal(size=n)
     cov.to_csv(d / "covar.tsv", sep="\t", index=False)
-    g0 = np.maximum(geno[:20], 0).T.astype(float)
-    base = g0 @ rng.normal(0, 0.3, 20) + 0.02 * cov["age"].to_numpy()
-    ph = pd.DataFrame({"#FID": iids, "IID": iids})
-    for t in (1, 2):
-        q = base + rng.normal(0, 1, n)
-        ph[f"q{t}"] = q
-        ph[f"b{t}"] = np.where(q > np.median(q), 2, 1)
-    ph[["#FID", "IID", "q1", "q2"]].to_csv(d / "quant.tsv", sep="\t", index=False)
-    ph[["#FID", "IID", "b1", "b2"]].to_csv(d / "binary.tsv", sep="\t", index=False)
+    pd.DataFrame({"#FID": fam[0], "IID": fam[1], "q": cov["c0"] + rng.normal(size=n), "case": fam[5]}).to_csv(
+        d / "pheno.tsv", sep="\t", index=False)
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def best_of(repeats: int, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def plink2_cmd(d: Path, bfile: str, pheno: str, model: str, threads: int) -> list[str]:
+    glm = ["hide-covar"] + (["firth-fallback"] if model == "logistic" else [])
+    return ["plink2", "--bfile", str(d / bfile), "--pheno", str(d / "pheno.tsv"), "--pheno-name", pheno,
+            "--covar", str(d / "covar.tsv"), "--glm", *glm, "--covar-variance-standardize",
+            "--threads", str(threads), "--out", str(d / "ref")]
+
+
+def cohortflow_cmd(d: Path, bfile: str, pheno: str, threads: int) -> list[str]:
+    return [sys.executable, "-m", "cohortflow.cli", "gwas", "--bfile", str(d / bfile), "--pheno",
+            str(d / "pheno.tsv"), "--pheno-name", pheno, "--covar", str(d / "covar.tsv"),
+            "--covar-variance-standardize", "--threads", str(threads), "--out", str(d / "cli")]
+
+
+def peak_rss_mb(cmd: list[str]) -> float:
+    """Peak resident memory of a child process (MB), via getrusage."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(cmd, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(after, before) / 1024.0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=2000)
-    ap.add_argument("--variants", type=int, default=40000)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=5000)
+    ap.add_argument("--variants", type=int, default=100000)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rss-samples", type=int, default=0, help="also measure peak RSS at this many samples")
     args = ap.parse_args()
+    if shutil.which("plink2") is None:
+        sys.exit("plink2 not found (apt-get install plink2)")
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        simulate(d, args.samples, args.variants)
-        print(f"{args.samples} samples x {args.variants} variants x 2 traits, 12 covariates, "
-              f"2% missing calls, {args.threads} threads")
-        # warm-up: numba compilation / cache load
-        run_gwas(bfile=d / "g", pheno=d / "quant.tsv", covar=d / "covar.tsv", out_prefix=d / "warm",
-                 block_size=256, threads=args.threads)
-        run_gwas(bfile=d / "g", pheno=d / "binary.tsv", covar=d / "covar.tsv", out_prefix=d / "warm",
-                 block_size=256, threads=args.threads)
-        for kind in ("quant", "binary"):
-            ours = timed(lambda: run_gwas(bfile=d / "g", pheno=d / f"{kind}.tsv", covar=d / "covar.tsv",
-                                          out_prefix=d / "ours", threads=args.threads))
-            line = f"{'linear' if kind == 'quant' else 'logistic':9s} cohortflow {ours:7.2f} s"
-            if shutil.which("plink2"):
-                ref = timed(lambda: subprocess.run(
-                    ["plink2", "--bfile", str(d / "g"), "--pheno", str(d / f"{kind}.tsv"), "--covar",
-                     str(d / "covar.tsv"), "--glm", "hide-covar", "--covar-variance-standardize",
-                     "--threads", str(args.threads), "--out", str(d / "ref")], check=True, capture_output=True))
-                line += f"   plink2 {ref:7.2f} s   ratio cohortflow/plink2 {ours / ref:6.2f}"
-            print(line, flush=True)
+        make_inputs(d, args.samples, args.variants)
+        print(f"plink2 --dummy {args.samples} {args.variants} [0.01] acgt, 6 covariates; best of {args.repeats}; "
+              f"cpu: {os.cpu_count()} cores")
+        for bfile in ("d0", "d1"):  # compile / load the numba kernels outside the timings
+            run_gwas(bfile=d / bfile, pheno=d / "pheno.tsv", covar=d / "covar.tsv", out_prefix=d / "warm",
+                     block_size=64)
+        print(f"{'model':9s} {'input':17s} {'threads':>7s} {'cohortflow':>11s} {'plink2':>8s} {'ratio':>6s} "
+              f"{'cohortflow CLI':>15s}")
+        for model, label, bfile, pheno in CASES:
+            for threads in args.threads:
+                ours = best_of(args.repeats, lambda: run_gwas(
+                    bfile=d / bfile, pheno=d / "pheno.tsv", pheno_names=[pheno], covar=d / "covar.tsv",
+                    out_prefix=d / "ours", threads=threads))
+                ref = best_of(args.repeats, lambda: subprocess.run(
+                    plink2_cmd(d, bfile, pheno, model, threads), check=True, capture_output=True))
+                cli = best_of(1, lambda: subprocess.run(cohortflow_cmd(d, bfile, pheno, threads), check=True,
+                                                        capture_output=True))
+                print(f"{model:9s} {label:17s} {threads:7d} {ours:10.2f}s {ref:7.2f}s {ref / ours:5.1f}x "
+                      f"{cli:14.2f}s", flush=True)
+        if args.rss_samples:
+            make_inputs(d, args.rss_samples, args.variants, seed=2)
+            mb = peak_rss_mb(cohortflow_cmd(d, "d1", "q", 2))
+            bed_mb = (d / "d1.bed").stat().st_size / 2**20
+            print(f"peak RSS, cohortflow gwas (linear, 1% missing), {args.rss_samples} x {args.variants} "
+                  f"(.bed {bed_mb:.0f} MB): {mb:.0f} MB")
 
 
 if __name__ == "__main__":
