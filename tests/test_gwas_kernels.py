@@ -61,8 +61,7 @@ def test_linear_matches_statsmodels_with_missing_calls(subset):
     bits = np.zeros(4 * nb, dtype=np.int64)
     bits[idx] = 1
     pattern = (bits.reshape(nb, 4) * [1, 2, 4, 8]).sum(axis=1).astype(np.uint8)
-    sums = linear_kernels.cross_products(raw, zt, pattern, linear_kernels.DECODE_TABLE, linear_kernels.COUNT_TABLE,
-                                         chunk=8)
+    sums = linear_kernels.cross_products(raw, zt, pattern, chunk=8)
     beta, se, t, df, nobs, gsum, err = linear_kernels.linear_tests(*sums, k, len(idx), q.T @ yc, (yc * yc).sum(0))
     assert (err[3] == kernels.ERR_MONOMORPHIC).all() and np.isnan(beta[3]).all()
     for v in range(M):

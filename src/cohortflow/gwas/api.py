@@ -15,6 +15,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy import special
 
 from cohortflow.errors import CohortflowError, InputFormatError
@@ -242,15 +243,15 @@ class _LinearGroup:
         self.yty = (ys * ys).sum(axis=0)
 
     def test(self, raw: np.ndarray):
-        sums = linear_kernels.cross_products(raw, self.zt, self.pattern, linear_kernels.DECODE_TABLE,
-                                             linear_kernels.COUNT_TABLE)
+        sums = linear_kernels.cross_products(raw, self.zt, self.pattern)
         return linear_kernels.linear_tests(*sums, self.k, self.n, self.qty, self.yty)
 
 
 def _chrom_context(chrom: np.ndarray) -> np.ndarray:
     """True for chromosome X variants (.bim code X, 23 or chrX)."""
-    upper = pd.Series(chrom, dtype=str).str.upper().to_numpy()
-    return np.isin(upper, list(X_CHROMOSOMES))
+    codes, names = pd.factorize(chrom)
+    x_codes = [i for i, name in enumerate(names) if str(name).upper() in X_CHROMOSOMES]
+    return np.isin(codes, x_codes)
 
 
 def run_gwas(*, bfile: str | Path, pheno: str | Path, pheno_names: list[str] | None = None,
@@ -333,9 +334,11 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
     """Read the genotypes block by block, test every phenotype, append each block's rows."""
     nb = bed.bytes_per_variant
     bim = bed.bim
-    chrom, pos = bim["chrom"].to_numpy(), bim["pos"].to_numpy()
-    a1, a2, ids = bim["a1"].to_numpy(), bim["a2"].to_numpy(), bim["id"].to_numpy()
-    is_x = _chrom_context(chrom)
+    is_x = _chrom_context(bim["chrom"].to_numpy())
+    # text columns as Arrow arrays once; each block's rows are zero-copy slices
+    chrom, a1, a2, ids = (pa.array(bim[c].to_numpy(), type=pa.string()) for c in ("chrom", "a1", "a2", "id"))
+    pos = bim["pos"].to_numpy()
+    errnames = pa.array(kernels.ERRCODE_NAMES, type=pa.string())
     # per kind of chromosome, linear phenotypes sharing a covariate basis share one pass
     plans = {}
     for where in ("auto", "x"):
@@ -351,7 +354,6 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
             "logistic": [(pm.name, pm.contexts[where if where in pm.contexts else "auto"])
                          for pm in models if pm.model == "logistic"],
         }
-    errnames = np.array(kernels.ERRCODE_NAMES, dtype=object)
     writers = {name: SumstatsWriter(path) for name, path in paths.items()}
     n_firth = {pm.name: 0 for pm in models}
     step = block_size or max(64, block_bytes // max(nb, 1))
@@ -389,12 +391,13 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
                     n_firth[name] += int(used.sum())
             for pm in models:
                 res = results[pm.name]
+                m = stop - start
                 table = {
-                    "chromosome": chrom[start:stop], "base_pair_location": pos[start:stop],
-                    "effect_allele": a1[start:stop], "other_allele": a2[start:stop],
+                    "chromosome": chrom.slice(start, m), "base_pair_location": pos[start:stop],
+                    "effect_allele": a1.slice(start, m), "other_allele": a2.slice(start, m),
                     "beta": res["beta"], "standard_error": res["se"], "effect_allele_frequency": res["freq"],
-                    "n": res["n"], "variant_id": ids[start:stop], "test_statistic": res["stat"],
-                    "errcode": errnames[res["err"]],
+                    "n": res["n"], "variant_id": ids.slice(start, m), "test_statistic": res["stat"],
+                    "errcode": errnames.take(pa.array(res["err"])),
                 }
                 writers[pm.name].write(table, log10_p=res["log10p"])
     except BaseException as exc:

@@ -86,28 +86,21 @@ def read_pheno_table(path: str | Path, *, columns: list[str] | None = None,
 
     data = {}
     for name, vals in zip(wanted, values):
-        col = np.full(len(vals), np.nan)
-        numeric = True
-        bad_line = None
-        for r, v in enumerate(vals):
-            if _is_missing_token(v):
-                continue
-            try:
-                col[r] = float(v)
-            except ValueError:
-                numeric = False
-                bad_line = line_of[r]
-                bad_value = v
-                break
-        if numeric:
-            if not np.all(np.isfinite(col[~np.isnan(col)])):
-                raise InputFormatError(f"column {name!r}: infinite value", path=path)
+        text = pd.Series(vals, dtype=object)
+        missing = text.str.lower().isin(MISSING_TOKENS).to_numpy()
+        col = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(np.isnan(col) & ~missing)
+        if not len(bad):
+            if np.isinf(col).any():
+                r = int(np.flatnonzero(np.isinf(col))[0])
+                raise InputFormatError(f"column {name!r}: infinite value", path=path, record=f"line {line_of[r]}")
             data[name] = col
         elif require_numeric:
-            raise InputFormatError(f"column {name!r}: non-numeric value {bad_value!r}", path=path,
-                                   record=f"line {bad_line}")
+            r = int(bad[0])
+            raise InputFormatError(f"column {name!r}: non-numeric value {vals[r]!r}", path=path,
+                                   record=f"line {line_of[r]}")
         else:
-            data[name] = pd.Series([None if _is_missing_token(v) else v for v in vals], dtype=object).to_numpy()
+            data[name] = np.array([None if m else v for v, m in zip(vals, missing)], dtype=object)
     frame = pd.DataFrame(data, index=pd.Index(iids, name="IID"), columns=wanted)
     return frame
 

@@ -9,6 +9,7 @@ by our ingestion), with -1 for a missing call: this is the allele plink2 counts 
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,9 +147,31 @@ class Bed:
         return out
 
     def iter_packed_blocks(self, block_size: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (start index, packed .bed rows) over all variants (see :meth:`read_packed`)."""
+        """Yield (start index, packed .bed rows, read-only) over all variants.
+
+        The rows are a window of a memory map of the .bed (no copy); once the consumer moves on,
+        the window's pages are released, so resident memory stays about one block."""
+        nb = self.bytes_per_variant
+        path = _p(self.prefix, ".bed")
+        expected = 3 + self.n_variants * nb
+        size = path.stat().st_size
+        if size < expected:
+            raise InputFormatError(f"truncated .bed file ({size} bytes, {expected} expected for "
+                                   f"{self.n_variants} variants x {self.n_samples} samples)", path=path)
+        if self.n_variants == 0:
+            return
+        page = mmap.PAGESIZE
+        with open(path, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        data = np.frombuffer(mm, dtype=np.uint8)
         for start in range(0, self.n_variants, block_size):
-            yield start, self.read_packed(start, start + block_size)
+            count = min(block_size, self.n_variants - start)
+            offset = 3 + start * nb
+            yield start, data[offset:offset + count * nb].reshape(count, nb)
+            lo = offset // page * page
+            hi = (offset + count * nb) // page * page  # the last partial page serves the next block
+            if hi > lo and hasattr(mm, "madvise"):
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def iter_blocks(self, block_size: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (start index, int8 genotype block) over all variants."""

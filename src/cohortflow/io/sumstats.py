@@ -77,6 +77,8 @@ def format_p_text(log10_p: np.ndarray, *, digits: int = 6) -> pa.Array:
 
 
 def _column(values, kind: str) -> pa.Array:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
     if kind == "float":
         return format_significant(values)
     if kind == "int":
@@ -98,7 +100,9 @@ def sumstats_text(table, *, log10_p: np.ndarray, header: bool = True) -> bytes:
             cols.append(format_p_text(log10_p))
         else:
             values = table[name]
-            cols.append(_column(values.to_numpy() if hasattr(values, "to_numpy") else values, _KINDS[name]))
+            if isinstance(values, pd.Series):
+                values = values.to_numpy()
+            cols.append(_column(values, _KINDS[name]))
     buf = io.BytesIO()
     if header:
         buf.write(("\t".join(SSF_COLUMNS) + "\n").encode())
