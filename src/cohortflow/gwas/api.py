@@ -9,6 +9,7 @@ only (``n`` varies per variant, as in plink2). On chromosome X the .fam sex join
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ FIRTH_MODES = {"never": logistic_kernels.FIRTH_NEVER, "fallback": logistic_kerne
 LOG10_E = math.log10(math.e)
 X_CHROMOSOMES = frozenset({"X", "23", "CHRX"})
 # genotype bytes per streamed block (the block's results are written before the next is read)
-BLOCK_BYTES = 32 << 20
+BLOCK_BYTES = 8 << 20
 
 
 @dataclass
@@ -357,6 +358,8 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
     writers = {name: SumstatsWriter(path) for name, path in paths.items()}
     n_firth = {pm.name: 0 for pm in models}
     step = block_size or max(64, block_bytes // max(nb, 1))
+    writer_pool = ThreadPoolExecutor(max_workers=1)
+    pending = []
     try:
         for start, raw in bed.iter_packed_blocks(step):
             stop = start + raw.shape[0]
@@ -399,14 +402,24 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
                     "n": res["n"], "variant_id": ids.slice(start, m), "test_statistic": res["stat"],
                     "errcode": errnames.take(pa.array(res["err"])),
                 }
-                writers[pm.name].write(table, log10_p=res["log10p"])
+                # formatting and compression (mostly outside the GIL) overlap the next block's tests;
+                # one worker keeps the blocks in order
+                pending.append(writer_pool.submit(writers[pm.name].write, table, log10_p=res["log10p"]))
+            while len(pending) > 2 * len(models):
+                pending.pop(0).result()
+        for job in pending:
+            job.result()
     except BaseException as exc:
+        writer_pool.shutdown(wait=True, cancel_futures=True)
         for w in writers.values():
             w.abort(exc)
         raise
+    writer_pool.shutdown(wait=True)
     for w in writers.values():
         w.close()
     return n_firth
+
+
 def read_gwas_meta(sumstats: str | Path) -> dict[str, str]:
     """The ``key: value`` lines of a sumstats' ``-meta.yaml`` sidecar ({} when absent)."""
     meta = Path(f"{sumstats}-meta.yaml")
