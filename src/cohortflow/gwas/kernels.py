@@ -33,13 +33,6 @@ CODE_MISSING = 1
 FAST = {"reassoc", "contract", "arcp", "nsz"}
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def any_missing_code(byte) -> bool:
-    """True when one of the four 2-bit codes in a .bed byte is 01 (missing)."""
-    b = np.int64(byte)
-    return (b & ~(b >> 1) & 0x55) != 0
-
-
 @numba.njit(cache=True, nogil=True)
 def cholesky_inplace(a: np.ndarray, k: int) -> bool:
     """Lower Cholesky factor of a[:k, :k] in place; False if not positive definite."""
