@@ -105,10 +105,6 @@ def _orthonormal_basis(design: np.ndarray, names: list[str], *, source: str, phe
     return np.ascontiguousarray(q * signs)
 
 
-def _fam_sex(bed) -> np.ndarray:
-    return bed.fam["sex"].to_numpy()
-
-
 def _read_phenotypes(bed, pheno: Path, pheno_names) -> pd.DataFrame:
     ptab = read_pheno_table(pheno, columns=pheno_names, require_numeric=True)
     if not len(ptab.columns):
@@ -141,7 +137,7 @@ def _prepare(bed, pheno: Path, pheno_names, covar, covar_names, model: str, samp
         design = covariate_design(ctab).reindex(fam_iids)
         keep &= design.notna().all(axis=1).to_numpy()
         source = str(covar)
-    sex = _fam_sex(bed)
+    sex = bed.fam["sex"].to_numpy()
     known_sex = (sex == 1) | (sex == 2)
     female = (sex == 2).astype(float)
     if sex_covariate:
@@ -227,7 +223,7 @@ def _log10_p(stat: np.ndarray, df: np.ndarray | None) -> np.ndarray:
 class _LinearGroup:
     """Linear phenotypes sharing analysed samples and covariates: one pass over the genotypes."""
 
-    def __init__(self, ctx_list: list[_Context], n_fam: int, nb: int):
+    def __init__(self, ctx_list: list[_Context], nb: int):
         first = ctx_list[0]
         self.k = first.q.shape[1]
         self.n = len(first.sample_idx)
@@ -350,7 +346,7 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
             if pm.model == "linear":
                 groups.setdefault((key, ctx.sample_idx.tobytes()), []).append((pm.name, ctx))
         plans[where] = {
-            "linear": [([name for name, _ in members], _LinearGroup([c for _, c in members], bed.n_samples, nb))
+            "linear": [([name for name, _ in members], _LinearGroup([c for _, c in members], nb))
                        for members in groups.values()],
             "logistic": [(pm.name, pm.contexts[where if where in pm.contexts else "auto"])
                          for pm in models if pm.model == "logistic"],

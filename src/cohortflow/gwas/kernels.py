@@ -91,18 +91,8 @@ def expit_into(eta: np.ndarray, out: np.ndarray, bits: np.ndarray, n: int) -> No
         kf = t - _SHIFTER
         r = (x - kf * _LN2_HI) - kf * _LN2_LO
         poly = c[12]
-        poly = poly * r + c[11]
-        poly = poly * r + c[10]
-        poly = poly * r + c[9]
-        poly = poly * r + c[8]
-        poly = poly * r + c[7]
-        poly = poly * r + c[6]
-        poly = poly * r + c[5]
-        poly = poly * r + c[4]
-        poly = poly * r + c[3]
-        poly = poly * r + c[2]
-        poly = poly * r + c[1]
-        poly = poly * r + c[0]
+        for j in range(11, -1, -1):  # Horner, unrolled by LLVM
+            poly = poly * r + c[j]
         out[i] = poly
     for i in range(n):
         bits[i] = (bits[i] - _SHIFTER_BITS + 1023) << 52

@@ -163,6 +163,29 @@ def _null_step(xt: np.ndarray, k: int, mask: np.ndarray, null_w: np.ndarray, nul
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _newton_direction(xt: np.ndarray, kx: int, y: np.ndarray, mask: np.ndarray, b: np.ndarray, grad: np.ndarray,
+                      h: np.ndarray, step: np.ndarray, eta: np.ndarray, prob: np.ndarray, wx: np.ndarray,
+                      r: np.ndarray, bits: np.ndarray) -> bool:
+    """Newton step at b into ``step`` (h: Cholesky factor of the information); False if singular."""
+    _score_information(xt, kx, y, mask, b, grad, h, eta, prob, wx, r, bits)
+    if not cholesky_inplace(h, kx):
+        return False
+    chol_solve(h, kx, grad, step)
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _relative_step(step: np.ndarray, scale: float, b: np.ndarray, kx: int) -> float:
+    """Largest |scale step_j| / (1 + |b_j|): the convergence measure of every fit here."""
+    big = 0.0
+    for j in range(kx):
+        d = abs(scale * step[j]) / (1.0 + abs(b[j]))
+        if d > big:
+            big = d
+    return big
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _newton(xt: np.ndarray, kx: int, y: np.ndarray, mask: np.ndarray, b: np.ndarray, max_iter: int, tol: float,
             eta: np.ndarray, prob: np.ndarray, wx: np.ndarray, r: np.ndarray, bits: np.ndarray, h: np.ndarray,
             grad: np.ndarray, step: np.ndarray) -> int:
@@ -175,16 +198,11 @@ def _newton(xt: np.ndarray, kx: int, y: np.ndarray, mask: np.ndarray, b: np.ndar
     Returns iterations used (> 0), -1 if no convergence, -2 if the information became singular.
     """
     for it in range(1, max_iter + 1):
-        _score_information(xt, kx, y, mask, b, grad, h, eta, prob, wx, r, bits)
-        if not cholesky_inplace(h, kx):
+        if not _newton_direction(xt, kx, y, mask, b, grad, h, step, eta, prob, wx, r, bits):
             return -2
-        chol_solve(h, kx, grad, step)
-        big = 0.0
+        big = _relative_step(step, 1.0, b, kx)
         for j in range(kx):
             b[j] += step[j]
-            d = abs(step[j]) / (1.0 + abs(b[j]))
-            if d > big:
-                big = d
         if not big < 1e300:
             return -1
         if abs(b[kx - 1]) > 50.0:
@@ -216,10 +234,8 @@ def _newton_safe(xt: np.ndarray, kx: int, y: np.ndarray, mask: np.ndarray, b: np
     variants (mostly a handful of carriers) where plain Newton overshoots and diverges."""
     current = _loglik(xt, kx, y, mask, b, full_eta)
     for it in range(1, max_iter + 1):
-        _score_information(xt, kx, y, mask, b, grad, h, eta, prob, wx, r, bits)
-        if not cholesky_inplace(h, kx):
+        if not _newton_direction(xt, kx, y, mask, b, grad, h, step, eta, prob, wx, r, bits):
             return -2
-        chol_solve(h, kx, grad, step)
         scale = 1.0
         accepted = False
         trial = current
@@ -231,11 +247,7 @@ def _newton_safe(xt: np.ndarray, kx: int, y: np.ndarray, mask: np.ndarray, b: np
                 accepted = True
                 break
             scale *= 0.5
-        big = 0.0
-        for j in range(kx):
-            d = abs(scale * step[j]) / (1.0 + abs(b[j]))
-            if d > big:
-                big = d
+        big = _relative_step(step, scale, b, kx)
         if not accepted:
             # no ascent left: the optimum up to rounding if the Newton step is already tiny
             return it if big < 1e-4 else -1
@@ -245,8 +257,7 @@ def _newton_safe(xt: np.ndarray, kx: int, y: np.ndarray, mask: np.ndarray, b: np
         if abs(b[kx - 1]) > 50.0:
             return -1
         if big < tol:
-            _score_information(xt, kx, y, mask, b, grad, h, eta, prob, wx, r, bits)
-            return it if cholesky_inplace(h, kx) else -2
+            return it if _newton_direction(xt, kx, y, mask, b, grad, h, step, eta, prob, wx, r, bits) else -2
     return -1
 
 
@@ -320,11 +331,7 @@ def _firth(xt: np.ndarray, kx: int, y: np.ndarray, mask: np.ndarray, b: np.ndarr
             reverse += step[j] * b_prev_step[j]
         if reverse < 0.0:
             scale *= 0.5
-        big = 0.0
-        for j in range(kx):
-            d = abs(scale * step[j]) / (1.0 + abs(b[j]))
-            if d > big:
-                big = d
+        big = _relative_step(step, scale, b, kx)
         if big < tol or decrement < FIRTH_DECREMENT_TOL:
             return it  # h still holds the factor at b
         accepted = False
