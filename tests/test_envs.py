@@ -6,7 +6,7 @@ import yaml
 
 from conftest import REPO
 
-CONDA_NAMES = {"python-igraph": "igraph", "snakemake-minimal": "snakemake"}
+CONDA_NAMES = {"python-igraph": "igraph", "python-isal": "isal", "snakemake-minimal": "snakemake"}
 
 
 def _pyproject_specs() -> dict[str, str]:

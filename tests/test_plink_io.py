@@ -72,3 +72,25 @@ def test_truncated_bed_is_refused(tmp_path):
     (tmp_path / "x.bed").write_bytes(data[:-1])
     with pytest.raises(InputFormatError, match=r"x\.bed: size .* does not match 4 variants x 9 samples"):
         open_bed(prefix)
+
+
+def test_bim_tab_and_space_separated_read_alike(tmp_path):
+    prefix = _fileset(tmp_path, np.zeros((3, 5), dtype=np.int8))
+    tab = open_bed(prefix).bim
+    text = (tmp_path / "x.bim").read_text()
+    assert "\t" in text  # what write_bed (and plink) write: Arrow's reader
+    (tmp_path / "x.bim").write_text(text.replace("\t", "  "))  # other whitespace: the pandas reader
+    spaced = open_bed(prefix)
+    pd.testing.assert_frame_equal(spaced.bim, tab)
+    assert spaced.n_variants == 3 and list(tab["pos"]) == [100, 101, 102] and tab["chrom"].tolist() == ["1"] * 3
+
+
+def test_bim_missing_position_names_line(tmp_path):
+    prefix = _fileset(tmp_path, np.zeros((3, 5), dtype=np.int8))
+    lines = (tmp_path / "x.bim").read_text().splitlines()
+    fields = lines[1].split("\t")
+    fields[3] = ""
+    lines[1] = "\t".join(fields)
+    (tmp_path / "x.bim").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputFormatError, match=r"x\.bim: line 2: .*missing pos"):
+        open_bed(prefix)

@@ -17,6 +17,7 @@ import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import special
 
 from cohortflow.errors import CohortflowError, InputFormatError
@@ -244,11 +245,10 @@ class _LinearGroup:
         return linear_kernels.linear_tests(*sums, self.k, self.n, self.qty, self.yty)
 
 
-def _chrom_context(chrom: np.ndarray) -> np.ndarray:
+def _chrom_context(chrom: pa.Array) -> np.ndarray:
     """True for chromosome X variants (.bim code X, 23 or chrX)."""
-    codes, names = pd.factorize(chrom)
-    x_codes = [i for i, name in enumerate(names) if str(name).upper() in X_CHROMOSOMES]
-    return np.isin(codes, x_codes)
+    upper = pc.utf8_upper(chrom)
+    return pc.is_in(upper, value_set=pa.array(sorted(X_CHROMOSOMES))).to_numpy(zero_copy_only=False)
 
 
 def run_gwas(*, bfile: str | Path, pheno: str | Path, pheno_names: list[str] | None = None,
@@ -323,18 +323,21 @@ def run_gwas(*, bfile: str | Path, pheno: str | Path, pheno_names: list[str] | N
 def _empty_results(m: int) -> dict[str, np.ndarray]:
     return {"beta": np.full(m, np.nan), "se": np.full(m, np.nan), "stat": np.full(m, np.nan),
             "freq": np.full(m, np.nan), "n": np.zeros(m, dtype=np.int64), "err": np.zeros(m, dtype=np.int64),
-            "log10p": np.full(m, np.nan)}
+            "df": np.full(m, np.nan)}
+
+
+def _write_block(writer: SumstatsWriter, table: dict, stat: np.ndarray, df: np.ndarray | None) -> None:
+    writer.write(table, log10_p=_log10_p(stat, df))
 
 
 def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: int, block_bytes: int,
             block_size: int | None) -> dict[str, int]:
     """Read the genotypes block by block, test every phenotype, append each block's rows."""
     nb = bed.bytes_per_variant
-    bim = bed.bim
-    is_x = _chrom_context(bim["chrom"].to_numpy())
-    # text columns as Arrow arrays once; each block's rows are zero-copy slices
-    chrom, a1, a2, ids = (pa.array(bim[c].to_numpy(), type=pa.string()) for c in ("chrom", "a1", "a2", "id"))
-    pos = bim["pos"].to_numpy()
+    # text columns stay Arrow arrays; each block's rows are zero-copy slices
+    chrom, a1, a2, ids = (bed.bim_table.column(c).combine_chunks() for c in ("chrom", "a1", "a2", "id"))
+    pos = bed.bim_table.column("pos").to_numpy()
+    is_x = _chrom_context(chrom)
     errnames = pa.array(kernels.ERRCODE_NAMES, type=pa.string())
     # per kind of chromosome, linear phenotypes sharing a covariate basis share one pass
     plans = {}
@@ -374,7 +377,7 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
                         res = results[name]
                         res["beta"][rows], res["se"][rows], res["stat"][rows] = beta[:, j], se[:, j], t[:, j]
                         res["n"][rows], res["freq"][rows], res["err"][rows] = nobs, freq, err[:, j]
-                        res["log10p"][rows] = _log10_p(t[:, j], df)
+                        res["df"][rows] = df
                 for name, ctx in plans[where]["logistic"]:
                     idx = ctx.sample_idx
                     all_samples = len(idx) == bed.n_samples
@@ -386,7 +389,6 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
                     res = results[name]
                     res["beta"][rows], res["se"][rows], res["stat"][rows] = beta, se, z
                     res["n"][rows], res["freq"][rows], res["err"][rows] = nobs, freq, err
-                    res["log10p"][rows] = _log10_p(z, None)
                     n_firth[name] += int(used.sum())
             for pm in models:
                 res = results[pm.name]
@@ -398,9 +400,10 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
                     "n": res["n"], "variant_id": ids.slice(start, m), "test_statistic": res["stat"],
                     "errcode": errnames.take(pa.array(res["err"])),
                 }
-                # formatting and compression (mostly outside the GIL) overlap the next block's tests;
-                # one worker keeps the blocks in order
-                pending.append(writer_pool.submit(writers[pm.name].write, table, log10_p=res["log10p"]))
+                # p-values, formatting and compression (mostly outside the GIL) overlap the next
+                # block's tests; one worker keeps the blocks in order
+                df = res["df"] if pm.model == "linear" else None
+                pending.append(writer_pool.submit(_write_block, writers[pm.name], table, res["stat"], df))
             while len(pending) > 2 * len(models):
                 pending.pop(0).result()
         for job in pending:

@@ -421,7 +421,7 @@ def null_quantities(qt: np.ndarray, y: np.ndarray, b_null: np.ndarray):
     return w, r, info, score
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def logistic_tests(raw: np.ndarray, sample_idx: np.ndarray, all_samples: bool, qt: np.ndarray, y: np.ndarray,
                    b_null: np.ndarray, null_w: np.ndarray, null_r: np.ndarray, null_info: np.ndarray,
                    null_score: np.ndarray, decode: np.ndarray, firth: int = FIRTH_FALLBACK, max_iter: int = 25,

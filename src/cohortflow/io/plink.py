@@ -12,11 +12,14 @@ from __future__ import annotations
 import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numba
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from cohortflow.errors import InputFormatError
 from cohortflow.io.atomic import atomic_path
@@ -72,6 +75,33 @@ def encode_bed_block(geno: np.ndarray) -> np.ndarray:
     return out
 
 
+_BIM_TYPES = {"chrom": pa.string(), "id": pa.string(), "cm": pa.float64(), "pos": pa.int64(),
+              "a1": pa.string(), "a2": pa.string()}
+
+
+def read_bim_table(path: str | Path) -> pa.Table:
+    """A .bim as an Arrow table (columns chrom, id, cm, pos, a1, a2).
+
+    Tab-separated files (what plink writes) are parsed by Arrow's multi-threaded reader, with no
+    Python string objects; other whitespace goes through pandas."""
+    path = Path(path)
+    try:
+        table = pacsv.read_csv(
+            path, read_options=pacsv.ReadOptions(column_names=BIM_COLUMNS),
+            parse_options=pacsv.ParseOptions(delimiter="\t"),
+            convert_options=pacsv.ConvertOptions(column_types=_BIM_TYPES, strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        table = pa.Table.from_pandas(read_bim(path), preserve_index=False)
+        return table.cast(pa.schema([(c, _BIM_TYPES[c]) for c in BIM_COLUMNS]))
+    for name in ("cm", "pos"):
+        column = table.column(name)
+        if column.null_count:
+            line = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0]) + 1
+            raise InputFormatError(f"not a PLINK .bim file (missing {name} value)", path=path,
+                                   record=f"line {line}")
+    return table
+
+
 def read_bim(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
@@ -97,8 +127,13 @@ class Bed:
     """A PLINK fileset opened for block-wise reading (memory O(samples x block))."""
 
     prefix: Path
-    bim: pd.DataFrame
+    bim_table: pa.Table
     fam: pd.DataFrame
+
+    @cached_property
+    def bim(self) -> pd.DataFrame:
+        """The .bim as a DataFrame (columns chrom, id, cm, pos, a1, a2), built on first use."""
+        return self.bim_table.to_pandas()
 
     @property
     def n_samples(self) -> int:
@@ -106,7 +141,7 @@ class Bed:
 
     @property
     def n_variants(self) -> int:
-        return len(self.bim)
+        return self.bim_table.num_rows
 
     @property
     def bytes_per_variant(self) -> int:
@@ -187,19 +222,19 @@ def open_bed(prefix: str | Path) -> Bed:
         if not p.exists():
             raise InputFormatError("file not found", path=p)
     bed_path = Path(f"{prefix}.bed")
-    bim = read_bim(f"{prefix}.bim")
+    bim = read_bim_table(f"{prefix}.bim")
     fam = read_fam(f"{prefix}.fam")
     with open(bed_path, "rb") as fh:
         magic = fh.read(3)
     if magic != BED_MAGIC:
         raise InputFormatError("not a variant-major PLINK 1 .bed file (bad magic bytes)", path=bed_path)
-    expected = 3 + len(bim) * ((len(fam) + 3) // 4)
+    expected = 3 + bim.num_rows * ((len(fam) + 3) // 4)
     actual = bed_path.stat().st_size
     if actual != expected:
         raise InputFormatError(
-            f"size {actual} bytes does not match {len(bim)} variants x {len(fam)} samples "
+            f"size {actual} bytes does not match {bim.num_rows} variants x {len(fam)} samples "
             f"(expected {expected})", path=bed_path)
-    return Bed(prefix=Path(str(prefix)), bim=bim, fam=fam)
+    return Bed(prefix=Path(str(prefix)), bim_table=bim, fam=fam)
 
 
 # Path.with_suffix would mangle prefixes containing dots; keep explicit string concatenation.

@@ -1,4 +1,4 @@
-"""GWAS-SSF summary statistics (tab-separated, gzip with mtime 0).
+"""GWAS-SSF summary statistics (tab-separated, gzip with mtime 0, compressed by ISA-L).
 
 Columns, in order: chromosome base_pair_location effect_allele other_allele beta standard_error
 effect_allele_frequency p_value n variant_id test_statistic errcode. The effect allele is the
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from isal import isal_zlib
 
 from cohortflow.errors import InputFormatError
 from cohortflow.io.atomic import atomic_open
@@ -25,6 +25,9 @@ from cohortflow.io.atomic import atomic_open
 SSF_COLUMNS = ["chromosome", "base_pair_location", "effect_allele", "other_allele", "beta",
                "standard_error", "effect_allele_frequency", "p_value", "n", "variant_id",
                "test_statistic", "errcode"]
+
+# text per compress() call of the gzip writer (fixed, so the bytes do not depend on blocking)
+COMPRESS_CHUNK = 1 << 20
 
 # below this p is formatted from its log (doubles keep full precision down to ~2.2e-308)
 LOG_P_FORMAT_BELOW = 1e-300
@@ -113,29 +116,42 @@ def sumstats_text(table, *, log10_p: np.ndarray, header: bool = True) -> bytes:
 
 
 class SumstatsWriter:
-    """Streams GWAS-SSF blocks into ``path`` atomically (gzip level 1, mtime 0, when the name ends
-    in .gz): nothing appears at ``path`` unless :meth:`close` runs after the last block."""
+    """Streams GWAS-SSF blocks into ``path`` atomically (gzip, mtime 0, when the name ends in .gz):
+    nothing appears at ``path`` unless :meth:`close` runs after the last block."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._ctx = atomic_open(self.path, "wb", compress=False)
         self._fh = self._ctx.__enter__()
         self._gz = self.path.suffix == ".gz"
-        # wbits 31: zlib writes the gzip header itself, with mtime 0 and no file name, so the
-        # bytes depend only on the data; level 1 because output speed matters more than 10% size
-        self._zip = zlib.compressobj(1, zlib.DEFLATED, 31) if self._gz else None
+        # wbits 31: the gzip header is written with mtime 0 and no file name, so the bytes depend
+        # only on the data. ISA-L level 1 compresses GWAS text ~3.5x faster than zlib level 1 (and
+        # a little smaller): with zlib, compression was a third of a linear GWAS's run time.
+        # ISA-L's output depends on how the text is cut into compress() calls, so it always gets
+        # COMPRESS_CHUNK bytes at a time, whatever the block sizes.
+        self._zip = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31) if self._gz else None
+        self._pending = bytearray()
         self._header = True
 
     def write(self, table, *, log10_p: np.ndarray) -> None:
         data = sumstats_text(table, log10_p=log10_p, header=self._header)
         self._header = False
-        self._fh.write(self._zip.compress(data) if self._gz else data)
+        if not self._gz:
+            self._fh.write(data)
+            return
+        self._pending += data
+        whole = len(self._pending) // COMPRESS_CHUNK * COMPRESS_CHUNK
+        view = memoryview(self._pending)
+        for start in range(0, whole, COMPRESS_CHUNK):
+            self._fh.write(self._zip.compress(view[start:start + COMPRESS_CHUNK]))
+        view.release()
+        del self._pending[:whole]
 
     def close(self) -> None:
         if self._header:
             self.write({c: np.empty(0) for c in SSF_COLUMNS if c != "p_value"}, log10_p=np.empty(0))
         if self._gz:
-            self._fh.write(self._zip.flush())
+            self._fh.write(self._zip.compress(bytes(self._pending)) + self._zip.flush())
         self._ctx.__exit__(None, None, None)
 
     def abort(self, exc: BaseException) -> None:
