@@ -178,8 +178,19 @@ def test_bad_input_names_file_and_leaves_nothing(tmp_path):
     broken.write_text(HEADER + RECORDS[1][0] + "\n" + "1\t300\t.\tA\tG\t.\t.\t.\tGT\t0/x\t0/0\t1/1\t0/0\n")
     with pytest.raises(CohortflowError, match=r"broken\.vcf: record 2"):
         ingest_vcf([broken], out_prefix=tmp_path / "out")
-    nocols = tmp_path / "nocols.vcf"
-    nocols.write_text(HEADER + RECORDS[1][0] + "\n" + "1\t300\t.\tA\tG\t.\t.\t.\n")
-    with pytest.raises(CohortflowError, match=r"nocols\.vcf: record 2: 1:300 has no FORMAT"):
-        ingest_vcf([nocols], out_prefix=tmp_path / "out")
+    too_far = tmp_path / "far.vcf"
+    too_far.write_text(HEADER + RECORDS[1][0] + "\n" + "1\t3000000000\t.\tA\tG\t.\t.\t.\tGT\t0/1\t0/0\t1/1\t0/0\n")
+    with pytest.raises(CohortflowError, match=r"far\.vcf: record 2: POS 3000000000 is above 2147483647"):
+        ingest_vcf([too_far], out_prefix=tmp_path / "out")
     assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
+
+
+def test_records_without_format_or_gt_are_missing_calls(tmp_path):
+    # htslib reads an 8-column record, FORMAT ".", or a FORMAT without GT as no genotypes
+    vcf = tmp_path / "nogt.vcf"
+    vcf.write_text(HEADER + RECORDS[1][0] + "\n" + "1\t300\t.\tA\tG\t.\t.\t.\n"
+                   + "1\t400\t.\tA\tG\t.\t.\t.\t.\t.\t.\t.\t.\n"
+                   + "1\t500\t.\tA\tG\t.\t.\t.\tDP\t3\t4\t5\t6\n")
+    ingest_vcf(vcf, out_prefix=tmp_path / "out")
+    geno = open_bed(tmp_path / "out").read()
+    assert geno.tolist() == [[0, 1, 2, -1], [-1] * 4, [-1] * 4, [-1] * 4]

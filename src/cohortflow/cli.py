@@ -43,7 +43,7 @@ def _cmd_alignment_qc(a):
 def _cmd_ingest(a):
     from cohortflow.variants.ingest import ingest_vcf
 
-    ingest_vcf(a.vcf, out_prefix=a.out, region=a.region, half_call=a.half_call)
+    ingest_vcf(a.vcf, out_prefix=a.out, region=a.region, half_call=a.half_call, threads=a.threads)
 
 
 def _cmd_merge(a):
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vcf", nargs="+", required=True)
     p.add_argument("--region", help="CHR[:START-END]")
     p.add_argument("--half-call", choices=["haploid", "missing"], default="haploid")
+    p.add_argument("--threads", type=int, default=1, help="threads for decompression-overlapped parsing")
     p.add_argument("--out", required=True, help="output prefix")
 
     p = add("merge", _cmd_merge, "concatenate per-chromosome PLINK shards")

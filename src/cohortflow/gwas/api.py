@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -26,6 +25,7 @@ from cohortflow.io.atomic import atomic_open
 from cohortflow.io.pheno import is_binary, read_pheno_table, to_binary01
 from cohortflow.io.plink import open_bed
 from cohortflow.io.sumstats import SumstatsWriter
+from cohortflow.threads import thread_limit
 
 MODELS = ("auto", "linear", "logistic")
 FIRTH_MODES = {"never": logistic_kernels.FIRTH_NEVER, "fallback": logistic_kernels.FIRTH_FALLBACK,
@@ -287,25 +287,13 @@ def run_gwas(*, bfile: str | Path, pheno: str | Path, pheno_names: list[str] | N
         raise CohortflowError(f"firth must be one of {', '.join(FIRTH_MODES)}, not {firth!r}")
     pheno = Path(pheno)
     bed = open_bed(bfile)
-    n_threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    previous_threads = numba.get_num_threads()
-    numba.set_num_threads(n_threads)
-    try:
-        from threadpoolctl import threadpool_limits
-        limiter = threadpool_limits(limits=n_threads)
-    except ImportError:  # BLAS threads then follow the environment
-        limiter = None
-    try:
+    with thread_limit(threads):
         models = _prepare(bed, pheno, pheno_names, covar, covar_names, model, samples,
                           sex_covariate=sex_covariate, x_sex=x_sex)
         paths = {pm.name: Path(out_pattern.format(pheno=pm.name) if out_pattern else f"{out_prefix}.{pm.name}.tsv.gz")
                  for pm in models}
         n_firth = _stream(bed, models, paths, firth=FIRTH_MODES[firth], block_bytes=block_bytes,
                           block_size=block_size)
-    finally:
-        numba.set_num_threads(previous_threads)
-        if limiter is not None:
-            limiter.restore_original_limits()
     covariate_list = ", ".join(covar_names) if covar_names else ("all in file" if covar is not None else "none")
     for pm in models:
         path = paths[pm.name]

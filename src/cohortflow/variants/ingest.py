@@ -26,15 +26,22 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
+import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.io.atomic import atomic_path, write_text_atomic
 from cohortflow.io.plink import BED_MAGIC, BIM_COLUMNS, encode_bed_block, open_bed, write_bim, write_fam
+from cohortflow.io.vcf_text import vcf_text_batches
+from cohortflow.threads import thread_limit
+from cohortflow.variants import vcf_kernels
 from cohortflow.variants.kernels import gt_alt_dosage
 
 VARIANT_TABLE_COLUMNS = ["chrom", "pos", "id", "vcf_id", "ref", "alt", "record", "split_index",
@@ -62,15 +69,63 @@ def _has_index(path: Path) -> bool:
     return any(Path(f"{path}{ext}").exists() for ext in (".tbi", ".csi"))
 
 
+class _HtslibMessages:
+    """What htslib wrote to stderr (file descriptor 2) inside :func:`_htslib_messages`."""
+
+    def __init__(self, fh):
+        self._fh = fh
+
+    def text(self) -> str:
+        self._fh.seek(0)
+        return self._fh.read().decode("utf-8", errors="replace")
+
+    def last_error(self) -> str | None:
+        """The last ``[E::...]`` message without its function tag, e.g. "Couldn't read GT data"."""
+        errors = [line for line in self.text().splitlines() if line.startswith("[E::")]
+        return errors[-1].split("] ", 1)[-1].strip() if errors else None
+
+
+@contextmanager
+def _htslib_messages():
+    """Capture htslib's stderr (it writes from C, around Python's sys.stderr) so that a parse
+    failure becomes one error line quoting htslib; after a success its warnings are passed on to
+    stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        messages = _HtslibMessages(tmp)
+        failed = False
+        try:
+            yield messages
+        except BaseException:
+            failed = True  # the error raised quotes htslib: do not print its messages again
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            text = messages.text()
+            if text and not failed:
+                sys.stderr.write(text)
+
+
+def _htslib_problem(messages: _HtslibMessages, exc: BaseException) -> str:
+    detail = messages.last_error()
+    return f"htslib: {detail}" if detail else f"{type(exc).__name__}: {exc}"
+
+
 def _open_vcf(path: Path):
     import cyvcf2
 
     if not path.exists():
         raise InputFormatError("file not found", path=path)
-    try:
-        return cyvcf2.VCF(str(path))
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InputFormatError(f"cannot read as VCF/BCF ({exc})", path=path) from None
+    with _htslib_messages() as messages:
+        try:
+            return cyvcf2.VCF(str(path))
+        except (OSError, ValueError, RuntimeError):
+            detail = messages.last_error()
+            raise InputFormatError("not a readable VCF/BCF file" + (f" (htslib: {detail})" if detail else ""),
+                                   path=path, record="header") from None
 
 
 def _records(vcf, path: Path, region: str | None):
@@ -106,39 +161,135 @@ def normalise_variant_ids(table: pd.DataFrame) -> pd.Series:
     return ids.rename("id")
 
 
-class _Accumulator:
-    """Collects variant metadata while genotype blocks stream into the .bed temp file."""
+_META_COLUMNS = ["chrom", "pos", "vcf_id", "ref", "alt", "record", "split_index", "n_called", "alt_count"]
 
-    def __init__(self):
-        self.cols = {c: [] for c in ("chrom", "pos", "vcf_id", "ref", "alt", "record", "split_index",
-                                     "n_called", "alt_count")}
 
-    def add(self, chrom, pos, vcf_id, ref, alt, record, split_index, n_called, alt_count):
-        c = self.cols
-        c["chrom"].append(chrom)
-        c["pos"].append(pos)
-        c["vcf_id"].append(vcf_id)
-        c["ref"].append(ref)
-        c["alt"].append(alt)
-        c["record"].append(record)
-        c["split_index"].append(split_index)
-        c["n_called"].append(n_called)
-        c["alt_count"].append(alt_count)
+def _empty_meta() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c in ("chrom", "vcf_id", "ref", "alt") else np.int64)
+                         for c in _META_COLUMNS})
 
-    def table(self, n_samples: int) -> pd.DataFrame:
-        c = self.cols
-        df = pd.DataFrame({
-            "chrom": pd.Series(c["chrom"], dtype=str),
-            "pos": np.asarray(c["pos"], dtype=np.int64),
-            "vcf_id": pd.Series(c["vcf_id"], dtype=str),
-            "ref": pd.Series(c["ref"], dtype=str),
-            "alt": pd.Series(c["alt"], dtype=str),
-            "record": np.asarray(c["record"], dtype=np.int64),
-            "split_index": np.asarray(c["split_index"], dtype=np.int32),
-            "n_called": np.asarray(c["n_called"], dtype=np.int64),
-            "alt_count": np.asarray(c["alt_count"], dtype=np.int64),
-        })
-        return _finish_table(df, n_samples)
+
+def _text_column(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Python strings of the byte ranges of ``buf`` (via Arrow: no per-string Python slicing)."""
+    data, offsets = vcf_kernels.gather_text(buf, starts, ends)
+    arr = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(data))
+    arr.validate(full=True)  # UTF-8
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh):
+    """Read a VCF text file with the numba parser, appending .bed rows to ``bed_fh``; returns
+    (variant metadata, records read, records split), or None where cyvcf2 must read the file
+    (BCF, or any line the fast parser does not take: see :mod:`cohortflow.variants.vcf_kernels`)."""
+    batches = vcf_text_batches(path)
+    if batches is None:
+        return None
+    tables = []
+    n_records = 0
+    n_split = 0
+    for buf in batches:
+        starts, ends = vcf_kernels.line_bounds(buf)
+        fields, info = vcf_kernels.scan_lines(buf, starts, ends, n_samples)
+        too_large = np.flatnonzero(info[:, 0] == vcf_kernels.POSITION_TOO_LARGE)
+        if len(too_large):
+            line = int(too_large[0])
+            batches.close()
+            raise InputFormatError(f"POS {info[line, 1]} is above {vcf_kernels.MAX_POSITION}, the largest "
+                                   "position a PLINK .bim holds", path=path, record=n_records + line + 1)
+        if info[:, 0].any():
+            batches.close()
+            return None
+        n_alt = info[:, 2]
+        first_row = np.zeros(len(starts) + 1, dtype=np.int64)
+        np.cumsum(n_alt, out=first_row[1:])
+        bed, n_called, alt_count, status = vcf_kernels.decode_genotypes(buf, ends, info, first_row, n_samples,
+                                                                       half_haploid)
+        if status.any():
+            batches.close()
+            return None
+        bed_fh.write(bed.tobytes())
+        alt_starts, alt_ends = vcf_kernels.alt_bounds(buf, fields, first_row)
+        line_of_row = np.repeat(np.arange(len(starts)), n_alt)
+        split = n_alt > 1
+        k = np.arange(first_row[-1]) - first_row[:-1][line_of_row] + 1
+        tables.append(pd.DataFrame({
+            "chrom": _text_column(buf, fields[:, 0, 0], fields[:, 0, 1])[line_of_row],
+            "pos": info[line_of_row, 1],
+            "vcf_id": _text_column(buf, fields[:, 2, 0], fields[:, 2, 1])[line_of_row],
+            "ref": _text_column(buf, fields[:, 3, 0], fields[:, 3, 1])[line_of_row],
+            "alt": _text_column(buf, alt_starts, alt_ends),
+            "record": n_records + 1 + line_of_row,
+            "split_index": np.where(split[line_of_row], k, 0),
+            "n_called": n_called,
+            "alt_count": alt_count,
+        }))
+        n_records += len(starts)
+        n_split += int(split.sum())
+    table = pd.concat(tables, ignore_index=True) if tables else _empty_meta()
+    return table, n_records, n_split
+
+
+def _ingest_with_cyvcf2(path: Path, vcf, region: str | None, n: int, half_haploid: bool, bed_fh,
+                        skipped: Counter):
+    """Read one file record by record with cyvcf2 (htslib), appending .bed rows to ``bed_fh``;
+    returns (variant metadata, records read, records split)."""
+    cols = {c: [] for c in _META_COLUMNS}
+    block_size = 1024
+    block = np.empty((block_size, n), dtype=np.int8)
+    filled = 0
+    dosage = np.empty(n, dtype=np.int8)
+    missing_row = np.full(n, -1, dtype=np.int8)
+    record_no = 0
+    n_split = 0
+    with _htslib_messages() as messages:
+        try:
+            for rec in _records(vcf, path, region):
+                record_no += 1
+                alts = list(rec.ALT)
+                if not 0 <= rec.POS <= vcf_kernels.MAX_POSITION:
+                    raise InputFormatError(f"POS {rec.POS} is outside 0..{vcf_kernels.MAX_POSITION}", path=path,
+                                           record=record_no)
+                fmt = rec.FORMAT
+                # no FORMAT ("."), or no GT in it: every call of the record is missing
+                gt = rec.genotype.array() if fmt and "GT" in fmt else None
+                if gt is not None and gt.shape[1] - 1 > 2 and (gt[:, 2:-1] != -2).any():
+                    skipped["genotype ploidy above 2"] += 1
+                    continue
+                if len(alts) > 1:
+                    n_split += 1
+                vcf_id = rec.ID if rec.ID is not None else "."
+                for k, alt in enumerate(alts or ["."], start=1):
+                    if gt is None:
+                        block[filled] = missing_row
+                        called = 0
+                    else:
+                        called = gt_alt_dosage(gt, k, half_haploid, dosage)
+                        block[filled] = dosage
+                    row = block[filled]
+                    values = (rec.CHROM, rec.POS, vcf_id, rec.REF, alt, record_no, k if len(alts) > 1 else 0,
+                              called, int(row[row > 0].sum(dtype=np.int64)))
+                    for name, value in zip(_META_COLUMNS, values):
+                        cols[name].append(value)
+                    filled += 1
+                    if filled == block_size:
+                        bed_fh.write(encode_bed_block(block).tobytes())
+                        filled = 0
+        except CohortflowError:
+            raise
+        except Exception as exc:  # htslib parse errors surface as various exception types
+            raise InputFormatError(f"cannot parse ({_htslib_problem(messages, exc)})", path=path,
+                                   record=record_no + 1) from None
+    if filled:
+        bed_fh.write(encode_bed_block(block[:filled]).tobytes())
+    table = pd.DataFrame({
+        "chrom": pd.Series(cols["chrom"], dtype=object), "pos": np.asarray(cols["pos"], dtype=np.int64),
+        "vcf_id": pd.Series(cols["vcf_id"], dtype=object), "ref": pd.Series(cols["ref"], dtype=object),
+        "alt": pd.Series(cols["alt"], dtype=object), "record": np.asarray(cols["record"], dtype=np.int64),
+        "split_index": np.asarray(cols["split_index"], dtype=np.int64),
+        "n_called": np.asarray(cols["n_called"], dtype=np.int64),
+        "alt_count": np.asarray(cols["alt_count"], dtype=np.int64),
+    })
+    return table, record_no, n_split
 
 
 def _finish_table(df: pd.DataFrame, n_samples: int) -> pd.DataFrame:
@@ -165,11 +316,14 @@ def _write_parquet(path: Path, table: pd.DataFrame) -> None:
 
 
 def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: str = "haploid",
-               block_size: int = 1024) -> dict:
+               threads: int = 1) -> dict:
     """Convert VCF/BCF files (plain, bgzipped or BCF; indexed or not) into one PLINK 1 fileset.
 
-    Files are read in the order given and must hold the same samples in the same order. Records
-    are streamed in blocks of ``block_size`` output variants (memory O(samples x block)).
+    Files are read in the order given and must hold the same samples in the same order. VCF text
+    (plain or bgzipped) without ``region`` is parsed by numba kernels in 32 MB batches, ``threads``
+    at a time, while a reader thread decompresses the next batch; BCF, region queries and any
+    line those kernels do not take go through cyvcf2 (htslib), with identical results. Memory:
+    O(batch + samples x variants / 4) for the .bed bytes of one batch.
 
     Writes (atomically; nothing is written if the input is bad):
 
@@ -198,7 +352,8 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
     vcfs = [_open_vcf(p) for p in paths]
     samples = list(vcfs[0].samples)
     if not samples:
-        raise InputFormatError("no samples in the VCF header", path=paths[0])
+        raise InputFormatError("no samples in the VCF header (a sites-only VCF has no genotypes to ingest)",
+                               path=paths[0], record="header")
     if len(set(samples)) != len(samples):
         dup = next(s for s, k in Counter(samples).items() if k > 1)
         raise InputFormatError(f"duplicate sample name {dup!r} in the header", path=paths[0])
@@ -210,83 +365,46 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
             raise InputFormatError(f"samples differ from those of {paths[0]} (same samples in the same "
                                    "order are required)", path=path)
     n = len(samples)
+    with thread_limit(threads):
+        skipped: Counter = Counter()
+        n_records = 0
+        n_split = 0
+        blocks: list[pd.DataFrame] = []
 
-    acc = _Accumulator()
-    skipped: Counter = Counter()
-    n_records = 0
-    n_split = 0
-    block = np.empty((block_size, n), dtype=np.int8)
-    filled = 0
-    dosage = np.empty(n, dtype=np.int8)
-    missing_row = np.full(n, -1, dtype=np.int8)
+        bed_path = _p(out_prefix, ".bed")
+        with atomic_path(bed_path) as tmp_bed:
+            with open(tmp_bed, "wb") as bed_fh:
+                bed_fh.write(BED_MAGIC)
+                for path, vcf in zip(paths, vcfs):
+                    start = bed_fh.tell()
+                    fast = _ingest_text_fast(path, n, half_haploid, bed_fh) if region is None else None
+                    if fast is None:  # BCF, a region query, or text the fast parser leaves to htslib
+                        bed_fh.seek(start)
+                        bed_fh.truncate()
+                        fast = _ingest_with_cyvcf2(path, vcf, region, n, half_haploid, bed_fh, skipped)
+                    file_table, file_records, file_split = fast
+                    blocks.append(file_table)
+                    n_records += file_records
+                    n_split += file_split
 
-    bed_path = _p(out_prefix, ".bed")
-    with atomic_path(bed_path) as tmp_bed:
-        with open(tmp_bed, "wb") as bed_fh:
-            bed_fh.write(BED_MAGIC)
-
-            def flush():
-                nonlocal filled
-                if filled:
-                    bed_fh.write(encode_bed_block(block[:filled]).tobytes())
-                    filled = 0
-
-            for path, vcf in zip(paths, vcfs):
-                record_no = 0
-                try:
-                    for rec in _records(vcf, path, region):
-                        record_no += 1
-                        n_records += 1
-                        alts = list(rec.ALT)
-                        fmt = rec.FORMAT
-                        if not fmt:
-                            raise InputFormatError(f"{rec.CHROM}:{rec.POS} has no FORMAT/sample columns but the "
-                                                   f"header declares {n} samples", path=path, record=record_no)
-                        gt = rec.genotype.array() if "GT" in fmt else None
-                        if gt is not None and gt.shape[1] - 1 > 2 and (gt[:, 2:-1] != -2).any():
-                            skipped["genotype ploidy above 2"] += 1
-                            continue
-                        if len(alts) > 1:
-                            n_split += 1
-                        vcf_id = rec.ID if rec.ID is not None else "."
-                        for k, alt in enumerate(alts or ["."], start=1):
-                            if gt is None:
-                                block[filled] = missing_row
-                                called = 0
-                            else:
-                                called = gt_alt_dosage(gt, k, half_haploid, dosage)
-                                block[filled] = dosage
-                            alt_count = int(block[filled][block[filled] > 0].sum(dtype=np.int64))
-                            acc.add(rec.CHROM, rec.POS, vcf_id, rec.REF, alt, record_no,
-                                    k if len(alts) > 1 else 0, called, alt_count)
-                            filled += 1
-                            if filled == block_size:
-                                flush()
-                except CohortflowError:
-                    raise
-                except Exception as exc:  # htslib parse errors surface as various exception types
-                    raise InputFormatError(f"cannot parse ({type(exc).__name__}: {exc})", path=path,
-                                           record=record_no + 1) from None
-            flush()
-
-        table = acc.table(n)
-        n_ids_normalised = int((table["id"] != table["vcf_id"]).sum())
-        log_lines = [
-            f"inputs\t{','.join(str(p) for p in paths)}",
-            f"region\t{region if region is not None else '.'}",
-            f"half_call\t{half_call}",
-            f"samples\t{n}",
-            f"records_read\t{n_records}",
-            f"variants_written\t{len(table)}",
-            f"records_split\t{n_split}",
-            f"records_skipped\t{sum(skipped.values())}",
-        ]
-        log_lines += [f"skipped\t{reason}\t{count}" for reason, count in sorted(skipped.items())]
-        log_lines.append(f"ids_normalised\t{n_ids_normalised}")
-        write_bim(_p(out_prefix, ".bim"), _bim_from_table(table))
-        write_fam(_p(out_prefix, ".fam"), _fam_from_samples(samples))
-        _write_parquet(_p(out_prefix, ".variants.parquet"), table)
-        write_text_atomic(_p(out_prefix, ".ingest.log"), "\n".join(log_lines) + "\n")
+            table = _finish_table(pd.concat(blocks, ignore_index=True) if blocks else _empty_meta(), n)
+            n_ids_normalised = int((table["id"] != table["vcf_id"]).sum())
+            log_lines = [
+                f"inputs\t{','.join(str(p) for p in paths)}",
+                f"region\t{region if region is not None else '.'}",
+                f"half_call\t{half_call}",
+                f"samples\t{n}",
+                f"records_read\t{n_records}",
+                f"variants_written\t{len(table)}",
+                f"records_split\t{n_split}",
+                f"records_skipped\t{sum(skipped.values())}",
+            ]
+            log_lines += [f"skipped\t{reason}\t{count}" for reason, count in sorted(skipped.items())]
+            log_lines.append(f"ids_normalised\t{n_ids_normalised}")
+            write_bim(_p(out_prefix, ".bim"), _bim_from_table(table))
+            write_fam(_p(out_prefix, ".fam"), _fam_from_samples(samples))
+            _write_parquet(_p(out_prefix, ".variants.parquet"), table)
+            write_text_atomic(_p(out_prefix, ".ingest.log"), "\n".join(log_lines) + "\n")
     return {
         "n_samples": n,
         "n_records": n_records,
