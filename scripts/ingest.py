@@ -2,4 +2,5 @@
 from cohortflow.scripting import run_step
 from cohortflow.variants.ingest import ingest_vcf
 
-run_step(snakemake, ingest_vcf, vcf_paths=[snakemake.input.vcf], out_prefix=snakemake.output[0].removesuffix(".bed"))
+run_step(snakemake, ingest_vcf, vcf_paths=[snakemake.input.vcf], region=snakemake.params.region or None,
+         threads=snakemake.threads, out_prefix=snakemake.output[0].removesuffix(".bed"))

@@ -51,7 +51,7 @@ def test_synthetic_dosages_alleles_and_ids(tmp_path):
                                       "2:10:C:A", "2:10:C:G", "2:10:C:T", "rs6"]
     table = pd.read_parquet(tmp_path / "out.variants.parquet")
     assert list(table.columns) == VARIANT_TABLE_COLUMNS
-    assert table["record"].tolist() == [1, 1, 2, 3, 4, 5, 5, 5, 6]
+    assert table["record"].tolist() == [1, 1, 2, 3, 4, 1, 1, 1, 1]  # numbered per chromosome
     assert table["split_index"].tolist() == [1, 2, 0, 0, 0, 1, 2, 3, 0]
     called = expected >= 0
     assert table["n_called"].tolist() == called.sum(1).tolist()
@@ -194,3 +194,26 @@ def test_records_without_format_or_gt_are_missing_calls(tmp_path):
     ingest_vcf(vcf, out_prefix=tmp_path / "out")
     geno = open_bed(tmp_path / "out").read()
     assert geno.tolist() == [[0, 1, 2, -1], [-1] * 4, [-1] * 4, [-1] * 4]
+
+
+def test_one_indexed_file_shards_per_contig_and_merges_to_one_go(tmp_path):
+    from cohortflow.config import Cohort
+
+    bgzip, tabix = require_tool("bgzip"), require_tool("tabix")
+    vcf = _write_vcf(tmp_path / "all.vcf", [r for r, _ in RECORDS])
+    subprocess.run([bgzip, str(vcf)], check=True)
+    gz = tmp_path / "all.vcf.gz"
+    subprocess.run([tabix, "-p", "vcf", str(gz)], check=True)
+    shards = Cohort("c", {"genotypes": str(gz)}).shard_regions
+    assert shards == {"all.1": (str(gz), "1"), "all.2": (str(gz), "2"), "all.X": (str(gz), "X")}
+    for name, (path, region) in shards.items():
+        ingest_vcf([path], region=region, out_prefix=tmp_path / name)
+    merge_bed_shards([tmp_path / name for name in shards], out_prefix=tmp_path / "merged")
+    ingest_vcf([gz], out_prefix=tmp_path / "together")
+    for ext in (".bed", ".bim", ".fam"):
+        assert (tmp_path / f"merged{ext}").read_bytes() == (tmp_path / f"together{ext}").read_bytes(), ext
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "merged.variants.parquet"),
+                                  pd.read_parquet(tmp_path / "together.variants.parquet"))
+    # without an index: one shard for the whole file
+    (tmp_path / "all.vcf.gz.tbi").unlink()
+    assert Cohort("c", {"genotypes": str(gz)}).shard_regions == {"all": (str(gz), "")}

@@ -47,19 +47,25 @@ def _dosage(gt: str, allele: int) -> int:
 GT_HEADER = b'##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
 
 
-def _bcftools_gts(bcftools: str, path, scratch) -> list[list[str]] | None:
-    """bcftools' GT strings per record and sample; a VCF whose header lacks FORMAT/GT (bcftools
-    query refuses it, htslib's reader assumes it) gets the definition added first."""
-    run = subprocess.run([bcftools, "query", "-f", "[%GT ]\n", str(path)], capture_output=True, text=True)
+def _bcftools_gts(bcftools: str, path, scratch) -> dict[tuple[str, int], list[str]] | None:
+    """bcftools' GT strings per sample, by (chromosome, number of the record on it) as in the
+    ingested variant table; a VCF whose header lacks FORMAT/GT (bcftools query refuses it,
+    htslib's reader assumes it) gets the definition added first."""
+    run = subprocess.run([bcftools, "query", "-f", "%CHROM\t[%GT ]\n", str(path)], capture_output=True, text=True)
     if run.returncode != 0 and "FORMAT/GT" in run.stderr:
         raw = path.read_bytes()
         text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
         chrom_line = text.find(b"#CHROM")
         scratch.write_bytes(text[:chrom_line] + GT_HEADER + text[chrom_line:])
-        run = subprocess.run([bcftools, "query", "-f", "[%GT ]\n", str(scratch)], capture_output=True, text=True)
+        run = subprocess.run([bcftools, "query", "-f", "%CHROM\t[%GT ]\n", str(scratch)], capture_output=True, text=True)
     if run.returncode != 0:
         return None
-    return [line.split() for line in run.stdout.splitlines()]
+    gts, per_chrom = {}, {}
+    for line in run.stdout.splitlines():
+        chrom, _, calls = line.partition("\t")
+        per_chrom[chrom] = per_chrom.get(chrom, 0) + 1
+        gts[chrom, per_chrom[chrom]] = calls.split()
+    return gts
 
 
 def _ingest_cli(path, prefix, capfd) -> tuple[int, str, float]:
@@ -117,8 +123,8 @@ def test_every_corpus_file_ingests_like_bcftools_or_fails_in_one_line(tmp_path, 
         if gts is None:
             problems.append(f"{rel}: ingested but bcftools query cannot read it")
             continue
-        for v, (record, split) in enumerate(zip(table["record"], table["split_index"])):
-            expected = [_dosage(gt, max(split, 1)) for gt in gts[record - 1]]
+        for v, (chrom, record, split) in enumerate(zip(table["chrom"], table["record"], table["split_index"])):
+            expected = [_dosage(gt, max(split, 1)) for gt in gts[chrom, record]]
             if geno[v].tolist() != expected:
                 problems.append(f"{rel}: record {record} ALT {max(split, 1)}: {geno[v].tolist()} != bcftools "
                                 f"{expected}")

@@ -8,6 +8,7 @@ A wrong value gives one ConfigError naming the file, the line and the column. Th
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,11 +117,24 @@ class Cohort:
     @property
     def shards(self) -> dict[str, str]:
         """Ingestion shard name -> VCF path (file stem, or an index if stems collide)."""
+        return {name: path for name, (path, _) in self.shard_regions.items()}
+
+    @property
+    def shard_regions(self) -> dict[str, tuple[str, str]]:
+        """Ingestion shard name -> (VCF path, region or ""). Several files: one shard each (file
+        stem, or partNNN if stems collide). One indexed file: one shard per contig of its index
+        (``{stem}.{contig}``), so Snakemake ingests the chromosomes as separate jobs; merging
+        the shards in this order gives what one run over the file gives."""
         paths = self.vcf_paths
+        if len(paths) == 1:
+            contigs = _indexed_contigs(paths[0])
+            if len(contigs) > 1:
+                stem = _vcf_stem(paths[0])
+                return {f"{stem}.{_safe_name(c)}": (paths[0], c) for c in contigs}
         stems = [_vcf_stem(p) for p in paths]
         if len(set(stems)) != len(stems):
             stems = [f"part{i + 1:03d}" for i in range(len(paths))]
-        return dict(zip(stems, paths))
+        return {stem: (path, "") for stem, path in zip(stems, paths)}
 
     @property
     def traits(self) -> list[str]:
@@ -162,6 +176,28 @@ class Cohort:
     @property
     def has_truth(self) -> bool:
         return bool(self.get("truth"))
+
+
+def _indexed_contigs(path: str) -> list[str]:
+    """Contigs with records in a bgzipped VCF's or BCF's index (.tbi/.csi), in index order;
+    [] when there is no index or it cannot be read."""
+    if not any(Path(f"{path}{ext}").exists() for ext in (".tbi", ".csi")):
+        return []
+    try:
+        import cyvcf2
+
+        vcf = cyvcf2.VCF(path)
+        try:
+            return list(vcf.seqnames)
+        finally:
+            vcf.close()
+    except (OSError, ValueError, RuntimeError, AttributeError):
+        return []
+
+
+def _safe_name(contig: str) -> str:
+    """A contig name usable in a shard (file) name: characters other than [A-Za-z0-9_.-] -> _."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", contig)
 
 
 def _vcf_stem(path: str) -> str:

@@ -1,17 +1,20 @@
-# Variant ingestion (VCF/BCF -> PLINK .bed, sharded per input file), genotype QC and ancestry PCA
+# Variant ingestion (VCF/BCF -> PLINK .bed, sharded per input file, or per contig of a single
+# indexed file), genotype QC and ancestry PCA
 # (cohortflow.variants).
 
 
 rule ingest_shard:
     input:
-        vcf=lambda w: COHORTS[w.cohort].shards[w.shard],
+        vcf=lambda w: COHORTS[w.cohort].shard_regions[w.shard][0],
+    params:
+        region=lambda w: COHORTS[w.cohort].shard_regions[w.shard][1],
     output:
         multiext(res("{cohort}", "genotypes/shards/{shard}"), ".bed", ".bim", ".fam", ".variants.parquet", ".ingest.log"),
     log:
         res("{cohort}", "logs/ingest.{shard}.log"),
     benchmark:
         res("{cohort}", "benchmarks/ingest.{shard}.tsv")
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=60,

@@ -16,9 +16,10 @@ Conventions (matching ``bcftools norm -m- | plink2 --vcf --vcf-half-call h --mak
   more than once in the output (split multi-allelics share their ID); an ID that is still not
   unique after that (an exact duplicate record) gets ``:dup2``, ``:dup3``... on later copies.
 
-``record`` in the variant table is the 1-based number of the record in its input file (counting
-only records inside ``region`` when one is given), so ingesting files one by one and merging the
-shards gives the same output as ingesting them together.
+``record`` in the variant table is the 1-based number of the record among its input file's
+records on the same chromosome, so ingesting files one by one, or one file contig by contig
+(``region`` = a whole chromosome), and merging the shards gives the same output as ingesting
+everything together.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh):
     tables = []
     n_records = 0
     n_split = 0
+    per_chrom: dict[str, int] = {}  # records so far on each chromosome
     for buf in batches:
         starts, ends = vcf_kernels.line_bounds(buf)
         fields, info = vcf_kernels.scan_lines(buf, starts, ends, n_samples)
@@ -208,17 +210,21 @@ def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh):
             batches.close()
             return None
         bed_fh.write(bed.tobytes())
+        chrom = _text_column(buf, fields[:, 0, 0], fields[:, 0, 1])
+        record = np.empty(len(starts), dtype=np.int64)
+        for line, name in enumerate(chrom):
+            per_chrom[name] = record[line] = per_chrom.get(name, 0) + 1
         alt_starts, alt_ends = vcf_kernels.alt_bounds(buf, fields, first_row)
         line_of_row = np.repeat(np.arange(len(starts)), n_alt)
         split = n_alt > 1
         k = np.arange(first_row[-1]) - first_row[:-1][line_of_row] + 1
         tables.append(pd.DataFrame({
-            "chrom": _text_column(buf, fields[:, 0, 0], fields[:, 0, 1])[line_of_row],
+            "chrom": chrom[line_of_row],
             "pos": info[line_of_row, 1],
             "vcf_id": _text_column(buf, fields[:, 2, 0], fields[:, 2, 1])[line_of_row],
             "ref": _text_column(buf, fields[:, 3, 0], fields[:, 3, 1])[line_of_row],
             "alt": _text_column(buf, alt_starts, alt_ends),
-            "record": n_records + 1 + line_of_row,
+            "record": record[line_of_row],
             "split_index": np.where(split[line_of_row], k, 0),
             "n_called": n_called,
             "alt_count": alt_count,
@@ -241,10 +247,12 @@ def _ingest_with_cyvcf2(path: Path, vcf, region: str | None, n: int, half_haploi
     missing_row = np.full(n, -1, dtype=np.int8)
     record_no = 0
     n_split = 0
+    per_chrom: dict[str, int] = {}
     with _htslib_messages() as messages:
         try:
             for rec in _records(vcf, path, region):
                 record_no += 1
+                per_chrom[rec.CHROM] = record_in_chrom = per_chrom.get(rec.CHROM, 0) + 1
                 alts = list(rec.ALT)
                 if not 0 <= rec.POS <= vcf_kernels.MAX_POSITION:
                     raise InputFormatError(f"POS {rec.POS} is outside 0..{vcf_kernels.MAX_POSITION}", path=path,
@@ -266,7 +274,7 @@ def _ingest_with_cyvcf2(path: Path, vcf, region: str | None, n: int, half_haploi
                         called = gt_alt_dosage(gt, k, half_haploid, dosage)
                         block[filled] = dosage
                     row = block[filled]
-                    values = (rec.CHROM, rec.POS, vcf_id, rec.REF, alt, record_no, k if len(alts) > 1 else 0,
+                    values = (rec.CHROM, rec.POS, vcf_id, rec.REF, alt, record_in_chrom, k if len(alts) > 1 else 0,
                               called, int(row[row > 0].sum(dtype=np.int64)))
                     for name, value in zip(_META_COLUMNS, values):
                         cols[name].append(value)
