@@ -88,12 +88,14 @@ def last_newline(buf: np.ndarray, stop: int) -> int:
     return -1
 
 
+@numba.njit(cache=True, nogil=True)
 def _header_end(buf: np.ndarray, stop: int) -> tuple[int, bool]:
     """Offset of the first data line in buf[:stop] and whether the header may go on past it."""
     pos = 0
-    while pos < stop and buf[pos] == ord("#"):
-        nl = int(np.argmax(buf[pos:stop] == ord("\n")))
-        if buf[pos + nl] != ord("\n"):
+    while pos < stop and buf[pos] == 35:  # '#'
+        while pos < stop and buf[pos] != 10:
+            pos += 1
+        if pos >= stop:
             return stop, True
-        pos += nl + 1
+        pos += 1
     return pos, pos >= stop
