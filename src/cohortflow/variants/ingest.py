@@ -178,19 +178,37 @@ def _text_column(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nd
     return arr.to_numpy(zero_copy_only=False)
 
 
-def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh):
+def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh, region: str | None = None):
     """Read a VCF text file with the numba parser, appending .bed rows to ``bed_fh``; returns
     (variant metadata, records read, records split), or None where cyvcf2 must read the file
-    (BCF, or any line the fast parser does not take: see :mod:`cohortflow.variants.vcf_kernels`)."""
-    batches = vcf_text_batches(path)
+    (BCF, a region other than a whole contig of a tabix-indexed file, or any line the fast
+    parser does not take: see :mod:`cohortflow.variants.vcf_kernels`)."""
+    contig = None
+    if region is not None:
+        contig, start, end = _parse_region(region)
+        if ":" in region:  # a range within a contig: htslib's overlap rules, via cyvcf2
+            return None
+    batches = vcf_text_batches(path, contig=contig)
     if batches is None:
         return None
+    contig_bytes = np.frombuffer(contig.encode(), dtype=np.uint8).copy() if contig is not None else None
+    done = False
     tables = []
     n_records = 0
     n_split = 0
     per_chrom: dict[str, int] = {}  # records so far on each chromosome
     for buf in batches:
+        if done:
+            break
         starts, ends = vcf_kernels.line_bounds(buf)
+        if contig_bytes is not None:  # records of the contig end where the next contig starts
+            keep = vcf_kernels.first_line_off_contig(buf, starts, contig_bytes)
+            if keep < len(starts):
+                done = True
+                buf = buf[:ends[keep - 1] + 1] if keep else buf[:0]
+                starts, ends = starts[:keep], ends[:keep]
+            if not keep:
+                break
         fields, info = vcf_kernels.scan_lines(buf, starts, ends, n_samples)
         too_large = np.flatnonzero(info[:, 0] == vcf_kernels.POSITION_TOO_LARGE)
         if len(too_large):
@@ -231,6 +249,7 @@ def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh):
         }))
         n_records += len(starts)
         n_split += int(split.sum())
+    batches.close()
     table = pd.concat(tables, ignore_index=True) if tables else _empty_meta()
     return table, n_records, n_split
 
@@ -385,7 +404,7 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
                 bed_fh.write(BED_MAGIC)
                 for path, vcf in zip(paths, vcfs):
                     start = bed_fh.tell()
-                    fast = _ingest_text_fast(path, n, half_haploid, bed_fh) if region is None else None
+                    fast = _ingest_text_fast(path, n, half_haploid, bed_fh, region)
                     if fast is None:  # BCF, a region query, or text the fast parser leaves to htslib
                         bed_fh.seek(start)
                         bed_fh.truncate()

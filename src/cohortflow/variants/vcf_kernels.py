@@ -411,3 +411,18 @@ def gather_text(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
             data[o] = buf[j]
             o += 1
     return data, offsets
+
+
+@numba.njit(cache=True, nogil=True)
+def first_line_off_contig(buf: np.ndarray, starts: np.ndarray, contig: np.ndarray) -> int:
+    """Index of the first line whose CHROM is not ``contig`` (its bytes); the number of lines
+    when all are on it."""
+    k = contig.shape[0]
+    for line in range(starts.shape[0]):
+        s = starts[line]
+        if s + k >= buf.shape[0] or buf[s + k] != TAB:
+            return line
+        for j in range(k):
+            if buf[s + j] != contig[j]:
+                return line
+    return starts.shape[0]
