@@ -684,3 +684,30 @@ def test_gwas_regional_plots_follow_the_lead_table(tmp_path):
     assert rows_of(page, "tbl-leads-t")["1:100:A:G"][-1] == "12"
     # deterministic: same inputs, same section
     assert build(res, tmp_path / "r2.html") == text
+
+
+def test_qc_funnel_sex_check_and_relatives(tmp_path):
+    """The QC funnel in filter order, sex-check counts, relative pairs by degree with pseudonymised IDs."""
+    res = tmp_path / "results" / "c"
+    funnel = [
+        {"step": "mind", "samples_removed": 2, "variants_removed": 0, "samples_left": 98, "variants_left": 1000},
+        {"step": "king_cutoff", "samples_removed": 6, "variants_removed": 0, "samples_left": 92, "variants_left": 1000},
+        {"step": "geno", "samples_removed": 0, "variants_removed": 30, "samples_left": 92, "variants_left": 970},
+    ]
+    write_json(res / "qc" / "qc.summary.json", {"n_samples_in": 100, "n_samples_out": 92, "funnel": funnel,
+                                                 "thresholds": {"mind": 0.05, "geno": 0.05, "king_cutoff": 0.0884}})
+    write_tsv(res / "qc" / "qc.sample_qc.tsv", ["FID", "IID", "sex_check"],
+              [[f"f{i}", f"IND{i:03d}", "PROBLEM" if i < 7 else "OK"] for i in range(100)])
+    write_tsv(res / "qc" / "qc.kinship.tsv", ["FID1", "ID1", "FID2", "ID2", "NSNP", "HETHET", "IBS0", "KINSHIP"],
+              [["f1", "IND001", "f2", "IND002", 900, 0.1, 0.0, 0.2501]]
+              + [["f3", f"IND{i:03d}", "f4", f"IND{i + 1:03d}", 900, 0.1, 0.01, 0.12] for i in range(10, 20, 2)])
+    page = parse(build(res, tmp_path / "r.html", show_sample_ids=False))
+    funnel_rows = rows_of(page, "tbl-qc-funnel")
+    assert list(funnel_rows) == ["Sample missingness (> 0.05)", "Relatedness (KING) (kinship > 0.0884)",
+                                 "Variant missingness (> 0.05)"]
+    assert funnel_rows["Sample missingness (> 0.05)"][1] == "<5" and funnel_rows["Variant missingness (> 0.05)"][2] == "30"
+    degrees = rows_of(page, "tbl-kinship-degrees")
+    assert degrees["1st degree (> 0.177)"][1] == "<5" and degrees["2nd degree (> 0.0884)"][1] == "5"
+    html = (tmp_path / "r.html").read_text()
+    assert "IND001" not in html and "IND012" not in html  # pseudonymised
+    assert "7 of 100 samples have a reported sex" in html

@@ -36,6 +36,7 @@ from cohortflow.report.sections import (
     integration_section,
     prs_section,
     qc_section,
+    related_sample_ids,
     singlecell_section,
     spatial_section,
     truth_section,
@@ -111,7 +112,8 @@ def build_report(
     if isinstance(generated_at, _dt.datetime):
         generated_at = generated_at.strftime("%Y-%m-%d %H:%M %Z").strip()
 
-    pseudonymiser = Pseudonymiser(alignment_sample_ids(results_dir), enabled=not show_sample_ids)
+    pseudonymiser = Pseudonymiser(alignment_sample_ids(results_dir) + related_sample_ids(results_dir),
+                                  enabled=not show_sample_ids)
     ctx = Context(
         results_dir=results_dir,
         cohort=cohort,

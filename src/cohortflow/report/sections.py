@@ -179,6 +179,7 @@ _FILTER_LABELS = {
     "het": ("Heterozygosity", "{}"),
     "sex_check": ("Sex check", "{}"),
     "king": ("Relatedness (KING)", "kinship > {}"),
+    "king_cutoff": ("Relatedness (KING)", "kinship > {}"),
     "mac": ("Minor allele count", "< {}"),
 }
 
@@ -311,6 +312,18 @@ def alignment_sample_ids(results_dir: Path) -> list[str]:
     return [r.get("sample", "") for r in rows] if "sample" in header else []
 
 
+def related_sample_ids(results_dir: Path) -> list[str]:
+    """Sample IDs of the relative pairs in ``qc/qc.kinship.tsv`` (or ``qc/kinship.tsv``), in
+    file order, so the report shows them pseudonymised like the alignment samples."""
+    for path in (results_dir / "qc" / "qc.kinship.tsv", results_dir / "qc" / "kinship.tsv"):
+        if path.is_file():
+            header, rows = read_tsv(path)
+            id1 = "ID1" if "ID1" in header else "IID1"
+            id2 = "ID2" if "ID2" in header else "IID2"
+            return [r.get(key, "") for r in rows for key in (id1, id2)]
+    return []
+
+
 def alignment_section(ctx: Context) -> Section | None:
     """``alignment_qc/summary.tsv``: one row per sample, failing samples highlighted."""
     path = ctx.path("alignment_qc", "summary.tsv")
@@ -430,12 +443,110 @@ _SEPARATION_KEYS = [
 ]
 
 
+# KING kinship of relative pairs by degree (Manichaikul et al. 2010: 2^-(d+1.5) boundaries)
+_KINSHIP_DEGREES = ((0.354, "duplicate / monozygotic twin"), (0.177, "1st degree"), (0.0884, "2nd degree"),
+                    (0.0442, "3rd degree"))
+
+
+def _kinship_degree(kinship: float) -> str:
+    return next((name for bound, name in _KINSHIP_DEGREES if kinship > bound), "unrelated")
+
+
+def _funnel_table(ctx: Context, summary: Mapping[str, Any]) -> Table | None:
+    """``summary.json`` "funnel": the QC steps in order, with what each removed and what is left."""
+    funnel = summary.get("funnel")
+    if not isinstance(funnel, list) or not funnel:
+        return None
+    thresholds = summary.get("thresholds") if isinstance(summary.get("thresholds"), Mapping) else {}
+    rows = []
+    for step in funnel:
+        if not isinstance(step, Mapping):
+            continue
+        name = str(step.get("step", ""))
+        threshold = thresholds.get(name, thresholds.get(name.removesuffix("_cutoff")))
+        rows.append(Row([
+            Cell(_filter_label(name, threshold)),
+            ctx.count(step.get("samples_removed")),
+            Cell(fmt_int(to_int(step.get("variants_removed"))), to_float(step.get("variants_removed"))),
+            ctx.count(step.get("samples_left")),
+            Cell(fmt_int(to_int(step.get("variants_left"))), to_float(step.get("variants_left"))),
+        ]))
+    return Table(
+        "tbl-qc-funnel",
+        [Column("QC step"), Column("Samples removed", numeric=True), Column("Variants removed", numeric=True),
+         Column("Samples left", numeric=True), Column("Variants left", numeric=True)],
+        rows,
+        caption="QC funnel: each filter in the order applied, what it removed and what was left after it.",
+        note=f"Sample counts below {ctx.min_count} are shown as <{ctx.min_count}.",
+    )
+
+
+def _sex_check_findings(ctx: Context, sample_qc: Path) -> tuple[list, list[str]]:
+    """Counts of the sex check (``sample_qc.tsv`` column ``sex_check``: OK / PROBLEM)."""
+    if not sample_qc.is_file():
+        return [], []
+    header, recs = read_tsv(sample_qc)
+    if "sex_check" not in header:
+        return [], []
+    checked = [r for r in recs if r.get("sex_check") in ("OK", "PROBLEM")]
+    if not checked:
+        return [], []
+    problems = sum(r["sex_check"] == "PROBLEM" for r in checked)
+    items = [("Samples with a sex check (chrX)", ctx.count_text(len(checked))),
+             ("Reported sex contradicts chrX (PROBLEM)", ctx.count_text(problems))]
+    finding = (f"Sex check: {ctx.count_text(problems)} of {ctx.count_text(len(checked))} samples have a "
+               "reported sex the chromosome X genotypes contradict." if problems else
+               f"Sex check: reported sex agrees with chromosome X for all {ctx.count_text(len(checked))} samples.")
+    return [KeyValues(items, caption="Sex check (chrX inbreeding F; female below 0.2, male above 0.8, as plink).")], [finding]
+
+
+def _relatedness_blocks(ctx: Context, kinship: Path, cutoff: Any) -> tuple[list, list[str]]:
+    """Pairs of ``kinship.tsv`` (KING-robust) by degree, and the closest pairs (pseudonymised)."""
+    if not kinship.is_file():
+        return [], []
+    header, recs = read_tsv(kinship)
+    key = "KINSHIP" if "KINSHIP" in header else "kinship" if "kinship" in header else None
+    id1 = "ID1" if "ID1" in header else "IID1"
+    id2 = "ID2" if "ID2" in header else "IID2"
+    if key is None:
+        return [], []
+    pairs = [(to_float(r.get(key)), r.get(id1, ""), r.get(id2, "")) for r in recs]
+    pairs = [p for p in pairs if p[0] is not None]
+    by_degree = {name: 0 for _, name in _KINSHIP_DEGREES}
+    for value, _, _ in pairs:
+        degree = _kinship_degree(value)
+        if degree in by_degree:
+            by_degree[degree] += 1
+    blocks = [Table(
+        "tbl-kinship-degrees",
+        [Column("Relationship (KING kinship)"), Column("Pairs", numeric=True)],
+        [Row([Cell(f"{name} (> {bound:g})"), ctx.count(by_degree[name])]) for bound, name in _KINSHIP_DEGREES],
+        caption="Pairs of samples by estimated relationship (KING-robust kinship coefficient).",
+        note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}.",
+    )]
+    closest = sorted((p for p in pairs if p[0] > _KINSHIP_DEGREES[-1][0]), key=lambda p: (-p[0], p[1], p[2]))[:20]
+    if closest:
+        blocks.append(Table(
+            "tbl-kinship-pairs",
+            [Column("Sample 1"), Column("Sample 2"), Column("Kinship", numeric=True), Column("Relationship")],
+            [Row([Cell(ctx.pseudonymiser.sample(a)), Cell(ctx.pseudonymiser.sample(b)),
+                  Cell(fmt_fixed(v, decimals=4), v), Cell(_kinship_degree(v))]) for v, a, b in closest],
+            caption="The most closely related pairs (at most 20).",
+            note="Sample IDs are pseudonymised." if ctx.pseudonymiser.enabled else "",
+        ))
+    related = sum(by_degree[name] for bound, name in _KINSHIP_DEGREES if to_float(cutoff) is None or bound >= to_float(cutoff) - 1e-12)
+    findings = [f"Relatedness: {ctx.count_text(related)} sample pairs are related closer than the KING cutoff"
+                + (f" {fmt_num(to_float(cutoff))}" if to_float(cutoff) is not None else "") + "."] if pairs else []
+    return blocks, findings
+
+
 def qc_section(ctx: Context) -> Section | None:
     """``qc/summary.json``, ``qc/pca.json``, ``qc/eigenvalues.tsv``, ``qc/pca.png``."""
     # docs/architecture.md names qc/{name}; the QC/PCA functions write {out_prefix}.{name}, so a
     # workflow using out_prefix qc/qc gives qc/qc.{name}: accept either.
     files = {}
-    for name in ("summary.json", "pca.json", "eigenvalues.tsv", "pca.png"):
+    for name in ("summary.json", "pca.json", "eigenvalues.tsv", "pca.png", "sample_qc.tsv", "kinship.tsv",
+                 "sample_qc.png", "variant_qc.png"):
         plain, prefixed = ctx.path("qc", name), ctx.path("qc", f"qc.{name}")
         files[name] = prefixed if not plain.is_file() and prefixed.is_file() else plain
     if not any(p.is_file() for p in files.values()):
@@ -455,8 +566,9 @@ def qc_section(ctx: Context) -> Section | None:
                 ]
             )
         )
-        removal_tables = []
-        for what, label, suppress in (("samples", "Samples", True), ("variants", "Variants", False)):
+        funnel = _funnel_table(ctx, summary)
+        removal_tables = [funnel] if funnel else []
+        for what, label, suppress in (() if funnel else (("samples", "Samples", True), ("variants", "Variants", False))):
             removed = _removed_counts(summary, what)
             if not removed:
                 continue
@@ -485,6 +597,27 @@ def qc_section(ctx: Context) -> Section | None:
                 f"Genotype QC kept {ctx.count_text(s_out)} of {ctx.count_text(s_in)} samples and "
                 f"{fmt_int(v_out)} of {fmt_int(v_in)} variants."
             )
+    qc_figures = [f for f in (
+        make_figure(files["sample_qc.png"], fig_id="fig-sample-qc",
+                    caption="Sample QC: call rate with the --mind threshold; autosomal heterozygosity F against "
+                    "call rate (mean +- 3 SD guide lines: outliers suggest contamination or inbreeding); "
+                    "chromosome X F by reported sex with the sex-check thresholds.",
+                    alt="Histograms and a scatter plot of per-sample QC statistics."),
+        make_figure(files["variant_qc.png"], fig_id="fig-variant-qc",
+                    caption="Variant QC: call rate, minor allele frequency and Hardy-Weinberg exact test "
+                    "distributions, each with its filter threshold.",
+                    alt="Histograms of per-variant QC statistics."),
+    ) if f]
+    section.blocks += qc_figures
+    sex_blocks, sex_findings = _sex_check_findings(ctx, files["sample_qc.tsv"])
+    summary_json = read_json(files["summary.json"]) if files["summary.json"].is_file() else {}
+    thresholds = summary_json.get("thresholds") if isinstance(summary_json.get("thresholds"), Mapping) else {}
+    kin_blocks, kin_findings = _relatedness_blocks(ctx, files["kinship.tsv"],
+                                                   thresholds.get("king_cutoff", thresholds.get("king")))
+    if sex_blocks or kin_blocks:
+        section.blocks.append(Columns(sex_blocks + kin_blocks) if len(sex_blocks + kin_blocks) > 1
+                              else (sex_blocks + kin_blocks)[0])
+    section.findings += sex_findings + kin_findings
     fig = make_figure(
         files["pca.png"],
         fig_id="fig-pca",
