@@ -130,7 +130,8 @@ def plot_variant_qc(variant_qc, *, path, geno: float, maf: float, hwe: float, dp
     axes[2].set_xlabel("-log10 HWE exact p (capped at 50)")
     for ax in axes:
         ax.set_ylabel("variants")
-        ax.legend(fontsize=8, frameon=False)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, frameon=False)
     fig.suptitle("Variant QC")
     fig.tight_layout()
     write_png_atomic(fig, path, dpi=dpi)

@@ -27,7 +27,6 @@ males only, XY/25 (PAR) autosomal, MT/26/M haploid.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +39,14 @@ import pyarrow.compute as pc
 from cohortflow.errors import CohortflowError
 from cohortflow.io.atomic import atomic_open, atomic_path, write_json_atomic
 from cohortflow.io.plink import BED_MAGIC, Bed, open_bed, write_fam
+from cohortflow.threads import thread_limit
 from cohortflow.variants.kernels import (
     CLASS_AUTOSOME, CLASS_MT, CLASS_X, CLASS_Y, MASK_ALL, MASK_FOUNDER, MASK_FOUNDER_FEMALE, MASK_FOUNDER_MALE,
     MASK_FOUNDER_UNKNOWN, MASK_MALE, N_COUNT_COLUMNS, N_MASKS, NUMBER_FIELD_WIDTH, allele_counts_from_counts,
     format_number_columns, hwe_from_counts, inbreeding_variant_sets, join_text_columns, log_factorials,
     packed_sample_sums, packed_variant_counts, subset_packed_rows,
 )
+from cohortflow.variants.plots import plot_sample_qc, plot_variant_qc
 
 _X_NAMES = {"X", "23", "CHRX", "CHR23"}
 _Y_NAMES = {"Y", "24", "CHRY", "CHR24"}
@@ -160,16 +161,6 @@ def count_variants(bed: Bed, *, sample_mask: np.ndarray, block_size: int | None 
     return out
 
 
-@contextmanager
-def _numba_threads(threads: int):
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
-
-
 @dataclass
 class QCStatistics:
     """Variant and sample statistics of a fileset (``qc_statistics``).
@@ -252,7 +243,7 @@ def qc_statistics(bfile, *, maf: float = 0.01, samples: np.ndarray | None = None
     vflag = np.zeros(m, dtype=np.uint8)
     sample_counts = np.zeros((n_words * 32, 6), dtype=np.int64)
     e_missing = np.zeros((2, n_words * 32))
-    with _numba_threads(threads):
+    with thread_limit(threads):
         tile_words = max(1, -(-n_words // (2 * numba.get_num_threads())))
         for start, block in bed.iter_packed_blocks(block_size):
             sl = slice(start, start + len(block))
@@ -411,7 +402,9 @@ def genotype_qc(bfile, *, out_prefix, geno: float = 0.05, mind: float = 0.05, ma
       sequential as plink2 logs them), ``order``, ``funnel`` (the steps in order, each
       ``{step, samples_removed, variants_removed, samples_left, variants_left}``), ``thresholds``
       ({geno, mind, maf, hwe}), ``sex_check`` ({n_chrx_variants, n_problem, n_male_called,
-      n_female_called, female_max_f, male_min_f, removed}).
+      n_female_called, female_max_f, male_min_f, removed});
+    - ``{out_prefix}.sample_qc.png`` and ``{out_prefix}.variant_qc.png``: the distributions with
+      their thresholds (:func:`cohortflow.variants.plots.plot_sample_qc`, ``plot_variant_qc``).
 
     Returns the summary dict. Raises ``CohortflowError`` for thresholds outside [0, 1], an empty
     fileset, unknown ``remove_samples`` IDs, an output prefix equal to the input, or when no sample
@@ -440,7 +433,7 @@ def genotype_qc(bfile, *, out_prefix, geno: float = 0.05, mind: float = 0.05, ma
             raise CohortflowError(f"{len(unknown)} IID(s) to remove are not in the fileset (first: {unknown[0]})",
                                   path=f"{bfile_path}.fam")
         king = np.isin(iids, list(wanted))
-    with _numba_threads(threads):
+    with thread_limit(threads):
         return _run_qc(bed, bfile_path, out_prefix, geno=geno, mind=mind, maf=maf, hwe=hwe, king=king,
                        remove_sex_problems=remove_sex_problems, block_size=block_size or _block_variants(bed))
 
@@ -506,6 +499,15 @@ def _run_qc(bed: Bed, bfile_path: Path, out_prefix, *, geno: float, mind: float,
         "sex_check": pa.array(np.where(sex_ok, "OK", "PROBLEM").astype(object), mask=np.full(n, not has_sex_check)),
         "pass": _bool_text(keep_samples), "reason": _reason_strings(sample_fails, SAMPLE_STEPS),
     })
+
+    plot_sample_qc(pd.DataFrame({"call_rate": 1.0 - stats.missing_rate, "het_f": stats.het_f,
+                                 "sex_f": stats.sex_f if has_sex_check else np.full(n, np.nan),
+                                 "reported_sex": pedsex}),
+                   path=f"{out_prefix}.sample_qc.png", mind=mind, female_max_f=SEX_FEMALE_MAX_F,
+                   male_min_f=SEX_MALE_MIN_F)
+    plot_variant_qc(pd.DataFrame({"call_rate": np.where(n_eligible > 0, 1.0 - missing_rate, np.nan),
+                                  "maf": minor, "hwe_p": hwe_p}),
+                    path=f"{out_prefix}.variant_qc.png", geno=geno, maf=maf, hwe=hwe)
 
     funnel = []
     left_s, left_v = np.ones(n, dtype=bool), np.ones(m, dtype=bool)
