@@ -1,0 +1,364 @@
+"""KING-robust kinship and relatedness pruning, as ``plink2 --make-king-table`` / ``--king-cutoff``.
+
+KING-robust (between-family) kinship of samples i and j over the variants where both have a call
+(Manichaikul et al. 2010, as plink2 computes it)::
+
+    kinship = 0.5 - (4 IBS0 + HET1_HOM2 + HET2_HOM1) / (4 (HETHET + min(HET1_HOM2, HET2_HOM1)))
+
+with IBS0 = opposite homozygotes, HETHET = both heterozygous, HETx_HOMy = x heterozygous and y
+homozygous. It does not use allele frequencies, so it holds across ancestries. Expected values:
+0.5 duplicates / monozygotic twins, 0.25 parent-offspring and full siblings, 0.125 second degree,
+0.0625 third degree, 0 unrelated (negative between ancestries).
+
+Variants: as plink2, chromosomes X (23), Y (24) and MT (26) are always left out (chromosome
+classes of ``cohortflow.variants.qc.chromosome_classes``); XY (25, PAR) and other contigs are used.
+All samples are used unless ``sample_mask`` says otherwise (plink2 does not restrict KING to
+founders).
+
+Work: the packed .bed bytes are turned into sample-major bit planes (het, hom A1, hom A2, missing)
+per chunk of variants, and every sample pair's counts are popcounts of ANDed words, tiled over
+sample pairs and numba-parallel over tiles (``relatedness_kernels``). Counts are integers, so
+results are identical for any thread count.
+
+NSNP is the true number of variants where both samples have a call. plink2 2.00a3 over-counts it
+by one for each "sparse" variant (all but n // 33 samples share one homozygous genotype) at which
+one sample of the pair is the rare homozygote and the other has a missing call (its
+CalcKingSparseThread adds a hom-hom count there); KINSHIP, HETHET and IBS0 counts are unaffected,
+and only those pairs' NSNP (and the HETHET / IBS0 proportions of NSNP) differ from plink2's.
+
+Memory: 20 bytes per pair for the counts while computing and 28 bytes per pair in the result
+(``n (n - 1) / 2`` pairs: 2.4 GB peak at 10,000 samples, 100 MB at 2,000); the bit planes of one
+chunk of variants take at most ``chunk_bytes`` (default 256 MiB). A full table of 10,000 samples
+has 50 million rows (several GB as a DataFrame): pass ``min_kinship``, or write the ``KingResult``
+with ``write_king_table``, which formats in blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+
+from cohortflow.errors import CohortflowError
+from cohortflow.io.atomic import atomic_open
+from cohortflow.io.plink import Bed, open_bed
+from cohortflow.variants.kernels import CLASS_AUTOSOME
+from cohortflow.variants.qc import chromosome_classes
+from cohortflow.variants.relatedness_kernels import (
+    N_COUNTS, SUB_WORDS, format_g6_array, format_kin0_rows, gather_rows, king_finalize, king_pair_counts,
+    kinship_prune, plane_totals, rows_to_bitplanes,
+)
+
+KING_TABLE_COLUMNS = ["FID1", "IID1", "FID2", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP"]
+# 2^-3.5, between 2nd and 3rd degree: removes 2nd-degree relatives and closer (0.177 = 2^-2.5,
+# between 1st and 2nd degree, removes 1st degree and duplicates only)
+KING_CUTOFF_DEFAULT = 0.0884
+CHUNK_BYTES = 256 * 2**20
+_VARIANTS_PER_SUB = 64 * SUB_WORDS
+
+
+@dataclass
+class KingResult:
+    """KING-robust counts and kinship of every pair of the selected samples.
+
+    Pairs are in plink2's lower-triangle order: for i = 1..n-1, for j = 0..i-1, the pair
+    (sample i = '1', sample j = '2'), at index ``i (i - 1) / 2 + j``.
+
+    Attributes: ``samples`` (DataFrame ``fid iid``, the selected samples in .fam order),
+    ``n_variants`` (variants used), and per pair int32 arrays ``nsnp`` (variants where both have
+    a call), ``hethet``, ``ibs0``, ``het1_hom2``, ``het2_hom1`` and float64 ``kinship``.
+    """
+
+    samples: pd.DataFrame
+    n_variants: int
+    nsnp: np.ndarray
+    hethet: np.ndarray
+    ibs0: np.ndarray
+    het1_hom2: np.ndarray
+    het2_hom1: np.ndarray
+    kinship: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples)
+
+    def pair_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) sample indices of every pair, i > j, in pair order."""
+        n = self.n_samples
+        i = np.repeat(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
+        j = np.arange(i.size, dtype=np.int64) - i * (i - 1) // 2
+        return i, j
+
+    def table(self, *, min_kinship: float | None = None) -> pd.DataFrame:
+        """The plink2 ``.kin0`` table: columns ``FID1 IID1 FID2 IID2 NSNP HETHET IBS0 KINSHIP``,
+        one row per pair in pair order (ID1 = the later sample in the .fam). HETHET and IBS0 are
+        proportions of NSNP (plink2's ``(1 / NSNP) * count``). With ``min_kinship``, only pairs with
+        kinship >= min_kinship (or NaN) are kept, as ``--king-table-filter`` does."""
+        i, j = self.pair_indices()
+        keep = None
+        if min_kinship is not None:
+            # plink2 drops a row when kinship < filter, so NaN rows stay
+            keep = ~(self.kinship < min_kinship)
+            i, j = i[keep], j[keep]
+
+        def sel(a):
+            return a if keep is None else a[keep]
+        fid = self.samples["fid"].to_numpy(dtype=object)
+        iid = self.samples["iid"].to_numpy(dtype=object)
+        nsnp = sel(self.nsnp)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recip = 1.0 / nsnp.astype(np.float64)
+        return pd.DataFrame({
+            "FID1": fid[i], "IID1": iid[i], "FID2": fid[j], "IID2": iid[j],
+            "NSNP": nsnp,
+            "HETHET": recip * sel(self.hethet).astype(np.float64),
+            "IBS0": recip * sel(self.ibs0).astype(np.float64),
+            "KINSHIP": sel(self.kinship),
+        }, columns=KING_TABLE_COLUMNS)
+
+    def matrix(self) -> np.ndarray:
+        """The symmetric n x n kinship matrix (float64, 0.5 on the diagonal, as plink2's
+        ``--make-king square``); 8 n^2 bytes (800 MB at 10,000 samples)."""
+        n = self.n_samples
+        out = np.full((n, n), 0.5)
+        i, j = self.pair_indices()
+        out[i, j] = self.kinship
+        out[j, i] = self.kinship
+        return out
+
+
+def _as_bed(bed: Bed | str | Path) -> Bed:
+    return bed if isinstance(bed, Bed) else open_bed(bed)
+
+
+def _check_mask(mask, size: int, what: str, path) -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_ or arr.shape != (size,):
+        raise CohortflowError(f"{what} must be a boolean array of length {size}, got {arr.dtype} "
+                              f"{arr.shape}", path=path)
+    return arr
+
+
+def king_variant_mask(bed: Bed, variant_mask: np.ndarray | None = None) -> np.ndarray:
+    """The variants KING uses: ``variant_mask`` (default all) minus chromosomes X, Y and MT."""
+    use = chromosome_classes(bed.bim["chrom"]) == CLASS_AUTOSOME
+    if variant_mask is not None:
+        use &= _check_mask(variant_mask, bed.n_variants, "variant_mask", f"{bed.prefix}.bim")
+    return use
+
+
+def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
+                variant_mask: np.ndarray | None = None, threads: int = 1,
+                chunk_bytes: int = CHUNK_BYTES) -> KingResult:
+    """KING-robust counts and kinship of every pair of samples (see the module docstring).
+
+    ``bed``: a ``Bed`` or a PLINK fileset prefix. ``sample_mask`` / ``variant_mask``: boolean
+    arrays over the .fam / .bim rows (default all; chromosomes X, Y, MT are always left out).
+    ``threads``: numba threads. ``chunk_bytes``: memory for the bit planes of one chunk of variants.
+    Returns a ``KingResult``; identical for any ``threads`` and ``chunk_bytes``.
+    """
+    bed = _as_bed(bed)
+    fam_path = f"{bed.prefix}.fam"
+    if sample_mask is None:
+        sample_idx = np.arange(bed.n_samples, dtype=np.int64)
+    else:
+        sample_idx = np.flatnonzero(_check_mask(sample_mask, bed.n_samples, "sample_mask", fam_path))
+    n = sample_idx.size
+    if n < 2:
+        raise CohortflowError(f"KING kinship needs at least 2 samples, {n} selected", path=fam_path)
+    use = king_variant_mask(bed, variant_mask)
+    n_used = int(use.sum())
+    if n_used == 0:
+        raise CohortflowError("no autosomal variants left for KING kinship (chromosomes X, Y and MT "
+                              "are left out)", path=f"{bed.prefix}.bim")
+    if n_used >= 2**31:
+        raise CohortflowError(f"{n_used} variants: KING counts are limited to 2^31 - 1 variants",
+                              path=f"{bed.prefix}.bim")
+
+    all_samples = n == bed.n_samples
+    row_bytes = -(-n // 32) * 8  # whole uint64 words of 32 samples
+    sub_bytes = n * 4 * SUB_WORDS * 8
+    subs_per_chunk = max(1, int(chunk_bytes) // sub_bytes)
+    # read blocks of .bed rows holding about one chunk of used variants
+    block_rows = max(_VARIANTS_PER_SUB, subs_per_chunk * _VARIANTS_PER_SUB)
+
+    n_pairs = n * (n - 1) // 2
+    counts = np.zeros((N_COUNTS, n_pairs), dtype=np.int32)
+    het_total = np.zeros(n, dtype=np.int64)
+    miss_total = np.zeros(n, dtype=np.int64)
+
+    previous_threads = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        for start, packed in bed.iter_packed_blocks(block_rows):
+            rows = np.flatnonzero(use[start:start + len(packed)]).astype(np.int64)
+            if rows.size == 0:
+                continue
+            n_sub = -(-rows.size // _VARIANTS_PER_SUB)
+            geno_planes = np.zeros((n_sub, n, 3, SUB_WORDS), dtype=np.uint64)
+            missing_plane = np.zeros((n_sub, n, SUB_WORDS), dtype=np.uint64)
+            miss_any = np.zeros((n_sub, n), dtype=np.bool_)
+            selected = np.zeros((rows.size, row_bytes), dtype=np.uint8)
+            gather_rows(packed, rows, sample_idx, all_samples, selected)
+            rows_to_bitplanes(selected.view(np.uint64), rows.size, n, geno_planes, missing_plane)
+            del selected
+            plane_totals(geno_planes, missing_plane, het_total, miss_total, miss_any)
+            king_pair_counts(geno_planes, missing_plane, miss_any, counts)
+            del geno_planes, missing_plane
+        nsnp = np.empty(n_pairs, dtype=np.int32)
+        hethet = np.empty(n_pairs, dtype=np.int32)
+        ibs0 = np.empty(n_pairs, dtype=np.int32)
+        het1_hom2 = np.empty(n_pairs, dtype=np.int32)
+        het2_hom1 = np.empty(n_pairs, dtype=np.int32)
+        kinship = np.empty(n_pairs, dtype=np.float64)
+        king_finalize(counts, het_total, miss_total, n_used, nsnp, hethet, ibs0, het1_hom2, het2_hom1,
+                      kinship)
+    finally:
+        numba.set_num_threads(previous_threads)
+    del counts
+    samples = pd.DataFrame({"fid": bed.fam["fid"].to_numpy()[sample_idx].astype(str),
+                            "iid": bed.fam["iid"].to_numpy()[sample_idx].astype(str)})
+    return KingResult(samples=samples, n_variants=n_used, nsnp=nsnp, hethet=hethet, ibs0=ibs0,
+                      het1_hom2=het1_hom2, het2_hom1=het2_hom1, kinship=kinship)
+
+
+def king_kinship(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
+                 variant_mask: np.ndarray | None = None, threads: int = 1,
+                 min_kinship: float | None = None, chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
+    """KING-robust kinship of every pair of samples, as ``plink2 --make-king-table``.
+
+    Returns the ``.kin0`` table as a DataFrame, columns ``FID1 IID1 FID2 IID2 NSNP HETHET IBS0
+    KINSHIP`` (plink2 2.00a3 prints them with a leading ``#``): NSNP = variants where both have a
+    call, HETHET / IBS0 = proportions of NSNP with both heterozygous / opposite homozygotes,
+    KINSHIP = KING-robust kinship (bit-identical to plink2's double; -inf or NaN when a sample has
+    no heterozygous call). Rows in plink2's order (for each sample i in .fam order, the pairs with
+    every earlier sample j; ID1 = i). ``min_kinship``: keep pairs with KINSHIP >= min_kinship (and
+    NaN), as ``--king-table-filter``. Other options as ``king_counts``.
+    """
+    result = king_counts(bed, sample_mask=sample_mask, variant_mask=variant_mask, threads=threads,
+                         chunk_bytes=chunk_bytes)
+    return result.table(min_kinship=min_kinship)
+
+
+def king_cutoff(data: Bed | str | Path | KingResult | pd.DataFrame, *, cutoff: float = KING_CUTOFF_DEFAULT,
+                samples: Sequence[str] | None = None, sample_mask: np.ndarray | None = None,
+                variant_mask: np.ndarray | None = None, threads: int = 1) -> list[str]:
+    """Samples to remove so that no remaining pair has kinship > ``cutoff``, as ``plink2
+    --king-cutoff``.
+
+    ``data``: a fileset (``Bed`` or prefix; kinship computed with ``sample_mask``,
+    ``variant_mask``, ``threads`` as ``king_counts``), a ``KingResult``, or a ``.kin0``-like
+    DataFrame with columns ``IID1 IID2 KINSHIP`` (pairs missing from it count as unrelated) plus
+    ``samples``, the IIDs in .fam order (plink2's order, which decides ties).
+
+    plink2's greedy rule: the graph links pairs with kinship > cutoff (strictly); while it has
+    edges, if some sample has exactly one relative left, remove that relative of the first such
+    sample (in sample order); otherwise remove the first sample with the most relatives left.
+    Returns the IIDs removed, in sample order (as ``.king.cutoff.out.id``).
+    """
+    if not math.isfinite(cutoff):
+        raise CohortflowError(f"king cutoff must be a finite number, not {cutoff}")
+    if isinstance(data, pd.DataFrame):
+        if samples is None:
+            raise CohortflowError("king_cutoff on a kinship table needs samples= (IIDs in .fam order)")
+        for col in ("IID1", "IID2", "KINSHIP"):
+            if col not in data.columns:
+                raise CohortflowError(f"kinship table has no {col} column")
+        order = pd.Index(pd.Series(list(samples), dtype=str))
+        if not order.is_unique:
+            raise CohortflowError("samples= holds duplicate IIDs")
+        ids = order
+        related = data[data["KINSHIP"].to_numpy(dtype=np.float64) > cutoff]
+        edge_i = order.get_indexer(related["IID1"].astype(str))
+        edge_j = order.get_indexer(related["IID2"].astype(str))
+        if (edge_i < 0).any() or (edge_j < 0).any():
+            bad = related["IID1"].astype(str)[edge_i < 0].tolist() + related["IID2"].astype(str)[edge_j < 0].tolist()
+            raise CohortflowError(f"kinship table sample {bad[0]!r} is not in samples=")
+    else:
+        result = data if isinstance(data, KingResult) else king_counts(
+            data, sample_mask=sample_mask, variant_mask=variant_mask, threads=threads)
+        ids = pd.Index(result.samples["iid"])
+        pairs = np.flatnonzero(result.kinship > cutoff)
+        i, j = result.pair_indices()
+        edge_i, edge_j = i[pairs], j[pairs]
+    removed = kinship_prune(len(ids), np.asarray(edge_i, dtype=np.int64), np.asarray(edge_j, dtype=np.int64))
+    return [str(x) for x in ids[removed]]
+
+
+def format_g6(values) -> list[str]:
+    """Numbers as plink2's dtoa_g prints them: 6 significant digits, trailing zeros dropped, ties
+    (within 5e-9) rounded half to even, exponential notation below 1e-4 and from 1e6, ``nan``,
+    ``inf``, ``-inf``."""
+    text, offsets = format_g6_array(np.ascontiguousarray(values, dtype=np.float64))
+    raw = text.tobytes().decode("ascii")
+    return [raw[offsets[k]:offsets[k + 1]] for k in range(len(offsets) - 1)]
+
+
+def _id_texts(fid: np.ndarray, iid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``FID\tIID`` of each sample as one uint8 buffer plus offsets, for ``format_kin0_rows``."""
+    encoded = [f"{f}\t{i}".encode() for f, i in zip(fid, iid)]
+    start = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=start[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), start
+
+
+def write_king_table(data: KingResult | pd.DataFrame, path: str | Path, *,
+                     min_kinship: float | None = None, rows_per_write: int = 1 << 18) -> Path:
+    """Write plink2's ``.kin0`` (tab-separated, header ``#FID1 IID1 FID2 IID2 NSNP HETHET IBS0
+    KINSHIP``; numbers as plink2 prints them, see ``format_g6``), atomically, from a
+    ``KingResult`` (all pairs, or those with kinship >= ``min_kinship``) or a ``king_kinship``
+    table. Returns the path."""
+    path = Path(path)
+    if isinstance(data, KingResult):
+        fid = data.samples["fid"].to_numpy(dtype=object)
+        iid = data.samples["iid"].to_numpy(dtype=object)
+        id1, id2 = data.pair_indices()
+        nsnp, hethet, ibs0, kinship = data.nsnp, data.hethet, data.ibs0, data.kinship
+        if min_kinship is not None:
+            keep = ~(kinship < min_kinship)
+            id1, id2, nsnp, hethet, ibs0, kinship = (a[keep] for a in (id1, id2, nsnp, hethet, ibs0, kinship))
+    else:
+        if min_kinship is not None:
+            data = data[~(data["KINSHIP"].to_numpy(dtype=np.float64) < min_kinship)]
+        # sample texts and per-row indices from the table's own ID columns
+        pairs = pd.concat([
+            pd.DataFrame({"fid": data["FID1"].astype(str).to_numpy(), "iid": data["IID1"].astype(str).to_numpy()}),
+            pd.DataFrame({"fid": data["FID2"].astype(str).to_numpy(), "iid": data["IID2"].astype(str).to_numpy()}),
+        ], ignore_index=True)
+        codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs))
+        fid = uniques.get_level_values(0).to_numpy(dtype=object)
+        iid = uniques.get_level_values(1).to_numpy(dtype=object)
+        id1, id2 = codes[:len(data)].astype(np.int64), codes[len(data):].astype(np.int64)
+        nsnp = data["NSNP"].to_numpy(dtype=np.int64)
+        # counts back from the proportions, which are (1 / NSNP) * count
+        hethet = np.rint(data["HETHET"].to_numpy(dtype=np.float64) * nsnp).astype(np.int64)
+        ibs0 = np.rint(data["IBS0"].to_numpy(dtype=np.float64) * nsnp).astype(np.int64)
+        kinship = data["KINSHIP"].to_numpy(dtype=np.float64)
+    id_bytes, id_start = _id_texts(fid, iid)
+    with atomic_open(path, "wb") as fh:
+        fh.write(("#" + "\t".join(KING_TABLE_COLUMNS) + "\n").encode())
+        for lo in range(0, len(id1), rows_per_write):
+            hi = lo + rows_per_write
+            fh.write(format_kin0_rows(id_bytes, id_start, id1[lo:hi], id2[lo:hi], nsnp[lo:hi], hethet[lo:hi],
+                                      ibs0[lo:hi], kinship[lo:hi]).tobytes())
+    return path
+
+
+def write_king_cutoff_ids(fam: pd.DataFrame, removed: Sequence[str], out_prefix: str | Path, *,
+                          sample_mask: np.ndarray | None = None) -> tuple[Path, Path]:
+    """Write ``{out_prefix}.king.cutoff.in.id`` and ``.king.cutoff.out.id`` (``#FID IID``, .fam
+    order) as plink2 does: the samples (of ``sample_mask``) kept and those in ``removed``.
+    Returns the two paths."""
+    fam = fam if sample_mask is None else fam[np.asarray(sample_mask, dtype=bool)]
+    gone = fam["iid"].astype(str).isin(set(map(str, removed))).to_numpy()
+    paths = (Path(f"{out_prefix}.king.cutoff.in.id"), Path(f"{out_prefix}.king.cutoff.out.id"))
+    for p, rows in zip(paths, (fam[~gone], fam[gone])):
+        with atomic_open(p) as fh:
+            fh.write("#FID\tIID\n")
+            fh.writelines(f"{f}\t{i}\n" for f, i in zip(rows["fid"].astype(str), rows["iid"].astype(str)))
+    return paths

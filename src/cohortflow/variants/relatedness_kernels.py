@@ -1,0 +1,559 @@
+"""numba kernels for KING-robust kinship: pure functions on numpy arrays, no I/O.
+
+Genotypes arrive as raw PLINK 1 .bed bytes (2-bit codes, low bits first: 00 hom A1, 01 missing,
+10 het, 11 hom A2) and are turned, by 64 x 64 bit-matrix transposes, into sample-major bit planes:
+for every sample, one 64-bit word per 64 variants in each of the planes ``het``, ``hom A1``,
+``hom A2`` (``geno_planes``) and ``missing`` (``missing_plane``). Words are grouped in sub-blocks
+of ``SUB_WORDS`` words, stored ``(sub-block, sample, plane, word)`` so that a tile of samples over
+one sub-block stays in L2 while its pairs are counted.
+
+For a pair of samples (i, j) the kernels count, with AND and popcount per word,
+
+- ``hethet`` = #(het_i & het_j), ``ibs0`` = #(homA1_i & homA2_j | homA2_i & homA1_j),
+- ``het_i & miss_j``, ``miss_i & het_j``, ``miss_i & miss_j`` (only on sub-blocks where i or j has
+  a missing call; elsewhere they are zero, which halves the work on complete data).
+
+With the per-sample totals of het and missing calls these give every count plink2 reports:
+``het_i hom_j = het_i - hethet - #(het_i & miss_j)``, ``NSNP = M - miss_i - miss_j + #(miss_i &
+miss_j)``. All counts are integers, so results do not depend on the thread count or tiling.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+SUB_WORDS = 32  # 2048 variants per sub-block: a 64-sample tile of it is 48 KiB (L2)
+TILE = 64  # samples per side of a pair tile (measured best of 16/32/64 with SUB_WORDS 32/64/128)
+N_COUNTS = 5  # hethet, ibs0, het_i&miss_j, miss_i&het_j, miss_i&miss_j
+C_HETHET, C_IBS0, C_HET_MISS, C_MISS_HET, C_MISS_MISS = range(N_COUNTS)
+
+
+@intrinsic
+def popcount64(typingctx, word):
+    """Number of set bits of a uint64 (LLVM ctpop: one instruction, vectorised in loops)."""
+    if not isinstance(word, types.Integer) or word.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        (value,) = args
+        fn = builder.module.declare_intrinsic("llvm.ctpop", [value.type])
+        return builder.call(fn, [value])
+
+    # int64 result: numba would turn int64 + uint64 into float64
+    return types.int64(word), codegen
+
+
+@numba.njit(cache=True, parallel=True)
+def gather_rows(packed: np.ndarray, rows: np.ndarray, sample_idx: np.ndarray, all_samples: bool,
+                out: np.ndarray) -> None:
+    """Copy the .bed rows ``rows`` of ``packed`` (uint8, variants x bytes) into ``out`` (uint8,
+    at least len(rows) x a multiple of 8 bytes, zeroed), keeping only the samples ``sample_idx``
+    (int64, ascending) packed from bit 0; with ``all_samples`` the bytes are copied as they are."""
+    nb = packed.shape[1]
+    n = sample_idx.size
+    for v in numba.prange(rows.size):
+        src = packed[rows[v]]
+        dst = out[v]
+        if all_samples:
+            for c in range(nb):
+                dst[c] = src[c]
+        else:
+            for s in range(n):
+                t = sample_idx[s]
+                code = (src[t >> 2] >> ((t & 3) * 2)) & 3
+                dst[s >> 2] |= np.uint8(code << ((s & 3) * 2))
+
+
+@numba.njit(cache=True, inline="always")
+def _transpose64(a: np.ndarray) -> None:
+    """In-place transpose of a 64 x 64 bit matrix (row r = a[r], column c = bit c)."""
+    j = 32
+    m = np.uint64(0x00000000FFFFFFFF)
+    while j != 0:
+        sj = np.uint64(j)
+        k = 0
+        while k < 64:
+            t = ((a[k] >> sj) ^ a[k + j]) & m
+            a[k + j] ^= t
+            a[k] ^= t << sj
+            k = (k + j + 1) & ~j
+        j >>= 1
+        m ^= m << np.uint64(j)
+
+
+@numba.njit(cache=True, parallel=True)
+def rows_to_bitplanes(rows64: np.ndarray, n_var: int, n: int, geno_planes: np.ndarray,
+                      missing_plane: np.ndarray) -> None:
+    """Sample-major bit planes of one chunk of variants.
+
+    ``rows64``: the chunk's .bed rows as uint64 (at least ``64 * ceil(n_var / 64)`` rows; each word
+    holds 32 samples' 2-bit codes; rows past ``n_var`` are ignored). Fills ``geno_planes``
+    (uint64 ``(n_sub, n, 3, SUB_WORDS)``: het, hom A1, hom A2) and ``missing_plane`` (uint64
+    ``(n_sub, n, SUB_WORDS)``) for words 0..ceil(n_var / 64) - 1; bit b of word w = variant
+    64 w + b. Each 64 variants x 32 samples block becomes two 64 x 64 bit transposes: one of
+    (het | missing << 1) and one of (hom A1 | hom A2 << 1) per sample bit pair.
+    """
+    n_words = (n_var + 63) // 64
+    n_groups = (n + 31) // 32
+    even = np.uint64(0x5555555555555555)
+    for w in numba.prange(n_words):
+        het_miss = np.empty(64, dtype=np.uint64)
+        homs = np.empty(64, dtype=np.uint64)
+        n_valid = min(64, n_var - w * 64)
+        valid = np.uint64(0xFFFFFFFFFFFFFFFF)
+        if n_valid < 64:
+            valid = (np.uint64(1) << np.uint64(n_valid)) - np.uint64(1)
+        sub = w // SUB_WORDS
+        k = w - sub * SUB_WORDS
+        for g in range(n_groups):
+            for v in range(64):
+                x = rows64[w * 64 + v, g] if v < n_valid else np.uint64(0)
+                lo = x & even
+                hi = (x >> np.uint64(1)) & even
+                # codes: 00 hom A1, 01 missing, 10 het, 11 hom A2 (lo = low bit)
+                het_miss[v] = (hi & ~lo) | ((lo & ~hi) << np.uint64(1))
+                homs[v] = (~(lo | hi) & even) | ((lo & hi) << np.uint64(1))
+            _transpose64(het_miss)
+            _transpose64(homs)
+            for q in range(min(32, n - g * 32)):
+                s = g * 32 + q
+                geno_planes[sub, s, 0, k] = het_miss[2 * q] & valid
+                missing_plane[sub, s, k] = het_miss[2 * q + 1] & valid
+                geno_planes[sub, s, 1, k] = homs[2 * q] & valid
+                geno_planes[sub, s, 2, k] = homs[2 * q + 1] & valid
+
+
+@numba.njit(cache=True, parallel=True)
+def plane_totals(geno_planes: np.ndarray, missing_plane: np.ndarray, het_total: np.ndarray,
+                 miss_total: np.ndarray, miss_any: np.ndarray) -> None:
+    """Add each sample's het and missing call counts of the chunk to ``het_total`` /
+    ``miss_total`` (int64, n) and set ``miss_any[sub, s]`` (bool) when sample s has a missing call
+    in sub-block ``sub``."""
+    n_sub, n = missing_plane.shape[0], missing_plane.shape[1]
+    for s in numba.prange(n):
+        h = 0
+        m = 0
+        for sub in range(n_sub):
+            ms = 0
+            for k in range(SUB_WORDS):
+                h += popcount64(geno_planes[sub, s, 0, k])
+                ms += popcount64(missing_plane[sub, s, k])
+            miss_any[sub, s] = ms > 0
+            m += ms
+        het_total[s] += h
+        miss_total[s] += m
+
+
+@numba.njit(cache=True, inline="always")
+def _tile_index(t: int) -> tuple[int, int]:
+    """Tile t of the lower triangle, row-major: (0,0), (1,0), (1,1), (2,0), ..."""
+    ti = int((np.sqrt(8.0 * t + 1.0) - 1.0) / 2.0)
+    while ti * (ti + 1) // 2 > t:
+        ti -= 1
+    while (ti + 1) * (ti + 2) // 2 <= t:
+        ti += 1
+    return ti, t - ti * (ti + 1) // 2
+
+
+@numba.njit(cache=True, inline="always")
+def _geno_1x1(planes, i, j):
+    """(hethet, ibs0) of samples i, j over one sub-block."""
+    het_i, hom1_i, hom2_i = planes[i, 0], planes[i, 1], planes[i, 2]
+    het_j, hom1_j, hom2_j = planes[j, 0], planes[j, 1], planes[j, 2]
+    hethet = 0
+    ibs0 = 0
+    for k in range(SUB_WORDS):
+        hethet += popcount64(het_i[k] & het_j[k])
+        ibs0 += popcount64((hom1_i[k] & hom2_j[k]) | (hom2_i[k] & hom1_j[k]))
+    return hethet, ibs0
+
+
+@numba.njit(cache=True, inline="always")
+def _miss_1x1(planes, missing, i, j):
+    """(#het_i & miss_j, #miss_i & het_j, #miss_i & miss_j) over one sub-block."""
+    het_i, het_j, miss_i, miss_j = planes[i, 0], planes[j, 0], missing[i], missing[j]
+    het_miss = 0
+    miss_het = 0
+    miss_miss = 0
+    for k in range(SUB_WORDS):
+        het_miss += popcount64(het_i[k] & miss_j[k])
+        miss_het += popcount64(miss_i[k] & het_j[k])
+        miss_miss += popcount64(miss_i[k] & miss_j[k])
+    return het_miss, miss_het, miss_miss
+
+
+@numba.njit(cache=True, inline="always")
+def _add_1x1(planes, missing, has_missing, counts, i, j):
+    p = i * (i - 1) // 2 + j
+    hethet, ibs0 = _geno_1x1(planes, i, j)
+    counts[C_HETHET, p] += hethet
+    counts[C_IBS0, p] += ibs0
+    if has_missing[i] or has_missing[j]:
+        het_miss, miss_het, miss_miss = _miss_1x1(planes, missing, i, j)
+        counts[C_HET_MISS, p] += het_miss
+        counts[C_MISS_HET, p] += miss_het
+        counts[C_MISS_MISS, p] += miss_miss
+
+
+@numba.njit(cache=True, inline="always")
+def _add_2x2(planes, missing, has_missing, counts, i, j):
+    """Pairs (i, j), (i, j+1), (i+1, j), (i+1, j+1) at once: each loaded word serves two pairs,
+    halving the loads per popcount (the bound on this loop)."""
+    e0, e1, f0, f1 = planes[i, 0], planes[i + 1, 0], planes[j, 0], planes[j + 1, 0]
+    u0, u1, x0, x1 = planes[i, 1], planes[i + 1, 1], planes[j, 1], planes[j + 1, 1]
+    v0, v1, y0, y1 = planes[i, 2], planes[i + 1, 2], planes[j, 2], planes[j + 1, 2]
+    a00 = 0
+    a01 = 0
+    a10 = 0
+    a11 = 0
+    b00 = 0
+    b01 = 0
+    b10 = 0
+    b11 = 0
+    for k in range(SUB_WORDS):
+        a00 += popcount64(e0[k] & f0[k])
+        a01 += popcount64(e0[k] & f1[k])
+        a10 += popcount64(e1[k] & f0[k])
+        a11 += popcount64(e1[k] & f1[k])
+        b00 += popcount64((u0[k] & y0[k]) | (v0[k] & x0[k]))
+        b01 += popcount64((u0[k] & y1[k]) | (v0[k] & x1[k]))
+        b10 += popcount64((u1[k] & y0[k]) | (v1[k] & x0[k]))
+        b11 += popcount64((u1[k] & y1[k]) | (v1[k] & x1[k]))
+    p0 = i * (i - 1) // 2 + j
+    p1 = (i + 1) * i // 2 + j
+    counts[C_HETHET, p0] += a00
+    counts[C_HETHET, p0 + 1] += a01
+    counts[C_HETHET, p1] += a10
+    counts[C_HETHET, p1 + 1] += a11
+    counts[C_IBS0, p0] += b00
+    counts[C_IBS0, p0 + 1] += b01
+    counts[C_IBS0, p1] += b10
+    counts[C_IBS0, p1 + 1] += b11
+    if has_missing[i] or has_missing[i + 1] or has_missing[j] or has_missing[j + 1]:
+        m0, m1, n0, n1 = missing[i], missing[i + 1], missing[j], missing[j + 1]
+        c00 = 0
+        c01 = 0
+        c10 = 0
+        c11 = 0
+        d00 = 0
+        d01 = 0
+        d10 = 0
+        d11 = 0
+        g00 = 0
+        g01 = 0
+        g10 = 0
+        g11 = 0
+        for k in range(SUB_WORDS):
+            c00 += popcount64(e0[k] & n0[k])
+            c01 += popcount64(e0[k] & n1[k])
+            c10 += popcount64(e1[k] & n0[k])
+            c11 += popcount64(e1[k] & n1[k])
+            d00 += popcount64(m0[k] & f0[k])
+            d01 += popcount64(m0[k] & f1[k])
+            d10 += popcount64(m1[k] & f0[k])
+            d11 += popcount64(m1[k] & f1[k])
+            g00 += popcount64(m0[k] & n0[k])
+            g01 += popcount64(m0[k] & n1[k])
+            g10 += popcount64(m1[k] & n0[k])
+            g11 += popcount64(m1[k] & n1[k])
+        counts[C_HET_MISS, p0] += c00
+        counts[C_HET_MISS, p0 + 1] += c01
+        counts[C_HET_MISS, p1] += c10
+        counts[C_HET_MISS, p1 + 1] += c11
+        counts[C_MISS_HET, p0] += d00
+        counts[C_MISS_HET, p0 + 1] += d01
+        counts[C_MISS_HET, p1] += d10
+        counts[C_MISS_HET, p1 + 1] += d11
+        counts[C_MISS_MISS, p0] += g00
+        counts[C_MISS_MISS, p0 + 1] += g01
+        counts[C_MISS_MISS, p1] += g10
+        counts[C_MISS_MISS, p1 + 1] += g11
+
+
+@numba.njit(cache=True, parallel=True)
+def king_pair_counts(geno_planes: np.ndarray, missing_plane: np.ndarray, miss_any: np.ndarray,
+                     counts: np.ndarray) -> None:
+    """Add one chunk's pair counts to ``counts`` (int32, ``(N_COUNTS, n (n - 1) / 2)``).
+
+    Pair (i, j), j < i, sits at column ``i (i - 1) / 2 + j`` (plink2's lower-triangle order).
+    Rows of ``counts``: C_HETHET, C_IBS0, C_HET_MISS (#het_i & miss_j), C_MISS_HET
+    (#miss_i & het_j), C_MISS_MISS. Work is split into TILE x TILE sample tiles, one per task, each
+    walking the sub-blocks (whose tile data stays in L2) in 2 x 2 pair blocks; every pair belongs
+    to one tile, so the sums do not depend on the thread count.
+    """
+    n_sub, n = geno_planes.shape[0], geno_planes.shape[1]
+    nt = (n + TILE - 1) // TILE
+    n_tiles = nt * (nt + 1) // 2
+    for t in numba.prange(n_tiles):
+        ti, tj = _tile_index(t)
+        i0 = ti * TILE
+        i1 = min(i0 + TILE, n)
+        j0 = tj * TILE
+        j1 = min(j0 + TILE, n)
+        for sub in range(n_sub):
+            planes = geno_planes[sub]
+            missing = missing_plane[sub]
+            has_missing = miss_any[sub]
+            i = i0
+            while i + 1 < i1:
+                j = j0
+                while j + 1 < min(j1, i):  # both j's below both i's
+                    _add_2x2(planes, missing, has_missing, counts, i, j)
+                    j += 2
+                for ii in range(i, i + 2):
+                    for jj in range(j, min(j1, ii)):
+                        _add_1x1(planes, missing, has_missing, counts, ii, jj)
+                i += 2
+            if i < i1:
+                for jj in range(j0, min(j1, i)):
+                    _add_1x1(planes, missing, has_missing, counts, i, jj)
+
+
+@numba.njit(cache=True, parallel=True)
+def king_finalize(counts: np.ndarray, het_total: np.ndarray, miss_total: np.ndarray, n_variants: int,
+                  nsnp: np.ndarray, hethet: np.ndarray, ibs0: np.ndarray, het1_hom2: np.ndarray,
+                  het2_hom1: np.ndarray, kinship: np.ndarray) -> None:
+    """Per pair (lower-triangle order), plink2's counts and KING-robust kinship.
+
+    '1' is the larger sample index i (plink2's ID1), '2' the smaller j. ``kinship`` is computed
+    with plink2's operations in the same order, so it is bit-identical:
+    ``0.5 - (4 ibs0 + het1hom2 + het2hom1) / (4 (hethet + min(het1hom2, het2hom1)))``
+    (-inf or NaN when the smaller het count is 0)."""
+    n = het_total.size
+    for i in numba.prange(1, n):
+        base = i * (i - 1) // 2
+        for j in range(i):
+            p = base + j
+            hh = np.int64(counts[C_HETHET, p])
+            h1 = het_total[i] - hh - counts[C_HET_MISS, p]
+            h2 = het_total[j] - hh - counts[C_MISS_HET, p]
+            nsnp[p] = n_variants - miss_total[i] - miss_total[j] + counts[C_MISS_MISS, p]
+            hethet[p] = hh
+            ibs0[p] = counts[C_IBS0, p]
+            het1_hom2[p] = h1
+            het2_hom1[p] = h2
+            smaller = hh + min(h1, h2)
+            kinship[p] = 0.5 - np.float64(4 * np.int64(counts[C_IBS0, p]) + h1 + h2) / np.float64(4 * smaller)
+
+
+@numba.njit(cache=True)
+def kinship_prune(n: int, edge_i: np.ndarray, edge_j: np.ndarray) -> np.ndarray:
+    """plink2 ``--king-cutoff`` greedy pruning of the graph with the given edges (sample indices
+    0..n-1); returns a bool mask of the samples removed.
+
+    While edges remain: if some vertex has degree 1, remove the partner of the lowest-index such
+    vertex; otherwise remove the lowest-index vertex of maximal degree. Degrees count the edges to
+    samples not yet removed.
+    """
+    degree = np.zeros(n, dtype=np.int64)
+    for e in range(edge_i.size):
+        degree[edge_i[e]] += 1
+        degree[edge_j[e]] += 1
+    # CSR adjacency
+    start = np.zeros(n + 1, dtype=np.int64)
+    for v in range(n):
+        start[v + 1] = start[v] + degree[v]
+    fill = start[:-1].copy()
+    adjacent = np.empty(start[n], dtype=np.int64)
+    for e in range(edge_i.size):
+        a = edge_i[e]
+        b = edge_j[e]
+        adjacent[fill[a]] = b
+        fill[a] += 1
+        adjacent[fill[b]] = a
+        fill[b] += 1
+    removed = np.zeros(n, dtype=np.bool_)
+    while True:
+        prune = -1
+        for v in range(n):
+            if not removed[v] and degree[v] == 1:
+                for q in range(start[v], start[v + 1]):
+                    if not removed[adjacent[q]]:
+                        prune = adjacent[q]
+                        break
+                break
+        if prune < 0:
+            best = 0
+            for v in range(n):
+                if not removed[v] and degree[v] > best:
+                    best = degree[v]
+                    prune = v
+            if prune < 0:
+                break
+        removed[prune] = True
+        for q in range(start[prune], start[prune + 1]):
+            u = adjacent[q]
+            if not removed[u]:
+                degree[u] -= 1
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# .kin0 text formatting (bytes in memory; the caller writes them)
+# ---------------------------------------------------------------------------------------------
+
+_G6_LOW = 9.9999949999999e-5  # plink2 dtoa_g: decimal notation in [_G6_LOW, _G6_HIGH)
+_G6_HIGH = 0.99999949999999
+
+
+@numba.njit(cache=True, inline="always")
+def _banker_round(x: float) -> int:
+    """plink2's BankerRoundD (kBankerRound8): round half to even within 5e-9 of a tie."""
+    whole = int(x)
+    if whole & 1:
+        return whole + int((x - whole) + 0.500000005)
+    return whole + int((x - whole) + 0.499999995)
+
+
+@numba.njit(cache=True, inline="always")
+def _put_uint(out: np.ndarray, pos: int, value: int, min_digits: int) -> int:
+    """Write ``value`` in decimal with at least ``min_digits`` digits (zero-padded); new position."""
+    digits = 1
+    probe = value
+    while probe >= 10:
+        probe //= 10
+        digits += 1
+    if digits < min_digits:
+        digits = min_digits
+    for k in range(digits - 1, -1, -1):
+        out[pos + k] = 48 + value % 10
+        value //= 10
+    return pos + digits
+
+
+@numba.njit(cache=True, inline="always")
+def _put_fraction(out: np.ndarray, pos: int, value: int, n_digits: int) -> int:
+    """Write ``value`` as ``n_digits`` zero-padded digits with trailing zeros dropped."""
+    while n_digits > 0 and value % 10 == 0:
+        value //= 10
+        n_digits -= 1
+    if n_digits == 0:
+        return pos
+    return _put_uint(out, pos, value, n_digits)
+
+
+@numba.njit(cache=True)
+def put_g6(out: np.ndarray, pos: int, x: float) -> int:
+    """Write ``x`` as plink2's dtoa_g prints it (6 significant digits, trailing zeros dropped,
+    half-to-even within 5e-9; exponential below 1e-4 and from 1e6) at ``out[pos:]``; returns the
+    new position (at most 14 bytes written)."""
+    if x != x:
+        out[pos] = 110  # nan
+        out[pos + 1] = 97
+        out[pos + 2] = 110
+        return pos + 3
+    if x < 0:
+        out[pos] = 45
+        pos += 1
+        x = -x
+    if x == np.inf:
+        out[pos] = 105  # inf
+        out[pos + 1] = 110
+        out[pos + 2] = 102
+        return pos + 3
+    if x == 0.0:
+        out[pos] = 48
+        return pos + 1
+    if _G6_LOW <= x < _G6_HIGH:
+        out[pos] = 48
+        out[pos + 1] = 46
+        pos += 2
+        if x < 9.9999949999999e-3:
+            x *= 100
+            out[pos] = 48
+            out[pos + 1] = 48
+            pos += 2
+        if x < 9.9999949999999e-2:
+            x *= 10
+            out[pos] = 48
+            pos += 1
+        return _put_fraction(out, pos, _banker_round(x * 1000000), 6)
+    if x < _G6_LOW or x >= 999999.49999999:
+        # d.ddddde-XX / d.ddddde+XX, scaling by powers of ten as plink2 does
+        xp10 = 0
+        negative_exp = x < _G6_LOW
+        power = 256
+        while power >= 1:
+            scale = 10.0 ** power
+            if negative_exp:
+                if x < 9.9999949999999 / scale:
+                    x *= scale
+                    xp10 += power
+            elif x >= 9.9999949999999 * scale / 10.0:
+                x *= 1.0 / scale
+                xp10 += power
+            power //= 2
+        r = _banker_round(x * 100000)
+        pos = _put_uint(out, pos, r // 100000, 1)
+        if r % 100000:
+            out[pos] = 46
+            pos = _put_fraction(out, pos + 1, r % 100000, 5)
+        out[pos] = 101
+        out[pos + 1] = 45 if negative_exp else 43
+        return _put_uint(out, pos + 2, xp10, 2)
+    # [1, 1e6): 6 significant digits with the decimal point after the integer digits
+    int_digits = 1
+    bound = 9.9999949999999
+    while x >= bound and int_digits < 6:
+        int_digits += 1
+        bound *= 10.0
+    frac_digits = 6 - int_digits
+    r = _banker_round(x * 10.0 ** frac_digits)
+    unit = 1
+    for _ in range(frac_digits):
+        unit *= 10
+    pos = _put_uint(out, pos, r // unit, 1)
+    if frac_digits and r % unit:
+        out[pos] = 46
+        pos = _put_fraction(out, pos + 1, r % unit, frac_digits)
+    return pos
+
+
+@numba.njit(cache=True)
+def format_kin0_rows(id_bytes: np.ndarray, id_start: np.ndarray, id1: np.ndarray, id2: np.ndarray,
+                     nsnp: np.ndarray, hethet: np.ndarray, ibs0: np.ndarray, kinship: np.ndarray) -> np.ndarray:
+    """.kin0 lines as bytes: ``ID1 \\t ID2 \\t NSNP \\t HETHET \\t IBS0 \\t KINSHIP \\n`` per row.
+
+    ``id_bytes`` / ``id_start``: the samples' ``FID\\tIID`` texts concatenated (uint8) and their
+    offsets (n + 1); ``id1`` / ``id2``: sample indices per row; ``hethet`` / ``ibs0``: counts,
+    printed as plink2's ``(1 / NSNP) * count``; ``kinship``: float64.
+    """
+    n_rows = id1.size
+    size = 0
+    for r in range(n_rows):
+        size += (id_start[id1[r] + 1] - id_start[id1[r]]) + (id_start[id2[r] + 1] - id_start[id2[r]]) + 64
+    out = np.empty(size, dtype=np.uint8)
+    pos = 0
+    for r in range(n_rows):
+        for s in (id1[r], id2[r]):
+            for k in range(id_start[s], id_start[s + 1]):
+                out[pos] = id_bytes[k]
+                pos += 1
+            out[pos] = 9
+            pos += 1
+        pos = _put_uint(out, pos, nsnp[r], 1)
+        out[pos] = 9
+        recip = 1.0 / np.float64(nsnp[r])
+        pos = put_g6(out, pos + 1, recip * np.float64(hethet[r]))
+        out[pos] = 9
+        pos = put_g6(out, pos + 1, recip * np.float64(ibs0[r]))
+        out[pos] = 9
+        pos = put_g6(out, pos + 1, kinship[r])
+        out[pos] = 10
+        pos += 1
+    return out[:pos]
+
+
+@numba.njit(cache=True)
+def format_g6_array(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``put_g6`` of every value: (concatenated uint8 text, int64 offsets of length n + 1)."""
+    out = np.empty(values.size * 16, dtype=np.uint8)
+    offsets = np.zeros(values.size + 1, dtype=np.int64)
+    pos = 0
+    for k in range(values.size):
+        pos = put_g6(out, pos, values[k])
+        offsets[k + 1] = pos
+    return out[:pos], offsets
