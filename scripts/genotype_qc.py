@@ -1,6 +1,6 @@
-"""Snakemake adapter: genotype QC (call rate, MAF, HWE) -> filtered PLINK fileset + tables."""
+"""Snakemake adapter: genotype QC (call rate, sex check, relatives, MAF, HWE) -> filtered PLINK fileset + tables."""
 from cohortflow.scripting import run_step
-from cohortflow.variants.qc import genotype_qc
+from cohortflow.variants.qc import genotype_qc, read_id_list
 
 qc = snakemake.params.qc
 run_step(
@@ -12,4 +12,8 @@ run_step(
     mind=qc["mind"],
     maf=qc["maf"],
     hwe=qc["hwe"],
+    remove_sex_problems=qc["remove_sex_problems"],
+    remove_samples=read_id_list(snakemake.input.removed),
+    king_cutoff=qc["king_cutoff"],
+    threads=snakemake.threads,
 )

@@ -11,6 +11,7 @@ genotypes, and the tests require plink2's NSNP == ours + excess, with ours the t
 from __future__ import annotations
 
 import subprocess
+import json
 from pathlib import Path
 
 import numpy as np
@@ -326,3 +327,29 @@ def test_bad_input(cohort):
         king_counts(bed, variant_mask=(bed.bim["chrom"] == "X").to_numpy())
     with pytest.raises(CohortflowError, match="samples="):
         king_cutoff(pd.DataFrame({"IID1": [], "IID2": [], "KINSHIP": []}))
+
+
+def test_cohortflow_qc_removes_relatives_and_records_the_funnel(cohort, tmp_path):
+    """`cohortflow qc`: relatives removed by the cutoff on QC'd variants, listed as plink2 does,
+    counted in the funnel; kinship table of 3rd-degree-and-closer pairs; PCs of the kept samples."""
+    from cohortflow import cli
+    from cohortflow.variants.qc import read_id_list
+    from cohortflow.variants.relatedness import relatedness_qc
+
+    prefix, truth = cohort
+    out = tmp_path / "qc"
+    assert cli.main(["qc", "--bfile", str(prefix), "--n-pcs", "3", "--threads", "2", "--out", str(out)]) == 0
+    removed = read_id_list(f"{out}.king.cutoff.out.id")
+    direct = relatedness_qc(prefix, out_prefix=tmp_path / "again")
+    assert removed == direct["removed"] and removed
+    related = {a for kind in ("duplicate", "first", "second") for pair in truth[kind] for a in pair}
+    assert set(removed) <= related  # only planted relatives go
+    summary = json.loads(Path(f"{out}.summary.json").read_text())
+    step = next(s for s in summary["funnel"] if s["step"] == "king_cutoff")
+    assert step["samples_removed"] == len(removed) and summary["thresholds"]["king_cutoff"] == 0.0884
+    kept = open_bed(out).fam["iid"].tolist()
+    assert not set(kept) & set(removed)
+    kin = pd.read_csv(f"{out}.kinship.tsv", sep="\t")
+    assert (kin["KINSHIP"] >= 0.0442).all() and len(kin) >= len(removed)
+    pcs = pd.read_csv(f"{out}.pcs.tsv", sep="\t")
+    assert pcs["IID"].tolist() == kept and list(pcs.columns[-3:]) == ["PC1", "PC2", "PC3"]

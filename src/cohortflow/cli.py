@@ -53,9 +53,12 @@ def _cmd_merge(a):
 
 
 def _cmd_qc(a):
-    from cohortflow.variants.qc import genotype_qc
+    from cohortflow.variants.pipeline import quality_control
 
-    genotype_qc(a.bfile, out_prefix=a.out, geno=a.geno, mind=a.mind, maf=a.maf, hwe=a.hwe)
+    quality_control(a.bfile, out_prefix=a.out, geno=a.geno, mind=a.mind, maf=a.maf, hwe=a.hwe,
+                    king_cutoff=None if a.king_cutoff < 0 else a.king_cutoff,
+                    remove_sex_problems=a.remove_sex_problems, n_pcs=a.n_pcs, sample_info=a.sample_info,
+                    threads=a.threads)
 
 
 def _cmd_pca(a):
@@ -195,12 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bfiles", nargs="+", required=True)
     p.add_argument("--out", required=True)
 
-    p = add("qc", _cmd_qc, "genotype QC: call rate, MAF, HWE exact test (as plink2)")
+    p = add("qc", _cmd_qc, "genotype QC (as plink2): relatedness (KING), call rates, sex check, MAF, HWE; then PCA")
     p.add_argument("--bfile", required=True)
     p.add_argument("--geno", type=float, default=0.05)
     p.add_argument("--mind", type=float, default=0.05)
     p.add_argument("--maf", type=float, default=0.01)
     p.add_argument("--hwe", type=float, default=1e-6)
+    p.add_argument("--king-cutoff", type=float, default=0.0884,
+                   help="remove relatives above this KING kinship (plink2 --king-cutoff); negative: keep all")
+    p.add_argument("--remove-sex-problems", action="store_true", help="remove samples failing the sex check")
+    p.add_argument("--n-pcs", type=int, default=10)
+    p.add_argument("--sample-info", help="TSV with IID and population (colours the PCA plot)")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
 
     p = add("pca", _cmd_pca, "ancestry PCA on LD-pruned common variants")

@@ -43,11 +43,36 @@ rule merge_shards:
         "../../scripts/merge_shards.py"
 
 
-rule genotype_qc:
+rule relatedness:
     input:
         unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
     output:
-        multiext(res("{cohort}", "qc/qc"), ".bed", ".bim", ".fam", ".sample_qc.tsv", ".variant_qc.tsv", ".summary.json"),
+        kinship=res("{cohort}", "qc/qc.kinship.tsv"),
+        keep=res("{cohort}", "qc/qc.king.cutoff.in.id"),
+        removed=res("{cohort}", "qc/qc.king.cutoff.out.id"),
+    params:
+        qc=config["qc"],
+    log:
+        res("{cohort}", "logs/relatedness.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/relatedness.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/relatedness.py"
+
+
+rule genotype_qc:
+    input:
+        unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
+        removed=res("{cohort}", "qc/qc.king.cutoff.out.id"),
+    output:
+        multiext(res("{cohort}", "qc/qc"), ".bed", ".bim", ".fam", ".sample_qc.tsv", ".variant_qc.tsv", ".summary.json",
+                 ".sample_qc.png", ".variant_qc.png"),
     params:
         qc=config["qc"],
     log:

@@ -370,13 +370,14 @@ def _write_fileset(bed: Bed, out_prefix, keep_samples: np.ndarray, keep_variants
 
 def genotype_qc(bfile, *, out_prefix, geno: float = 0.05, mind: float = 0.05, maf: float = 0.01,
                 hwe: float = 1e-6, remove_sex_problems: bool = False, remove_samples: list[str] | None = None,
-                threads: int = 1, block_size: int | None = None) -> dict:
+                king_cutoff: float | None = None, threads: int = 1, block_size: int | None = None) -> dict:
     """Sample and variant QC of a PLINK fileset, with plink2's filter order (module docstring).
 
     ``remove_samples``: IIDs to drop after --mind (the relatedness step, e.g. plink2 --king-cutoff's
     .king.cutoff.out.id); every IID must be in the .fam. ``remove_sex_problems``: also drop the
     samples whose sex check STATUS is PROBLEM (which includes every sample of unknown sex).
-    ``threads``: numba threads; outputs do not depend on it.
+    ``king_cutoff``: the kinship cutoff that chose ``remove_samples``, recorded in the summary's
+    thresholds. ``threads``: numba threads; outputs do not depend on it.
 
     Writes:
 
@@ -434,12 +435,14 @@ def genotype_qc(bfile, *, out_prefix, geno: float = 0.05, mind: float = 0.05, ma
                                   path=f"{bfile_path}.fam")
         king = np.isin(iids, list(wanted))
     with thread_limit(threads):
-        return _run_qc(bed, bfile_path, out_prefix, geno=geno, mind=mind, maf=maf, hwe=hwe, king=king,
-                       remove_sex_problems=remove_sex_problems, block_size=block_size or _block_variants(bed))
+        summary = _run_qc(bed, bfile_path, out_prefix, geno=geno, mind=mind, maf=maf, hwe=hwe, king=king,
+                          remove_sex_problems=remove_sex_problems, block_size=block_size or _block_variants(bed),
+                          king_cutoff=king_cutoff)
+    return summary
 
 
 def _run_qc(bed: Bed, bfile_path: Path, out_prefix, *, geno: float, mind: float, maf: float, hwe: float,
-            king: np.ndarray, remove_sex_problems: bool, block_size: int) -> dict:
+            king: np.ndarray, remove_sex_problems: bool, block_size: int, king_cutoff: float | None) -> dict:
     """``genotype_qc`` on validated input, within its numba thread setting."""
     n, m = bed.n_samples, bed.n_variants
     iids = bed.fam["iid"].astype(str).to_numpy()
@@ -527,7 +530,8 @@ def _run_qc(bed: Bed, bfile_path: Path, out_prefix, *, geno: float, mind: float,
         "n_variants_out": int(keep_variants.sum()),
         "samples_removed": {f["step"]: f["samples_removed"] for f in funnel if f["step"] in SAMPLE_STEPS},
         "variants_removed": {f["step"]: f["variants_removed"] for f in funnel if f["step"] in VARIANT_STEPS},
-        "thresholds": {"geno": geno, "mind": mind, "maf": maf, "hwe": hwe},
+        "thresholds": {"geno": geno, "mind": mind, "maf": maf, "hwe": hwe}
+        | ({"king_cutoff": king_cutoff} if king_cutoff is not None else {}),
         "order": list(SAMPLE_STEPS + VARIANT_STEPS),
         "funnel": funnel,
         "sex_check": {
@@ -550,3 +554,21 @@ def _reason_strings(fails: dict[str, np.ndarray], steps: tuple[str, ...]) -> pa.
         code |= fails[step].astype(np.int64) << bit
     names = [",".join(s for bit, s in enumerate(steps) if c >> bit & 1) for c in range(1 << len(steps))]
     return pa.array(names).take(pa.array(code))
+
+
+def read_id_list(path) -> list[str]:
+    """IIDs of a plink sample-ID file (``#FID IID`` / ``FID IID`` / ``IID`` lines, e.g. plink2's
+    ``.king.cutoff.out.id``): the last column of each non-header line."""
+    path = Path(path)
+    if not path.exists():
+        raise CohortflowError("file not found", path=path)
+    ids = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#") or (number == 1 and fields[-1] == "IID"):
+            continue
+        if len(fields) > 2:
+            raise CohortflowError(f"{len(fields)} columns; expected IID or FID IID", path=path,
+                                  record=f"line {number}")
+        ids.append(fields[-1])
+    return ids

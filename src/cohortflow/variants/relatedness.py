@@ -40,7 +40,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
 
@@ -48,7 +47,8 @@ from cohortflow.errors import CohortflowError
 from cohortflow.io.atomic import atomic_open
 from cohortflow.io.plink import Bed, open_bed
 from cohortflow.variants.kernels import CLASS_AUTOSOME
-from cohortflow.variants.qc import chromosome_classes
+from cohortflow.threads import thread_limit
+from cohortflow.variants.qc import chromosome_classes, qc_statistics
 from cohortflow.variants.relatedness_kernels import (
     N_COUNTS, SUB_WORDS, format_g6_array, format_kin0_rows, gather_rows, king_finalize, king_pair_counts,
     kinship_prune, plane_totals, rows_to_bitplanes,
@@ -192,9 +192,7 @@ def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
     het_total = np.zeros(n, dtype=np.int64)
     miss_total = np.zeros(n, dtype=np.int64)
 
-    previous_threads = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
+    with thread_limit(threads):
         for start, packed in bed.iter_packed_blocks(block_rows):
             rows = np.flatnonzero(use[start:start + len(packed)]).astype(np.int64)
             if rows.size == 0:
@@ -218,8 +216,6 @@ def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
         kinship = np.empty(n_pairs, dtype=np.float64)
         king_finalize(counts, het_total, miss_total, n_used, nsnp, hethet, ibs0, het1_hom2, het2_hom1,
                       kinship)
-    finally:
-        numba.set_num_threads(previous_threads)
     del counts
     samples = pd.DataFrame({"fid": bed.fam["fid"].to_numpy()[sample_idx].astype(str),
                             "iid": bed.fam["iid"].to_numpy()[sample_idx].astype(str)})
@@ -362,3 +358,43 @@ def write_king_cutoff_ids(fam: pd.DataFrame, removed: Sequence[str], out_prefix:
             fh.write("#FID\tIID\n")
             fh.writelines(f"{f}\t{i}\n" for f, i in zip(rows["fid"].astype(str), rows["iid"].astype(str)))
     return paths
+
+
+def relatedness_qc(bfile, *, out_prefix, cutoff: float | None = KING_CUTOFF_DEFAULT, mind: float = 0.05,
+                   geno: float = 0.05, maf: float = 0.01, hwe: float = 1e-6, table_min_kinship: float = 0.0442,
+                   threads: int = 1) -> dict:
+    """The relatedness step of genotype QC: KING-robust kinship, then plink2's ``--king-cutoff``.
+
+    Samples: those passing ``mind`` (sample call rate); variants: autosomal ones passing
+    ``geno``, ``hwe`` and ``maf`` on those samples (the statistics of
+    :func:`cohortflow.variants.qc.qc_statistics`), so relatives are judged on the variants QC
+    keeps. ``cutoff`` None: pairs are reported, nobody is removed.
+
+    Writes ``{out_prefix}.kinship.tsv`` (plink2 ``.kin0`` layout: ``#FID1 IID1 FID2 IID2 NSNP
+    HETHET IBS0 KINSHIP``, pairs with kinship >= ``table_min_kinship``, by default third-degree
+    relatives and closer) and ``{out_prefix}.king.cutoff.in.id`` / ``.out.id`` (``#FID IID`` of
+    the samples kept / removed, as plink2). Returns ``{"n_samples", "n_variants", "n_pairs_reported",
+    "cutoff", "removed"}`` (``removed``: IIDs, in .fam order; pass them to
+    ``genotype_qc(remove_samples=...)``).
+    """
+    bed = _as_bed(bfile)
+    with thread_limit(threads):
+        everyone = qc_statistics(bed, maf=maf, threads=threads)
+        samples = everyone.missing_rate <= mind
+        if not samples.any():
+            raise CohortflowError(f"no sample passes --mind {mind}; nothing to compare", path=f"{bed.prefix}.bed")
+        stats = qc_statistics(bed, maf=maf, samples=samples, threads=threads)
+        freq = stats.a1_freq
+        with np.errstate(invalid="ignore", divide="ignore"):
+            missing_rate = np.where(stats.n_eligible > 0, stats.n_missing / stats.n_eligible, 1.0)
+        minor = np.minimum(freq, 1 - freq)
+        variants = ((stats.classes == CLASS_AUTOSOME) & (missing_rate <= geno) & np.isfinite(minor)
+                    & (minor >= maf) & (minor > 0) & ~(np.isfinite(stats.hwe_p) & (stats.hwe_p < hwe)))
+        result = king_counts(bed, sample_mask=samples, variant_mask=variants, threads=threads)
+        removed = king_cutoff(result, cutoff=cutoff) if cutoff is not None else []
+    write_king_table(result, f"{out_prefix}.kinship.tsv", min_kinship=table_min_kinship)
+    write_king_cutoff_ids(bed.fam, removed, out_prefix, sample_mask=samples)
+    with np.errstate(invalid="ignore"):
+        reported = int(np.sum(result.kinship >= table_min_kinship))
+    return {"n_samples": int(samples.sum()), "n_variants": int(result.n_variants), "n_pairs_reported": reported,
+            "cutoff": cutoff, "removed": list(removed)}
