@@ -68,6 +68,12 @@ def _cmd_pca(a):
                  prune_r2=a.prune_r2, sample_info=a.sample_info)
 
 
+def _cmd_project_pcs(a):
+    from cohortflow.variants.pca import project_pcs
+
+    project_pcs(a.bfile, loadings=a.loadings, out=a.out)
+
+
 def _cmd_gwas(a):
     from cohortflow.gwas.api import run_gwas
 
@@ -220,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-r2", type=float, default=0.2)
     p.add_argument("--sample-info", help="TSV with IID and population (colours the plot)")
     p.add_argument("--out", required=True)
+
+    p = add("project-pcs", _cmd_project_pcs, "project samples onto existing PCs (from a .pca.loadings.tsv)")
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--loadings", required=True, help="{prefix}.pca.loadings.tsv of the reference PCA")
+    p.add_argument("--out", required=True, help="output prefix: {out}.pcs.tsv, {out}.projection.json")
 
     p = add("gwas", _cmd_gwas, "association tests (linear/logistic with covariates), GWAS-SSF output")
     p.add_argument("--bfile", required=True)

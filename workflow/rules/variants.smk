@@ -98,6 +98,7 @@ rule genotype_pca:
         eigenvalues=res("{cohort}", "qc/qc.eigenvalues.tsv"),
         prune_in=res("{cohort}", "qc/qc.prune.in"),
         png=report(res("{cohort}", "qc/qc.pca.png"), caption="../report/pca.rst", category="Genotype QC and ancestry"),
+        loadings=res("{cohort}", "qc/qc.pca.loadings.tsv"),
         summary=res("{cohort}", "qc/qc.pca.json"),
     params:
         pca=config["pca"],
