@@ -5,7 +5,7 @@ import pytest
 
 from cohortflow.cli import build_parser, main
 
-SUBCOMMANDS = ["simulate-demo", "alignment-qc", "ingest", "merge", "qc", "pca", "gwas", "gwas-summary", "prs",
+SUBCOMMANDS = ["simulate-demo", "alignment-qc", "ingest", "merge", "qc", "pca", "project-pcs", "gwas", "gwas-summary", "prs",
                "sc", "spatial", "gene-scores", "disease-score", "report", "check-truth"]
 
 
