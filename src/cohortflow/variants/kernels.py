@@ -15,9 +15,8 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
+
+from cohortflow.bitops import popcount_u64, trailing_zeros_u64
 
 CLASS_AUTOSOME = 0
 CLASS_X = 1
@@ -99,26 +98,6 @@ N_MASKS = 6
 N_COUNT_COLUMNS = 11
 
 
-@intrinsic
-def _popcount(typingctx, x):
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
-
-    return sig, codegen
-
-
-@intrinsic
-def _trailing_zeros(typingctx, x):
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
-
-    return sig, codegen
-
-
 @numba.njit(cache=True, nogil=True, inline="always")
 def _full_word(row: np.ndarray, j: int) -> np.uint64:
     """Bytes j..j+7 of a row (all inside it) as a little-endian word; LLVM merges the byte loads."""
@@ -153,17 +132,17 @@ def _masked_counts(row: np.ndarray, nb: int, mask: np.ndarray) -> tuple[int, int
         mk = mask[w]
         lo = x & mk
         hi = (x >> _U1) & mk
-        missing += _popcount(lo & ~hi)
-        het += _popcount(hi & ~lo)
-        hom2 += _popcount(lo & hi)
+        missing += popcount_u64(lo & ~hi)
+        het += popcount_u64(hi & ~lo)
+        hom2 += popcount_u64(lo & hi)
     for w in range(n_full, mask.shape[0]):
         x = _word(row, w, nb)
         mk = mask[w]
         lo = x & mk
         hi = (x >> _U1) & mk
-        missing += _popcount(lo & ~hi)
-        het += _popcount(hi & ~lo)
-        hom2 += _popcount(lo & hi)
+        missing += popcount_u64(lo & ~hi)
+        het += popcount_u64(hi & ~lo)
+        hom2 += popcount_u64(lo & hi)
     return missing, het, hom2
 
 
@@ -385,7 +364,7 @@ def _sample_sums_tile(block: np.ndarray, vflag: np.ndarray, e_het: np.ndarray, e
                 miss = miss_words[t]
                 base = (w0 + t) * 32
                 while miss:
-                    sample = base + np.int64(_trailing_zeros(miss) >> _U1)
+                    sample = base + np.int64(trailing_zeros_u64(miss) >> _U1)
                     counts[sample, q_count] += 1
                     e_row[sample] += e
                     miss &= miss - _U1

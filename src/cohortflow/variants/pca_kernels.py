@@ -24,38 +24,11 @@ import math
 import numba
 import numpy as np
 from numba import prange
-from numba.core import types
-from numba.extending import intrinsic
+
+from cohortflow.bitops import popcount_u64, trailing_zeros_u64
 
 # plink2's kSmallEpsilon (2^-44): tolerance on the r^2 threshold and on MAF ties
 SMALL_EPSILON = 2.0 ** -44
-
-
-@intrinsic
-def _popcount(typingctx, x):
-    """Population count of a uint64 (LLVM ctpop: one POPCNT instruction on x86-64)."""
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
-
-    return sig, codegen
-
-
-@intrinsic
-def _trailing_zeros(typingctx, x):
-    """Index of the lowest set bit of a nonzero uint64 (LLVM cttz)."""
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], context.get_constant(types.boolean, True))
-
-    return sig, codegen
-
-
-@numba.njit(cache=True, nogil=True)
-def popcount64(x):
-    return _popcount(x)
 
 
 _M5 = np.uint64(0x5555555555555555)
@@ -135,9 +108,9 @@ def plane_aggregates(hom, hi, out):
         for w in range(hom.shape[1]):
             h = hom[v, w]
             a = hi[v, w]
-            nm += popcount64(h | a)
-            ssq += popcount64(h)
-            plus += popcount64(h & a)
+            nm += popcount_u64(h | a)
+            ssq += popcount_u64(h)
+            plus += popcount_u64(h & a)
         out[v, 0] = nm
         out[v, 1] = 2 * plus - ssq
         out[v, 2] = ssq
@@ -162,7 +135,7 @@ def missing_lists(hom, hi, n_samples, out_idx, out_count):
                 if count == cap:
                     count = -1
                     break
-                out_idx[v, count] = w * 64 + np.int64(_trailing_zeros(bits))
+                out_idx[v, count] = w * 64 + np.int64(trailing_zeros_u64(bits))
                 count += 1
                 bits &= bits - np.uint64(1)
             if count < 0:
@@ -188,8 +161,8 @@ def _dot_counts(hom, hi, f, s):
     neg = np.uint64(0)
     for w in range(hom.shape[1]):
         hh = hom[f, w] & hom[s, w]
-        both += popcount64(hh)
-        neg += popcount64(hh & (hi[f, w] ^ hi[s, w]))
+        both += popcount_u64(hh)
+        neg += popcount_u64(hh & (hi[f, w] ^ hi[s, w]))
     return np.int64(both), np.int64(neg)
 
 
@@ -258,16 +231,16 @@ def _pair_group(hom, hi, f, s, agg, t_f, t_s, g, group_n, miss, count_f, count_s
         a_s = hi[s, w]
         nm_f = hf | af
         nm_s = hs | a_s
-        nm += popcount64(nm_f & nm_s)
+        nm += popcount_u64(nm_f & nm_s)
         x = hf & nm_s
-        ssq_f += popcount64(x)
-        plus_f += popcount64(x & af)
+        ssq_f += popcount_u64(x)
+        plus_f += popcount_u64(x & af)
         y = hs & nm_f
-        ssq_s += popcount64(y)
-        plus_s += popcount64(y & a_s)
+        ssq_s += popcount_u64(y)
+        plus_s += popcount_u64(y & a_s)
         hh = hf & hs
-        both += popcount64(hh)
-        neg += popcount64(hh & (af ^ a_s))
+        both += popcount_u64(hh)
+        neg += popcount_u64(hh & (af ^ a_s))
     comp[0] = np.int64(nm)
     comp[1] = 2 * np.int64(plus_f) - np.int64(ssq_f)
     comp[2] = np.int64(ssq_f)
