@@ -1,8 +1,10 @@
 """VCF text in batches of whole data lines, for the fast ingestion path.
 
-Plain or gzip/BGZF-compressed VCF; decompression by ISA-L (~2 GB/s) in a background thread so it
-overlaps the parsing of the previous batch. BCF and anything that is not VCF text is left to
-cyvcf2 (:func:`vcf_text_batches` returns None).
+BGZF (bgzip) files are decompressed block by block by ISA-L, the blocks of a batch shared among
+``threads`` threads (ISA-L releases the GIL), each thread also noting the newlines of the blocks
+it inflated while they are in cache; every block's CRC32 and length are checked. Plain gzip and
+uncompressed VCF are read as one stream in a background thread. BCF and anything that is not VCF
+text is left to cyvcf2 (:func:`vcf_text_batches` returns None).
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from isal import igzip
+from isal import igzip, igzip_lib
+
+from cohortflow.bitops import copy_bytes, load_u64
 
 GZIP_MAGIC = b"\x1f\x8b"
 TABIX_PSEUDO_BIN = 37450
 BATCH_BYTES = 32 << 20
+RAW_BYTES = 8 << 20  # compressed bytes read at a time (BGZF)
+BGZF_MIN_BLOCK = 28  # header 18 + empty deflate 2 + trailer 8
+
+
+class NotFastText(Exception):
+    """The file is not what the fast path reads (a damaged or non-BGZF gzip member among BGZF
+    blocks): the caller reads it with htslib instead, which reports any real damage."""
 
 
 def _open(path: Path):
@@ -91,26 +102,231 @@ def tabix_contig_start(index: Path, contig: str) -> tuple[int, int] | None:
     return None
 
 
-def vcf_text_batches(path: str | Path, *, batch_bytes: int = BATCH_BYTES,
-                     contig: str | None = None) -> Iterator[np.ndarray] | None:
-    """The data lines of a VCF text file as uint8 arrays of whole lines (newline-terminated
-    except perhaps the file's last), the header skipped; None when ``path`` is not VCF text
-    (BCF, or a first line that is not ``##fileformat``/``#CHROM``).
+def vcf_text_batches(path: str | Path, *, batch_bytes: int = BATCH_BYTES, contig: str | None = None,
+                     threads: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]] | None:
+    """The data lines of a VCF text file in batches ``(buf, ends)``: ``buf`` a uint8 array of
+    whole lines, the header skipped; ``ends`` the offset of each line's newline in ``buf`` (or
+    ``len(buf)`` for a last line without one). None when ``path`` is not VCF text (BCF, or a
+    first line that is not a ``#`` line). Each batch is valid until the generator is resumed.
+    The generator raises :class:`NotFastText` where a BGZF file turns out to hold something else.
 
     With ``contig``, reading starts at the contig's first record, found in the file's tabix
     (.tbi) index, and goes on to the end of the file (the caller stops at the next contig);
-    None when there is no .tbi or it does not list the contig."""
+    None when there is no .tbi or it does not list the contig. ``threads``: BGZF blocks
+    inflated at a time."""
     path = Path(path)
     with _open(path) as fh:
         head = fh.read(5)
     if not head.startswith(b"#"):
         return None
-    if contig is None:
-        return _batches(path, batch_bytes)
-    start = tabix_contig_start(Path(f"{path}.tbi"), contig)
-    if start is None:
-        return None
-    return _batches(path, batch_bytes, start=start)
+    start = None
+    if contig is not None:
+        start = tabix_contig_start(Path(f"{path}.tbi"), contig)
+        if start is None:
+            return None
+    if _is_bgzf(path):
+        return _bgzf_batches(path, batch_bytes, max(1, int(threads)), start=start)
+    return _with_line_ends(_batches(path, batch_bytes, start=start))
+
+
+def _is_bgzf(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = np.frombuffer(fh.read(RAW_BYTES // 64), dtype=np.uint8)
+    n, _, status = bgzf_block_table(head, len(head), np.empty(1, np.int64), np.empty(1, np.int64),
+                                    np.empty(1, np.int64))
+    return n > 0
+
+
+def _with_line_ends(batches: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    from cohortflow.variants.vcf_kernels import line_bounds
+
+    for buf in batches:
+        yield buf, line_bounds(buf)[1]
+
+
+def _split_evenly(weights: np.ndarray, parts: int) -> list[int]:
+    """Cut points 0 = c0 <= c1 <= ... <= c_parts = len(weights) making the parts' weight sums
+    about equal."""
+    total = np.cumsum(weights)
+    if not len(total) or total[-1] == 0:
+        return [0] * parts + [len(weights)]
+    targets = total[-1] * np.arange(1, parts) / parts
+    return [0] + np.searchsorted(total, targets, side="left").tolist() + [len(weights)]
+
+
+def _bgzf_batches(path: Path, batch_bytes: int, threads: int, *,
+                  start: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Batches of whole lines of a BGZF file. ``start``: a tabix virtual offset (offset of a
+    block in the file, offset inside its decompressed data) where the first data line starts;
+    without it the header lines are skipped."""
+    raw = bytearray(RAW_BYTES)
+    raw_array = np.frombuffer(raw, dtype=np.uint8)
+    raw_view = memoryview(raw)
+    capacity = RAW_BYTES // BGZF_MIN_BLOCK + 1
+    offsets, sizes, isizes = (np.empty(capacity, dtype=np.int64) for _ in range(3))
+    text = np.empty(batch_bytes + (1 << 17), dtype=np.uint8)
+    ends_buffers = [np.empty(1 << 14, dtype=np.int64) for _ in range(threads)]
+    skip = 0 if start is None else start[1]
+    in_header = start is None
+    carry = 0  # bytes of a partial line at the front of ``text``
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        with open(path, "rb") as fh:
+            if start is not None:
+                fh.seek(start[0])
+            have = 0  # compressed bytes in ``raw``
+            at_eof = False
+            while True:
+                if not at_eof:
+                    got = fh.readinto(raw_view[have:])
+                    at_eof = got == 0 or have + got < len(raw)
+                    have += got
+                n_blocks, used, status = bgzf_block_table(raw_array, have, offsets, sizes, isizes)
+                if status != 0 or (at_eof and used != have):  # not BGZF, or a truncated last block
+                    raise NotFastText
+                if n_blocks == 0 and at_eof:
+                    break
+                first = 0
+                while first < n_blocks:
+                    last = first + max(1, int(np.searchsorted(np.cumsum(isizes[first:n_blocks]), batch_bytes,
+                                                              side="right")))
+                    last = min(last, n_blocks)
+                    batch_len = int(isizes[first:last].sum())
+                    if carry + batch_len > len(text):
+                        bigger = np.empty(2 * (carry + batch_len), dtype=np.uint8)
+                        bigger[:carry] = text[:carry]
+                        text = bigger
+                    positions = carry + np.concatenate(([0], np.cumsum(isizes[first:last])[:-1]))
+                    cuts = _split_evenly(sizes[first:last], threads)
+                    jobs = [(raw_view, offsets[first + a:first + b].tolist(), sizes[first + a:first + b].tolist(),
+                             isizes[first + a:first + b].tolist(), positions[a:b].tolist(), text, k)
+                            for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
+                    parts = list(pool.map(_inflate_blocks, jobs, [ends_buffers] * len(jobs))) if pool \
+                        else [_inflate_blocks(job, ends_buffers) for job in jobs]
+                    ends = np.concatenate(parts) if len(parts) > 1 else parts[0]
+                    first = last
+                    total = carry + batch_len
+                    if skip:
+                        ends = ends[ends >= skip]
+                    if not len(ends):
+                        carry = total
+                        continue
+                    cut = int(ends[-1]) + 1
+                    begin = skip
+                    skip = 0
+                    if in_header:
+                        begin, in_header = _header_end(text, cut)
+                        ends = ends[ends >= begin]
+                    if cut > begin:
+                        yield text[begin:cut], ends - begin
+                    carry = total - cut
+                    text[:carry] = text[cut:total]
+                raw[:have - used] = raw[used:have]
+                have -= used
+                if at_eof and have == 0:
+                    break
+        begin = _header_end(text, carry)[0] if in_header else skip
+        if carry > begin:  # a last line without a newline
+            yield text[begin:carry], np.array([carry - begin], dtype=np.int64)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _inflate_blocks(job, ends_buffers) -> np.ndarray:
+    """Inflate BGZF blocks into ``text`` at their positions and return the offsets of their
+    newlines (a copy). Runs in a worker thread; ISA-L checks each block's CRC32."""
+    raw_view, offsets, sizes, isizes, positions, text, worker = job
+    ends = ends_buffers[worker]
+    count = 0
+    for offset, size, isize, position in zip(offsets, sizes, isizes, positions):
+        if isize == 0:
+            continue
+        try:
+            data = igzip_lib.decompress(raw_view[offset:offset + size], flag=igzip_lib.DECOMP_GZIP,
+                                        bufsize=isize)
+        except igzip_lib.IsalError:
+            raise NotFastText from None
+        if len(data) != isize:
+            raise NotFastText
+        block = np.frombuffer(data, dtype=np.uint8)
+        placed = place_block(text, position, block, ends, count)
+        while placed < 0:  # more newlines than ``ends`` holds: grow it and place the block again
+            bigger = np.empty(2 * len(ends) + isize, dtype=np.int64)
+            bigger[:count] = ends[:count]
+            ends = ends_buffers[worker] = bigger
+            placed = place_block(text, position, block, ends, count)
+        count = placed
+    return ends[:count].copy()
+
+
+NEWLINES = np.uint64(0x0A0A0A0A0A0A0A0A)
+LOW_BITS = np.uint64(0x0101010101010101)
+HIGH_BITS = np.uint64(0x8080808080808080)
+
+
+@numba.njit(cache=True, nogil=True)
+def place_block(text: np.ndarray, position: int, block: np.ndarray, ends: np.ndarray, count: int) -> int:
+    """Copy ``block`` into text[position:] and append the offsets (in ``text``) of its newlines
+    to ends[count:]; returns the new count, or -1 when ``ends`` is too short. Words without a
+    newline byte are skipped with the has-zero-byte trick."""
+    n = block.shape[0]
+    copy_bytes(text, position, block)
+    limit = ends.shape[0]
+    i = 0
+    while i < n:
+        if i + 8 <= n:
+            x = load_u64(block, i) ^ NEWLINES
+            if not ((x - LOW_BITS) & ~x & HIGH_BITS):
+                i += 8
+                continue
+            stop = i + 8
+        else:
+            stop = n
+        for j in range(i, stop):
+            if block[j] == 10:
+                if count >= limit:
+                    return -1
+                ends[count] = position + j
+                count += 1
+        i = stop
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def bgzf_block_table(raw: np.ndarray, stop: int, offsets: np.ndarray, sizes: np.ndarray, isizes: np.ndarray):
+    """The complete BGZF blocks at the start of raw[:stop]: their offsets, sizes and
+    decompressed sizes (ISIZE) into the arrays given (as many as they hold); returns (blocks,
+    bytes they span, status), status 1 when a block header is not BGZF's."""
+    p = 0
+    n = 0
+    while n < offsets.shape[0] and p + 18 <= stop:
+        if raw[p] != 31 or raw[p + 1] != 139 or raw[p + 2] != 8 or (raw[p + 3] & 4) == 0:
+            return n, p, 1
+        xlen = np.int64(raw[p + 10]) | (np.int64(raw[p + 11]) << 8)
+        if p + 12 + xlen > stop:
+            break
+        bsize = -1
+        q = p + 12
+        while q + 4 <= p + 12 + xlen:
+            slen = np.int64(raw[q + 2]) | (np.int64(raw[q + 3]) << 8)
+            if raw[q] == 66 and raw[q + 1] == 67 and slen == 2 and q + 6 <= p + 12 + xlen:
+                bsize = (np.int64(raw[q + 4]) | (np.int64(raw[q + 5]) << 8)) + 1
+            q += 4 + slen
+        if bsize < 12 + xlen + 8:
+            return n, p, 1
+        if p + bsize > stop:
+            break
+        e = p + bsize
+        offsets[n] = p
+        sizes[n] = bsize
+        isizes[n] = (np.int64(raw[e - 4]) | (np.int64(raw[e - 3]) << 8) | (np.int64(raw[e - 2]) << 16)
+                     | (np.int64(raw[e - 1]) << 24))
+        if isizes[n] > 65536:
+            return n, p, 1
+        n += 1
+        p = e
+    return n, p, 0
 
 
 def _batches(path: Path, batch_bytes: int, *, start: tuple[int, int] | None = None) -> Iterator[np.ndarray]:

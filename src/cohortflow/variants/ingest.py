@@ -34,13 +34,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.io.atomic import atomic_path, write_text_atomic
-from cohortflow.io.plink import BED_MAGIC, BIM_COLUMNS, encode_bed_block, open_bed, write_bim, write_fam
-from cohortflow.io.vcf_text import vcf_text_batches
+from cohortflow.io.plink import BED_MAGIC, encode_bed_block, open_bed, write_fam
+from cohortflow.io.tsv import write_tsv
+from cohortflow.io.vcf_text import NotFastText, vcf_text_batches
 from cohortflow.threads import thread_limit
 from cohortflow.variants import vcf_kernels
 from cohortflow.variants.kernels import gt_alt_dosage
@@ -147,38 +149,83 @@ def _records(vcf, path: Path, region: str | None):
             yield rec
 
 
-def normalise_variant_ids(table: pd.DataFrame) -> pd.Series:
+def normalise_variant_ids(table: pa.Table) -> pa.Array:
     """Final variant IDs from ``vcf_id`` (see module docstring); deterministic, order-preserving."""
-    vcf_id = table["vcf_id"].astype(str)
-    counts = vcf_id.map(vcf_id.value_counts())
-    positional = (table["chrom"].astype(str) + ":" + table["pos"].astype(str) + ":"
-                  + table["ref"].astype(str) + ":" + table["alt"].astype(str))
-    replace = (vcf_id == ".") | (vcf_id == "") | (counts > 1)
-    ids = vcf_id.where(~replace, positional)
-    occurrence = ids.groupby(ids, sort=False).cumcount()
-    dup = occurrence > 0
-    if dup.any():
-        ids = ids.where(~dup, ids + ":dup" + (occurrence + 1).astype(str))
-    return ids.rename("id")
+    vcf_id = table.column("vcf_id").combine_chunks().cast(pa.large_string())
+    replace = pc.or_(pc.or_(pc.equal(vcf_id, "."), pc.equal(vcf_id, "")),
+                     pa.array(_occurrences(vcf_id)[1] > 1))
+    ids = vcf_id
+    if pc.any(replace).as_py():
+        rows = pa.array(np.flatnonzero(replace.to_numpy(zero_copy_only=False)))
+        positional = _join(*(table.column(c).take(rows) for c in ("chrom", "pos", "ref", "alt")), separator=":")
+        ids = pc.replace_with_mask(vcf_id, replace, positional.combine_chunks())
+    occurrence, _ = _occurrences(ids)
+    if (occurrence > 0).any():
+        ids = pc.if_else(pa.array(occurrence > 0), _join(ids, ":dup", pa.array(occurrence + 1)), ids)
+    return ids
 
 
-_META_COLUMNS = ["chrom", "pos", "vcf_id", "ref", "alt", "record", "split_index", "n_called", "alt_count"]
+def _join(*values, separator: str = ""):
+    """Element-wise concatenation of Arrow arrays and strings, as large strings."""
+    def text(v):
+        return pa.scalar(v, pa.large_string()) if isinstance(v, str) else v.cast(pa.large_string())
+    return pc.binary_join_element_wise(*map(text, values), text(separator))
 
 
-def _empty_meta() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c in ("chrom", "vcf_id", "ref", "alt") else np.int64)
-                         for c in _META_COLUMNS})
+def _occurrences(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """For each element: how many equal elements come before it, and how many there are."""
+    index = pc.index_in(values, value_set=pc.unique(values)).to_numpy()
+    counts = np.bincount(index)
+    order = np.argsort(index, kind="stable")
+    group_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    occurrence = np.empty(len(index), dtype=np.int64)
+    occurrence[order] = np.arange(len(index)) - group_start[index[order]]
+    return occurrence, counts[index]
 
 
-def _text_column(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Python strings of the byte ranges of ``buf`` (via Arrow: no per-string Python slicing)."""
+_META_SCHEMA = pa.schema([("chrom", pa.large_string()), ("pos", pa.int64()), ("vcf_id", pa.large_string()),
+                          ("ref", pa.large_string()), ("alt", pa.large_string()), ("record", pa.int64()),
+                          ("split_index", pa.int64()), ("n_called", pa.int64()), ("alt_count", pa.int64())])
+_META_COLUMNS = _META_SCHEMA.names
+
+
+def _empty_meta() -> pa.Table:
+    return _META_SCHEMA.empty_table()
+
+
+def _text_column(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The byte ranges of ``buf`` as an Arrow string array (checked to be UTF-8)."""
     data, offsets = vcf_kernels.gather_text(buf, starts, ends)
     arr = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(data))
-    arr.validate(full=True)  # UTF-8
-    return arr.to_numpy(zero_copy_only=False)
+    arr.validate(full=True)
+    return arr
 
 
-def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh, region: str | None = None):
+def _record_numbers(chrom: pa.Array, per_chrom: dict[str, int]) -> np.ndarray:
+    """1-based number of each line among the records of its chromosome so far (``per_chrom``
+    holds the counts of earlier batches and is updated)."""
+    encoded = pc.dictionary_encode(chrom)
+    codes = encoded.indices.to_numpy()
+    record = np.empty(len(codes), dtype=np.int64)
+    for code, name in enumerate(encoded.dictionary.to_pylist()):
+        where = np.flatnonzero(codes == code)
+        record[where] = per_chrom.get(name, 0) + np.arange(1, len(where) + 1)
+        per_chrom[name] = per_chrom.get(name, 0) + len(where)
+    return record
+
+
+def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh, region: str | None = None,
+                     threads: int = 1):
+    """See :func:`_ingest_text_batches`; None also where the BGZF blocks turn out to be damaged or
+    not BGZF (htslib then reads the file and reports what is wrong)."""
+    try:
+        return _ingest_text_batches(path, n_samples, half_haploid, bed_fh, region, threads)
+    except NotFastText:
+        return None
+
+
+def _ingest_text_batches(path: Path, n_samples: int, half_haploid: bool, bed_fh, region: str | None,
+                         threads: int):
     """Read a VCF text file with the numba parser, appending .bed rows to ``bed_fh``; returns
     (variant metadata, records read, records split), or None where cyvcf2 must read the file
     (BCF, a region other than a whole contig of a tabix-indexed file, or any line the fast
@@ -188,7 +235,7 @@ def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh, re
         contig, start, end = _parse_region(region)
         if ":" in region:  # a range within a contig: htslib's overlap rules, via cyvcf2
             return None
-    batches = vcf_text_batches(path, contig=contig)
+    batches = vcf_text_batches(path, contig=contig, threads=threads)
     if batches is None:
         return None
     contig_bytes = np.frombuffer(contig.encode(), dtype=np.uint8).copy() if contig is not None else None
@@ -197,10 +244,13 @@ def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh, re
     n_records = 0
     n_split = 0
     per_chrom: dict[str, int] = {}  # records so far on each chromosome
-    for buf in batches:
+    for buf, ends in batches:
         if done:
             break
-        starts, ends = vcf_kernels.line_bounds(buf)
+        starts = np.empty_like(ends)
+        if len(ends):
+            starts[0] = 0
+            starts[1:] = ends[:-1] + 1
         if contig_bytes is not None:  # records of the contig end where the next contig starts
             keep = vcf_kernels.first_line_off_contig(buf, starts, contig_bytes)
             if keep < len(starts):
@@ -227,30 +277,39 @@ def _ingest_text_fast(path: Path, n_samples: int, half_haploid: bool, bed_fh, re
         if status.any():
             batches.close()
             return None
-        bed_fh.write(bed.tobytes())
+        bed_fh.write(memoryview(bed).cast("B"))
         chrom = _text_column(buf, fields[:, 0, 0], fields[:, 0, 1])
-        record = np.empty(len(starts), dtype=np.int64)
-        for line, name in enumerate(chrom):
-            per_chrom[name] = record[line] = per_chrom.get(name, 0) + 1
+        record = _record_numbers(chrom, per_chrom)
         alt_starts, alt_ends = vcf_kernels.alt_bounds(buf, fields, first_row)
-        line_of_row = np.repeat(np.arange(len(starts)), n_alt)
         split = n_alt > 1
-        k = np.arange(first_row[-1]) - first_row[:-1][line_of_row] + 1
-        tables.append(pd.DataFrame({
-            "chrom": chrom[line_of_row],
-            "pos": info[line_of_row, 1],
-            "vcf_id": _text_column(buf, fields[:, 2, 0], fields[:, 2, 1])[line_of_row],
-            "ref": _text_column(buf, fields[:, 3, 0], fields[:, 3, 1])[line_of_row],
+        if split.any():
+            line_of_row = pa.array(np.repeat(np.arange(len(starts)), n_alt))
+            k = np.arange(first_row[-1]) - np.repeat(first_row[:-1], n_alt) + 1
+            split_index = np.where(np.repeat(split, n_alt), k, 0)
+        else:
+            line_of_row = None
+            split_index = np.zeros(len(starts), dtype=np.int64)
+
+        def per_row(values):
+            if line_of_row is None:
+                return values
+            return values.take(line_of_row) if isinstance(values, pa.Array) else values[line_of_row.to_numpy()]
+
+        tables.append(pa.table({
+            "chrom": per_row(chrom),
+            "pos": per_row(info[:, 1].copy()),
+            "vcf_id": per_row(_text_column(buf, fields[:, 2, 0], fields[:, 2, 1])),
+            "ref": per_row(_text_column(buf, fields[:, 3, 0], fields[:, 3, 1])),
             "alt": _text_column(buf, alt_starts, alt_ends),
-            "record": record[line_of_row],
-            "split_index": np.where(split[line_of_row], k, 0),
+            "record": per_row(record),
+            "split_index": split_index,
             "n_called": n_called,
             "alt_count": alt_count,
-        }))
+        }, schema=_META_SCHEMA))
         n_records += len(starts)
         n_split += int(split.sum())
     batches.close()
-    table = pd.concat(tables, ignore_index=True) if tables else _empty_meta()
+    table = pa.concat_tables(tables) if tables else _empty_meta()
     return table, n_records, n_split
 
 
@@ -308,38 +367,43 @@ def _ingest_with_cyvcf2(path: Path, vcf, region: str | None, n: int, half_haploi
                                    record=record_no + 1) from None
     if filled:
         bed_fh.write(encode_bed_block(block[:filled]).tobytes())
-    table = pd.DataFrame({
-        "chrom": pd.Series(cols["chrom"], dtype=object), "pos": np.asarray(cols["pos"], dtype=np.int64),
-        "vcf_id": pd.Series(cols["vcf_id"], dtype=object), "ref": pd.Series(cols["ref"], dtype=object),
-        "alt": pd.Series(cols["alt"], dtype=object), "record": np.asarray(cols["record"], dtype=np.int64),
-        "split_index": np.asarray(cols["split_index"], dtype=np.int64),
-        "n_called": np.asarray(cols["n_called"], dtype=np.int64),
-        "alt_count": np.asarray(cols["alt_count"], dtype=np.int64),
-    })
+    table = pa.table({name: pa.array(cols[name], type=_META_SCHEMA.field(name).type) for name in _META_COLUMNS},
+                     schema=_META_SCHEMA)
     return table, record_no, n_split
 
 
-def _finish_table(df: pd.DataFrame, n_samples: int) -> pd.DataFrame:
-    df = df.copy()
-    df["id"] = normalise_variant_ids(df).values
-    df["ref_count"] = 2 * df["n_called"] - df["alt_count"]
-    df["call_rate"] = df["n_called"] / n_samples if n_samples else np.nan
-    return df[VARIANT_TABLE_COLUMNS]
+def _finish_table(table: pa.Table, n_samples: int) -> pa.Table:
+    """The variant table as written: IDs normalised, REF counts and call rates added, one chunk
+    per column (the file's bytes do not depend on how the rows were batched)."""
+    table = table.select(_META_COLUMNS).cast(_META_SCHEMA).combine_chunks()
+    n_called = table.column("n_called").to_numpy()
+    columns = {
+        "chrom": table.column("chrom"), "pos": table.column("pos"), "id": normalise_variant_ids(table),
+        "vcf_id": table.column("vcf_id"), "ref": table.column("ref"), "alt": table.column("alt"),
+        "record": table.column("record"), "split_index": table.column("split_index"),
+        "call_rate": n_called / n_samples if n_samples else np.full(len(n_called), np.nan),
+        "alt_count": table.column("alt_count"),
+        "ref_count": 2 * n_called - table.column("alt_count").to_numpy(),
+        "n_called": table.column("n_called"),
+    }
+    return pa.table({name: columns[name] for name in VARIANT_TABLE_COLUMNS})
 
 
-def _bim_from_table(table: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"chrom": table["chrom"], "id": table["id"], "cm": 0, "pos": table["pos"],
-                         "a1": table["alt"], "a2": table["ref"]})[BIM_COLUMNS]
+def _write_bim(path: Path, table: pa.Table) -> None:
+    """.bim from the variant table: chrom, id, 0, pos, A1 = ALT, A2 = REF."""
+    write_tsv(path, {"chrom": table.column("chrom"), "id": table.column("id"),
+                     "cm": np.zeros(table.num_rows, dtype=np.int64), "pos": table.column("pos").to_numpy(),
+                     "a1": table.column("alt"), "a2": table.column("ref")}, header=False)
 
 
-def _fam_from_samples(samples: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"fid": samples, "iid": samples, "father": "0", "mother": "0", "sex": 0,
-                         "pheno": "-9"})
+def _write_fam(path: Path, samples: list[str]) -> None:
+    """.fam of VCF samples: FID = IID = the sample name, no parents, sex 0, phenotype -9."""
+    write_text_atomic(path, "".join(f"{s} {s} 0 0 0 -9\n" for s in samples))
 
 
-def _write_parquet(path: Path, table: pd.DataFrame) -> None:
+def _write_parquet(path: Path, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: str = "haploid",
@@ -396,7 +460,7 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
         skipped: Counter = Counter()
         n_records = 0
         n_split = 0
-        blocks: list[pd.DataFrame] = []
+        blocks: list[pa.Table] = []
 
         bed_path = _p(out_prefix, ".bed")
         with atomic_path(bed_path) as tmp_bed:
@@ -404,7 +468,7 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
                 bed_fh.write(BED_MAGIC)
                 for path, vcf in zip(paths, vcfs):
                     start = bed_fh.tell()
-                    fast = _ingest_text_fast(path, n, half_haploid, bed_fh, region)
+                    fast = _ingest_text_fast(path, n, half_haploid, bed_fh, region, threads)
                     if fast is None:  # BCF, a region query, or text the fast parser leaves to htslib
                         bed_fh.seek(start)
                         bed_fh.truncate()
@@ -414,28 +478,28 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
                     n_records += file_records
                     n_split += file_split
 
-            table = _finish_table(pd.concat(blocks, ignore_index=True) if blocks else _empty_meta(), n)
-            n_ids_normalised = int((table["id"] != table["vcf_id"]).sum())
+            table = _finish_table(pa.concat_tables(blocks) if blocks else _empty_meta(), n)
+            n_ids_normalised = int(pc.sum(pc.not_equal(table.column("id"), table.column("vcf_id"))).as_py() or 0)
             log_lines = [
                 f"inputs\t{','.join(str(p) for p in paths)}",
                 f"region\t{region if region is not None else '.'}",
                 f"half_call\t{half_call}",
                 f"samples\t{n}",
                 f"records_read\t{n_records}",
-                f"variants_written\t{len(table)}",
+                f"variants_written\t{table.num_rows}",
                 f"records_split\t{n_split}",
                 f"records_skipped\t{sum(skipped.values())}",
             ]
             log_lines += [f"skipped\t{reason}\t{count}" for reason, count in sorted(skipped.items())]
             log_lines.append(f"ids_normalised\t{n_ids_normalised}")
-            write_bim(_p(out_prefix, ".bim"), _bim_from_table(table))
-            write_fam(_p(out_prefix, ".fam"), _fam_from_samples(samples))
+            _write_bim(_p(out_prefix, ".bim"), table)
+            _write_fam(_p(out_prefix, ".fam"), samples)
             _write_parquet(_p(out_prefix, ".variants.parquet"), table)
             write_text_atomic(_p(out_prefix, ".ingest.log"), "\n".join(log_lines) + "\n")
     return {
         "n_samples": n,
         "n_records": n_records,
-        "n_variants": len(table),
+        "n_variants": table.num_rows,
         "n_split_records": n_split,
         "n_skipped": sum(skipped.values()),
         "skipped_by_reason": dict(sorted(skipped.items())),
@@ -466,15 +530,12 @@ def merge_bed_shards(prefixes, *, out_prefix) -> None:
         path = _p(prefix, ".variants.parquet")
         if not path.exists():
             raise InputFormatError("file not found", path=path)
-        tab = pd.read_parquet(path)
-        if len(tab) != bed.n_variants or "vcf_id" not in tab.columns:
-            raise InputFormatError(f"does not match {prefix}.bim ({len(tab)} rows, {bed.n_variants} variants)",
+        tab = pq.read_table(path)
+        if tab.num_rows != bed.n_variants or "vcf_id" not in tab.column_names:
+            raise InputFormatError(f"does not match {prefix}.bim ({tab.num_rows} rows, {bed.n_variants} variants)",
                                    path=path)
-        tables.append(tab)
-    table = pd.concat(tables, ignore_index=True)
-    table = _finish_table(table[["chrom", "pos", "vcf_id", "ref", "alt", "record", "split_index",
-                                 "n_called", "alt_count"]], len(fam))
-    table["chrom"] = table["chrom"].astype(str)
+        tables.append(tab.select(_META_COLUMNS).cast(_META_SCHEMA))
+    table = _finish_table(pa.concat_tables(tables), len(fam))
     with atomic_path(_p(out_prefix, ".bed")) as tmp_bed:
         with open(tmp_bed, "wb") as out:
             out.write(BED_MAGIC)
@@ -482,6 +543,6 @@ def merge_bed_shards(prefixes, *, out_prefix) -> None:
                 with open(_p(prefix, ".bed"), "rb") as src:
                     src.seek(len(BED_MAGIC))
                     shutil.copyfileobj(src, out, length=1 << 22)
-        write_bim(_p(out_prefix, ".bim"), _bim_from_table(table))
+        _write_bim(_p(out_prefix, ".bim"), table)
         write_fam(_p(out_prefix, ".fam"), fam)
         _write_parquet(_p(out_prefix, ".variants.parquet"), table)

@@ -37,13 +37,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cohortflow.errors import CohortflowError
-from cohortflow.io.atomic import atomic_open, atomic_path, write_json_atomic
+from cohortflow.io.atomic import atomic_path, write_json_atomic
 from cohortflow.io.plink import BED_MAGIC, Bed, open_bed, write_fam
+from cohortflow.io.tsv import write_tsv
 from cohortflow.threads import thread_limit
 from cohortflow.variants.kernels import (
     CLASS_AUTOSOME, CLASS_MT, CLASS_X, CLASS_Y, MASK_ALL, MASK_FOUNDER, MASK_FOUNDER_FEMALE, MASK_FOUNDER_MALE,
-    MASK_FOUNDER_UNKNOWN, MASK_MALE, N_COUNT_COLUMNS, N_MASKS, NUMBER_FIELD_WIDTH, allele_counts_from_counts,
-    format_number_columns, hwe_from_counts, inbreeding_variant_sets, join_text_columns, log_factorials,
+    MASK_FOUNDER_UNKNOWN, MASK_MALE, N_COUNT_COLUMNS, N_MASKS, allele_counts_from_counts,
+    hwe_from_counts, inbreeding_variant_sets, log_factorials,
     packed_sample_sums, packed_variant_counts, subset_packed_rows,
 )
 from cohortflow.variants.plots import plot_sample_qc, plot_variant_qc
@@ -55,8 +56,6 @@ _MT_NAMES = {"MT", "26", "M", "CHRM", "CHRMT", "CHR26"}
 #: plink1.9 --check-sex defaults: F below this calls female, above MALE_MIN_F male
 SEX_FEMALE_MAX_F = 0.2
 SEX_MALE_MIN_F = 0.8
-#: significant digits of the floats in the QC tables
-_TSV_DIGITS = 8
 #: about 16 MiB of .bed per block
 _BLOCK_BYTES = 1 << 24
 
@@ -299,44 +298,6 @@ def _check_threshold(name: str, value, path) -> None:
         raise CohortflowError(f"QC threshold {name}={value!r} is not a number in [0, 1]", path=path)
 
 
-def _write_tsv(path: Path, columns: dict[str, np.ndarray | pa.Array | pa.ChunkedArray], *,
-               header: bool = True) -> None:
-    """Tab-separated table, with a header line unless ``header`` is False: float arrays as
-    ``%.8g`` (NaN empty), integer and boolean arrays as integers, Arrow arrays as their strings
-    (null empty); formatted and joined by numba kernels (Python or Arrow float printing would
-    dominate the QC run time)."""
-    names = list(columns)
-    n = len(next(iter(columns.values())))
-    numbers = [(k, np.asarray(c)) for k, c in enumerate(columns.values())
-               if not isinstance(c, (pa.Array, pa.ChunkedArray))]
-    if numbers:
-        values = np.vstack([c.astype(np.float64) for _, c in numbers])
-        digits = np.array([0 if c.dtype.kind in "iub" else _TSV_DIGITS for _, c in numbers], dtype=np.int64)
-        number_offsets, number_data = format_number_columns(values, digits)
-    else:
-        number_offsets, number_data = np.zeros((0, n + 1), dtype=np.int64), np.zeros(0, dtype=np.uint8)
-    offsets = np.empty((len(names), n + 1), dtype=np.int64)
-    slot = np.zeros(len(names), dtype=np.int64)
-    pieces, base = [number_data], len(number_data)
-    for row, (k, _) in enumerate(numbers):
-        offsets[k], slot[k] = number_offsets[row], NUMBER_FIELD_WIDTH
-    for k, col in enumerate(columns.values()):
-        if not isinstance(col, (pa.Array, pa.ChunkedArray)):
-            continue
-        arr = pc.fill_null(col.cast(pa.string()), "")
-        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-        buffers = arr.buffers()
-        offsets[k] = np.frombuffer(buffers[1], dtype=np.int32)[arr.offset:arr.offset + n + 1] + base
-        data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
-        pieces.append(data)
-        base += len(data)
-    body = join_text_columns(offsets, np.concatenate(pieces), slot)
-    with atomic_open(path, "wb", compress=False) as fh:
-        if header:
-            fh.write(("\t".join(names) + "\n").encode())
-        fh.write(memoryview(body))
-
-
 def _bool_text(mask: np.ndarray) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(mask.astype(np.int8)), pa.array(["False", "True"])).cast(pa.string())
 
@@ -362,7 +323,7 @@ def _write_fileset(bed: Bed, out_prefix, keep_samples: np.ndarray, keep_variants
             fh.write(memoryview(out).cast("B"))
         fh.close()
         bim = bed.bim_table.filter(pa.array(keep_variants))
-        _write_tsv(Path(f"{out_prefix}.bim"), {
+        write_tsv(Path(f"{out_prefix}.bim"), {
             "chrom": bim.column("chrom"), "id": bim.column("id"), "cm": bim.column("cm").to_numpy(),
             "pos": bim.column("pos").to_numpy(), "a1": bim.column("a1"), "a2": bim.column("a2")}, header=False)
         write_fam(Path(f"{out_prefix}.fam"), bed.fam.loc[keep_samples].reset_index(drop=True))
@@ -485,7 +446,7 @@ def _run_qc(bed: Bed, bfile_path: Path, out_prefix, *, geno: float, mind: float,
 
     bim = bed.bim_table
     reasons = _reason_strings(fails, VARIANT_STEPS)
-    _write_tsv(Path(f"{out_prefix}.variant_qc.tsv"), {
+    write_tsv(Path(f"{out_prefix}.variant_qc.tsv"), {
         "variant_id": bim.column("id"), "chromosome": bim.column("chrom"), "position": bim.column("pos"),
         "a1": bim.column("a1"), "a2": bim.column("a2"),
         "call_rate": np.where(n_eligible > 0, 1.0 - missing_rate, np.nan), "n_called": n_eligible - n_missing,
@@ -493,7 +454,7 @@ def _run_qc(bed: Bed, bfile_path: Path, out_prefix, *, geno: float, mind: float,
         "pass": _bool_text(keep_variants), "reason": reasons,
     })
     sample_fails = {"mind": fail_mind, "sex_check": fail_sex, "king_cutoff": king}
-    _write_tsv(Path(f"{out_prefix}.sample_qc.tsv"), {
+    write_tsv(Path(f"{out_prefix}.sample_qc.tsv"), {
         "FID": pa.array(bed.fam["fid"].astype(str).to_numpy(dtype=object)), "IID": pa.array(iids.astype(object)),
         "call_rate": 1.0 - stats.missing_rate, "n_called": stats.observed - stats.missing,
         "n_missing": stats.missing, "het_f": stats.het_f,
