@@ -154,81 +154,117 @@ def _split_evenly(weights: np.ndarray, parts: int) -> list[int]:
     return [0] + np.searchsorted(total, targets, side="left").tolist() + [len(weights)]
 
 
+def _bgzf_plans(path: Path, batch_bytes: int, start: tuple[int, int] | None):
+    """The file's BGZF blocks in batches of about ``batch_bytes`` decompressed: (compressed
+    bytes, offsets, sizes and decompressed sizes of the batch's blocks in them)."""
+    capacity = RAW_BYTES // BGZF_MIN_BLOCK + 1
+    offsets, sizes, isizes = (np.empty(capacity, dtype=np.int64) for _ in range(3))
+    with open(path, "rb") as fh:
+        if start is not None:
+            fh.seek(start[0])
+        leftover = b""
+        while True:
+            chunk = fh.read(RAW_BYTES)
+            raw = leftover + chunk if leftover else chunk
+            if not raw:
+                return
+            n, used, status = bgzf_block_table(np.frombuffer(raw, dtype=np.uint8), len(raw), offsets, sizes, isizes)
+            if status != 0 or (not chunk and used != len(raw)):  # not BGZF, or a truncated last block
+                raise NotFastText
+            view = memoryview(raw)
+            first = 0
+            while first < n:
+                fits = int(np.searchsorted(np.cumsum(isizes[first:n]), batch_bytes, side="right"))
+                last = min(n, first + max(1, fits))
+                yield view, offsets[first:last].tolist(), sizes[first:last].tolist(), isizes[first:last].tolist()
+                first = last
+            leftover = raw[used:]
+
+
 def _bgzf_batches(path: Path, batch_bytes: int, threads: int, *,
                   start: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches of whole lines of a BGZF file. ``start``: a tabix virtual offset (offset of a
     block in the file, offset inside its decompressed data) where the first data line starts;
-    without it the header lines are skipped."""
-    raw = bytearray(RAW_BYTES)
-    raw_array = np.frombuffer(raw, dtype=np.uint8)
-    raw_view = memoryview(raw)
-    capacity = RAW_BYTES // BGZF_MIN_BLOCK + 1
-    offsets, sizes, isizes = (np.empty(capacity, dtype=np.int64) for _ in range(3))
-    text = np.empty(batch_bytes + (1 << 17), dtype=np.uint8)
-    ends_buffers = [np.empty(1 << 14, dtype=np.int64) for _ in range(threads)]
+    without it the header lines are skipped.
+
+    With threads > 1 the next batch is inflated (into the other of two buffers) while the caller
+    parses the one yielded."""
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    texts = [np.empty(batch_bytes + (1 << 17), dtype=np.uint8) for _ in range(2 if pool else 1)]
+    ends_buffers = [[np.empty(1 << 14, dtype=np.int64) for _ in range(threads)] for _ in texts]
+
+    def submit(plan, slot: int, at: int):
+        """Start inflating ``plan`` into texts[slot] from offset ``at``; returns a waiter giving
+        the newline offsets."""
+        raw_view, offsets, sizes, isizes = plan
+        need = at + sum(isizes)
+        if need > len(texts[slot]):
+            bigger = np.empty(2 * need, dtype=np.uint8)
+            bigger[:at] = texts[slot][:at]
+            texts[slot] = bigger
+        positions = (at + np.concatenate(([0], np.cumsum(isizes)[:-1]))).tolist()
+        cuts = _split_evenly(np.asarray(sizes), threads)
+        jobs = [(raw_view, offsets[a:b], sizes[a:b], isizes[a:b], positions[a:b], texts[slot], k)
+                for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
+        if pool is None:
+            parts = [_inflate_blocks(job, ends_buffers[slot]) for job in jobs]
+            return lambda: parts
+        futures = [pool.submit(_inflate_blocks, job, ends_buffers[slot]) for job in jobs]
+        return lambda: [f.result() for f in futures]
+
     skip = 0 if start is None else start[1]
     in_header = start is None
-    carry = 0  # bytes of a partial line at the front of ``text``
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    plans = _bgzf_plans(path, batch_bytes, start)
+    slot = 0
     try:
-        with open(path, "rb") as fh:
-            if start is not None:
-                fh.seek(start[0])
-            have = 0  # compressed bytes in ``raw``
-            at_eof = False
-            while True:
-                if not at_eof:
-                    got = fh.readinto(raw_view[have:])
-                    at_eof = got == 0 or have + got < len(raw)
-                    have += got
-                n_blocks, used, status = bgzf_block_table(raw_array, have, offsets, sizes, isizes)
-                if status != 0 or (at_eof and used != have):  # not BGZF, or a truncated last block
-                    raise NotFastText
-                if n_blocks == 0 and at_eof:
+        plan = next(plans, None)
+        if plan is None:
+            return
+        pending = submit(plan, slot, 0)
+        total = sum(plan[3])
+        while True:
+            parts = pending()
+            ends = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            text = texts[slot]
+            if skip:
+                ends = ends[ends >= skip]
+            plan = next(plans, None)
+            if not len(ends):  # no complete line yet: keep filling this buffer
+                if plan is None:
                     break
-                first = 0
-                while first < n_blocks:
-                    last = first + max(1, int(np.searchsorted(np.cumsum(isizes[first:n_blocks]), batch_bytes,
-                                                              side="right")))
-                    last = min(last, n_blocks)
-                    batch_len = int(isizes[first:last].sum())
-                    if carry + batch_len > len(text):
-                        bigger = np.empty(2 * (carry + batch_len), dtype=np.uint8)
-                        bigger[:carry] = text[:carry]
-                        text = bigger
-                    positions = carry + np.concatenate(([0], np.cumsum(isizes[first:last])[:-1]))
-                    cuts = _split_evenly(sizes[first:last], threads)
-                    jobs = [(raw_view, offsets[first + a:first + b].tolist(), sizes[first + a:first + b].tolist(),
-                             isizes[first + a:first + b].tolist(), positions[a:b].tolist(), text, k)
-                            for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
-                    parts = list(pool.map(_inflate_blocks, jobs, [ends_buffers] * len(jobs))) if pool \
-                        else [_inflate_blocks(job, ends_buffers) for job in jobs]
-                    ends = np.concatenate(parts) if len(parts) > 1 else parts[0]
-                    first = last
-                    total = carry + batch_len
-                    if skip:
-                        ends = ends[ends >= skip]
-                    if not len(ends):
-                        carry = total
-                        continue
-                    cut = int(ends[-1]) + 1
-                    begin = skip
-                    skip = 0
-                    if in_header:
-                        begin, in_header = _header_end(text, cut)
-                        ends = ends[ends >= begin]
-                    if cut > begin:
-                        yield text[begin:cut], ends - begin
-                    carry = total - cut
-                    text[:carry] = text[cut:total]
-                raw[:have - used] = raw[used:have]
-                have -= used
-                if at_eof and have == 0:
-                    break
-        begin = _header_end(text, carry)[0] if in_header else skip
-        if carry > begin:  # a last line without a newline
-            yield text[begin:carry], np.array([carry - begin], dtype=np.int64)
+                pending = submit(plan, slot, total)
+                total += sum(plan[3])
+                continue
+            cut = int(ends[-1]) + 1
+            begin, skip = skip, 0
+            if in_header:
+                begin, in_header = _header_end(text, cut)
+                ends = ends[ends >= begin]
+            carry = total - cut
+            following = slot
+            if plan is not None and pool is not None:  # inflate the next batch meanwhile
+                following = 1 - slot
+                if carry > len(texts[following]):
+                    texts[following] = np.empty(2 * carry, dtype=np.uint8)
+                texts[following][:carry] = text[cut:total]
+                pending = submit(plan, following, carry)
+            if cut > begin:
+                yield text[begin:cut], ends - begin
+            if plan is None:  # what is left is a last line without a newline
+                text[:carry] = text[cut:total]
+                total = carry
+                break
+            if pool is None:
+                text[:carry] = text[cut:total]
+                pending = submit(plan, slot, carry)
+            slot = following
+            total = carry + sum(plan[3])
+        text = texts[slot]
+        begin = _header_end(text, total)[0] if in_header else skip
+        if total > begin:
+            yield text[begin:total], np.array([total - begin], dtype=np.int64)
     finally:
+        plans.close()
         if pool is not None:
             pool.shutdown()
 

@@ -30,7 +30,8 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -152,14 +153,14 @@ def _records(vcf, path: Path, region: str | None):
 def normalise_variant_ids(table: pa.Table) -> pa.Array:
     """Final variant IDs from ``vcf_id`` (see module docstring); deterministic, order-preserving."""
     vcf_id = table.column("vcf_id").combine_chunks().cast(pa.large_string())
-    replace = pc.or_(pc.or_(pc.equal(vcf_id, "."), pc.equal(vcf_id, "")),
-                     pa.array(_occurrences(vcf_id)[1] > 1))
+    occurrence, counts = _occurrences(vcf_id)
+    replace = pc.or_(pc.or_(pc.equal(vcf_id, "."), pc.equal(vcf_id, "")), pa.array(counts > 1))
     ids = vcf_id
     if pc.any(replace).as_py():
         rows = pa.array(np.flatnonzero(replace.to_numpy(zero_copy_only=False)))
         positional = _join(*(table.column(c).take(rows) for c in ("chrom", "pos", "ref", "alt")), separator=":")
         ids = pc.replace_with_mask(vcf_id, replace, positional.combine_chunks())
-    occurrence, _ = _occurrences(ids)
+        occurrence, _ = _occurrences(ids)  # positional IDs may repeat (an exact duplicate record)
     if (occurrence > 0).any():
         ids = pc.if_else(pa.array(occurrence > 0), _join(ids, ":dup", pa.array(occurrence + 1)), ids)
     return ids
@@ -174,7 +175,7 @@ def _join(*values, separator: str = ""):
 
 def _occurrences(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """For each element: how many equal elements come before it, and how many there are."""
-    index = pc.index_in(values, value_set=pc.unique(values)).to_numpy()
+    index = pc.dictionary_encode(values).indices.to_numpy()
     counts = np.bincount(index)
     order = np.argsort(index, kind="stable")
     group_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -244,6 +245,7 @@ def _ingest_text_batches(path: Path, n_samples: int, half_haploid: bool, bed_fh,
     n_records = 0
     n_split = 0
     per_chrom: dict[str, int] = {}  # records so far on each chromosome
+    bed_rows = np.empty((0, (n_samples + 3) // 4), dtype=np.uint8)
     for buf, ends in batches:
         if done:
             break
@@ -272,8 +274,11 @@ def _ingest_text_batches(path: Path, n_samples: int, half_haploid: bool, bed_fh,
         n_alt = info[:, 2]
         first_row = np.zeros(len(starts) + 1, dtype=np.int64)
         np.cumsum(n_alt, out=first_row[1:])
-        bed, n_called, alt_count, status = vcf_kernels.decode_genotypes(buf, ends, info, first_row, n_samples,
-                                                                       half_haploid)
+        if first_row[-1] > len(bed_rows):  # one buffer for every batch: fresh memory is slow to fault in
+            bed_rows = np.empty((max(first_row[-1], 2 * len(bed_rows)), (n_samples + 3) // 4), dtype=np.uint8)
+        bed = bed_rows[:first_row[-1]]
+        n_called, alt_count, status = vcf_kernels.decode_genotypes(buf, ends, info, first_row, n_samples,
+                                                                  half_haploid, bed)
         if status.any():
             batches.close()
             return None
@@ -492,9 +497,16 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
             ]
             log_lines += [f"skipped\t{reason}\t{count}" for reason, count in sorted(skipped.items())]
             log_lines.append(f"ids_normalised\t{n_ids_normalised}")
-            _write_bim(_p(out_prefix, ".bim"), table)
-            _write_fam(_p(out_prefix, ".fam"), samples)
-            _write_parquet(_p(out_prefix, ".variants.parquet"), table)
+            # with threads to spare, the parquet file (Arrow releases the GIL) beside the .bim
+            with ThreadPoolExecutor(max_workers=1) if threads > 1 else nullcontext() as writer:
+                parquet_path = _p(out_prefix, ".variants.parquet")
+                parquet = writer.submit(_write_parquet, parquet_path, table) if writer else None
+                _write_bim(_p(out_prefix, ".bim"), table)
+                _write_fam(_p(out_prefix, ".fam"), samples)
+                if parquet is None:
+                    _write_parquet(parquet_path, table)
+                else:
+                    parquet.result()
             write_text_atomic(_p(out_prefix, ".ingest.log"), "\n".join(log_lines) + "\n")
     return {
         "n_samples": n,

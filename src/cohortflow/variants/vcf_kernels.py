@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from cohortflow.bitops import load_u64
+from cohortflow.bitops import load_u64, popcount_u64
 
 TAB = 9
 NEWLINE = 10
@@ -178,17 +178,16 @@ def scan_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, n_samples:
 
 
 @numba.njit(cache=True, nogil=True)
-def _allele(buf, p, end, out):
-    """Parse one allele index at p: out[0] = index (-1 for '.'), returns the next position, or
-    -1 when the text is not an allele."""
+def _allele(buf, p, end):
+    """(next position, allele index) of the allele at p: index -1 for '.'; next position -1 when
+    the text is not an allele."""
     if p >= end:
-        return -1
+        return -1, 0
     c = buf[p]
     if c == DOT:
-        out[0] = -1
-        return p + 1
+        return p + 1, -1
     if c < ZERO or c > NINE:
-        return -1
+        return -1, 0
     value = 0
     digits = 0
     while p < end and ZERO <= buf[p] <= NINE:
@@ -196,9 +195,8 @@ def _allele(buf, p, end, out):
         p += 1
         digits += 1
         if digits > 6:
-            return -1
-    out[0] = value
-    return p
+            return -1, 0
+    return p, value
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -232,16 +230,13 @@ def _parse_gt(buf, p, end, has_gt):
             a1 = np.int64(buf[q + 2] - ZERO)
             q += 3
         else:
-            alleles = np.zeros(1, dtype=np.int64)
-            q = _allele(buf, q, end, alleles)
+            q, a0 = _allele(buf, q, end)
             if q < 0:
                 return -1, a0, a1
-            a0 = alleles[0]
             if q < end and _is_separator(buf[q]):
-                q = _allele(buf, q + 1, end, alleles)
+                q, a1 = _allele(buf, q + 1, end)
                 if q < 0:
                     return -1, a0, a1
-                a1 = alleles[0]
                 if q < end and _is_separator(buf[q]):
                     return -1, a0, a1  # ploidy above 2
             if not _is_field_end(buf, q, end):
@@ -300,6 +295,33 @@ def _pair_codes(word):
     return np.int64(code0 | (code1 << np.uint64(2))), np.int64(alts)
 
 
+# (allele bits of a pair word) * PAIR_KEY_MULTIPLIER >> 48: the four allele bits side by side
+# (bits 0, 16, 32, 48 -> 48..51; the other products fall below bit 48 or above bit 63)
+PAIR_KEY_MULTIPLIER = np.uint64((1 << 48) | (1 << 33) | (1 << 18) | (1 << 3))
+
+
+def _quad_code_table() -> np.ndarray:
+    """.bed byte of four samples from their eight allele bits (sample j: bits 2j, 2j + 1)."""
+    table = np.empty(256, dtype=np.uint8)
+    for key in range(256):
+        byte = 0
+        for j in range(4):
+            alts = ((key >> (2 * j)) & 1) + ((key >> (2 * j + 1)) & 1)
+            byte |= (3, 2, 0)[alts] << (2 * j)
+        table[key] = byte
+    return table
+
+
+QUAD_CODES = _quad_code_table()
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _is_pair(word) -> bool:
+    """Whether an 8-byte word is two GT-only columns of 0/1 alleles, e.g. "0/1<TAB>1|1<TAB>"."""
+    punctuation = word & PAIR_PUNCTUATION
+    return (punctuation == PAIR_UNPHASED or punctuation == PAIR_PHASED) and (word & PAIR_DIGITS) == PAIR_ZEROS
+
+
 @numba.njit(cache=True, nogil=True)
 def _biallelic_line(buf, p, end, n_samples, has_gt, half_haploid, row, out):
     """One-ALT line: .bed bytes into ``row``; out = [status, called, alt count]."""
@@ -311,12 +333,25 @@ def _biallelic_line(buf, p, end, n_samples, has_gt, half_haploid, row, out):
         if p > end:
             out[0] = BAD_COLUMNS
             return
-        # "0/1<TAB>1/1<TAB>" (the bulk of a GT-only VCF): two samples per 8-byte word
+        # four samples = one .bed byte from two 8-byte words (the bulk of a GT-only VCF)
+        if has_gt and (s & 3) == 0 and s + 4 <= n_samples and p + 16 <= end:
+            first = load_u64(buf, p)
+            second = load_u64(buf, p + 8)
+            if _is_pair(first) and _is_pair(second):
+                first &= PAIR_ALLELE_BITS
+                second &= PAIR_ALLELE_BITS
+                key = ((first * PAIR_KEY_MULTIPLIER) >> np.uint64(48)) \
+                    | (((second * PAIR_KEY_MULTIPLIER) >> np.uint64(48)) << np.uint64(4))
+                row[s >> 2] = QUAD_CODES[key]
+                called += 4
+                alt += np.int64(popcount_u64(first) + popcount_u64(second))
+                p += 16
+                s += 4
+                continue
+        # two samples from one word
         if has_gt and s + 1 < n_samples and p + 8 <= end:
             word = load_u64(buf, p)
-            punctuation = word & PAIR_PUNCTUATION
-            if (punctuation == PAIR_UNPHASED or punctuation == PAIR_PHASED) \
-                    and (word & PAIR_DIGITS) == PAIR_ZEROS:
+            if _is_pair(word):
                 codes, alts = _pair_codes(word)
                 packed |= codes << (2 * (s & 3))
                 if (s & 3) == 3:  # the pair straddles two .bed bytes
@@ -330,10 +365,14 @@ def _biallelic_line(buf, p, end, n_samples, has_gt, half_haploid, row, out):
                 p += 8
                 s += 2
                 continue
-        # "0/1<TAB>" without the general parser
+        # "0/1<TAB>" or "./.<TAB>" without the general parser
         if has_gt and p + 3 < end and buf[p + 3] == TAB and _is_separator(buf[p + 1]) \
                 and _is_digit(buf[p]) and _is_digit(buf[p + 2]):
             dosage = np.int64(buf[p] == 49) + np.int64(buf[p + 2] == 49)
+            p += 4
+        elif has_gt and p + 3 < end and buf[p + 3] == TAB and buf[p] == DOT and buf[p + 2] == DOT \
+                and _is_separator(buf[p + 1]):
+            dosage = -1
             p += 4
         else:
             p, a0, a1 = _parse_gt(buf, p, end, has_gt)
@@ -394,14 +433,13 @@ def _multiallelic_line(buf, p, end, n_samples, has_gt, n_alt, half_haploid, bed_
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def decode_genotypes(buf: np.ndarray, ends: np.ndarray, info: np.ndarray, first_row: np.ndarray,
-                     n_samples: int, half_haploid: bool):
-    """.bed rows (output variants x ceil(n_samples / 4), uint8), ``n_called`` and ``alt_count``
-    per output variant, and a status per line. Output rows of line i start at first_row[i]
-    (first_row has one more entry: the total)."""
+                     n_samples: int, half_haploid: bool, bed: np.ndarray):
+    """.bed rows into ``bed`` (output variants x ceil(n_samples / 4), uint8; every byte of a
+    line's rows is written), and ``n_called`` and ``alt_count`` per output variant and a status
+    per line. Output rows of line i start at first_row[i] (first_row has one more entry: the
+    total)."""
     m = ends.shape[0]
     total = first_row[m]
-    nb = (n_samples + 3) // 4
-    bed = np.zeros((total, nb), dtype=np.uint8)
     n_called = np.zeros(total, dtype=np.int64)
     alt_count = np.zeros(total, dtype=np.int64)
     status = np.zeros(m, dtype=np.int64)
@@ -420,7 +458,7 @@ def decode_genotypes(buf: np.ndarray, ends: np.ndarray, info: np.ndarray, first_
             else:
                 status[line] = _multiallelic_line(buf, info[line, 4], ends[line], n_samples, has_gt, r1 - r0,
                                                   half_haploid, bed[r0:r1], n_called[r0:r1], alt_count[r0:r1])
-    return bed, n_called, alt_count, status
+    return n_called, alt_count, status
 
 
 @numba.njit(cache=True, nogil=True)
