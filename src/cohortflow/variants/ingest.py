@@ -416,10 +416,11 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
     """Convert VCF/BCF files (plain, bgzipped or BCF; indexed or not) into one PLINK 1 fileset.
 
     Files are read in the order given and must hold the same samples in the same order. VCF text
-    (plain or bgzipped) without ``region`` is parsed by numba kernels in 32 MB batches, ``threads``
-    at a time, while a reader thread decompresses the next batch; BCF, region queries and any
-    line those kernels do not take go through cyvcf2 (htslib), with identical results. Memory:
-    O(batch + samples x variants / 4) for the .bed bytes of one batch.
+    (plain or bgzipped; a whole contig of a tabix-indexed file) is parsed by numba kernels in
+    32 MB batches, ``threads`` at a time, while the next batch is decompressed (BGZF blocks by
+    ``threads`` threads); BCF, ranges within a contig, damaged BGZF and any line those kernels do
+    not take go through cyvcf2 (htslib), with identical results. Memory: two batches plus the
+    .bed bytes of one batch.
 
     Writes (atomically; nothing is written if the input is bad):
 
