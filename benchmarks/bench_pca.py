@@ -118,20 +118,25 @@ def main() -> None:
         d.mkdir(parents=True, exist_ok=True)
         cases = set(a.cases.split(","))
         t0 = time.perf_counter()
-        if not (d / "ld.bed").exists() or open_bed(d / "ld").n_variants != a.m:
+        need_ld = bool(cases & {"prune", "pca"})
+        if need_ld and (not (d / "ld.bed").exists() or open_bed(d / "ld").n_variants != a.m):
             make_ld_input(d / "ld", a.n, a.m)
-        if not (d / "wide.bed").exists() or open_bed(d / "wide").n_samples != a.approx_n:
+        if "approx" in cases and (not (d / "wide.bed").exists()
+                                  or open_bed(d / "wide").n_samples != a.approx_n):
             make_wide_input(d / "wide", a.approx_n, a.approx_m)
-        print(f"inputs: ld {a.n} x {a.m}, wide {a.approx_n} x {a.approx_m} "
-              f"(simulated in {time.perf_counter() - t0:.1f} s)", flush=True)
-        ld, wide = open_bed(d / "ld"), open_bed(d / "wide")
+        made = ([f"ld {a.n} x {a.m}"] if need_ld else []) + (
+            [f"wide {a.approx_n} x {a.approx_m}"] if "approx" in cases else [])
+        print(f"inputs: {', '.join(made)} (simulated in {time.perf_counter() - t0:.1f} s)", flush=True)
+        ld = open_bed(d / "ld") if need_ld else None
+        wide = open_bed(d / "wide") if "approx" in cases else None
         # compile the kernels outside the timings
-        small = np.zeros(ld.n_variants, dtype=bool)
-        small[:400] = True
-        indep_pairwise(ld, window=50, step=5, r2=0.2, candidates=small)
-        indep_pairwise(ld, window=500, window_unit="kb", r2=0.2, candidates=small)
-        pca(ld, variants=np.arange(60), n_pcs=2, method="exact")
-        pca(ld, variants=np.arange(60), n_pcs=2, method="randomized")
+        if need_ld:
+            small = np.zeros(ld.n_variants, dtype=bool)
+            small[:400] = True
+            indep_pairwise(ld, window=50, step=5, r2=0.2, candidates=small)
+            indep_pairwise(ld, window=500, window_unit="kb", r2=0.2, candidates=small)
+            pca(ld, variants=np.arange(60), n_pcs=2, method="exact")
+        pca(ld if need_ld else wide, variants=np.arange(60), n_pcs=2, method="randomized")
         print(f"{'case':44s} {'threads':>7s} {'plink2 s':>9s} {'ours s':>8s} {'ratio':>6s}  check")
         for threads in a.threads:
             numba.set_num_threads(threads)
