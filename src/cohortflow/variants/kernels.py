@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 from cohortflow.bitops import popcount_u64, trailing_zeros_u64
+from cohortflow.numfmt import put_g, put_int
 
 CLASS_AUTOSOME = 0
 CLASS_X = 1
@@ -673,115 +674,9 @@ def hwe_from_counts(counts: np.ndarray, chrom_class: np.ndarray, lf: np.ndarray,
 
 
 # --------------------------------------------------------------------------------------------
-# Table formatting (the QC tables: 10^5-10^7 rows, where Python or Arrow float printing dominates)
+# Table formatting (the QC tables: 10^5-10^7 rows, where Python or Arrow float printing dominates;
+# the number formatter itself is cohortflow.numfmt)
 # --------------------------------------------------------------------------------------------
-
-_POW10 = 10.0 ** np.arange(23)                     # exact doubles
-_IPOW10 = 10 ** np.arange(19, dtype=np.int64)
-
-
-_DIGIT_PAIRS = np.array([ord(c) for k in range(100) for c in f"{k:02d}"], dtype=np.uint8)
-
-
-@numba.njit(cache=True, nogil=True)
-def _put_digits(value: int, out: np.ndarray, pos: int, width: int) -> int:
-    """Write ``value`` as exactly ``width`` decimal digits (zero-padded) at ``pos``, two at a time."""
-    k = pos + width
-    while k - pos >= 2:
-        pair = 2 * (value % 100)
-        value //= 100
-        out[k - 2] = _DIGIT_PAIRS[pair]
-        out[k - 1] = _DIGIT_PAIRS[pair + 1]
-        k -= 2
-    if k > pos:
-        out[pos] = 48 + value % 10
-    return pos + width
-
-
-@numba.njit(cache=True, nogil=True)
-def _n_digits(value: int) -> int:
-    n = 1
-    while n < 19 and value >= _IPOW10[n]:
-        n += 1
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _format_g_one(x: float, digits: int, out: np.ndarray, pos: int) -> int:
-    """``x`` as C's ``%.{digits}g`` would print it (round half to even on the scaled value); NaN
-    as an empty field. Returns the new position."""
-    if x != x:
-        return pos
-    if x < 0:
-        out[pos] = 45  # '-'
-        pos += 1
-        x = -x
-    if x == math.inf:
-        out[pos] = 105
-        out[pos + 1] = 110
-        out[pos + 2] = 102
-        return pos + 3
-    if x == 0.0:
-        out[pos] = 48
-        return pos + 1
-    # decimal exponent from the binary one (may be off by one; corrected below)
-    e = int(math.floor((math.frexp(x)[1] - 1) * 0.30102999566398120))
-    lo = _IPOW10[digits - 1]
-    mant = 0
-    for _ in range(3):
-        k = digits - 1 - e
-        scaled = x
-        while k > 22:
-            scaled *= 1e22
-            k -= 22
-        while k < -22:
-            scaled /= 1e22
-            k += 22
-        scaled = scaled * _POW10[k] if k >= 0 else scaled / _POW10[-k]
-        mant = int(np.rint(scaled))
-        if mant >= 10 * lo:
-            e += 1
-        elif mant < lo:
-            e -= 1
-        else:
-            break
-    if mant >= 10 * lo:
-        mant //= 10
-    n_sig = digits
-    while n_sig > 1 and mant % 10 == 0:
-        mant //= 10
-        n_sig -= 1
-    if e < -4 or e >= digits:
-        pos = _put_digits(mant, out, pos, n_sig)
-        if n_sig > 1:  # insert the point after the first digit
-            for k in range(pos - 1, pos - n_sig, -1):
-                out[k + 1] = out[k]
-            out[pos - n_sig + 1] = 46
-            pos += 1
-        out[pos] = 101  # 'e'
-        out[pos + 1] = 45 if e < 0 else 43
-        ae = -e if e < 0 else e
-        return _put_digits(ae, out, pos + 2, 3 if ae >= 100 else 2)
-    if e < 0:
-        out[pos] = 48
-        out[pos + 1] = 46
-        pos += 2
-        for _ in range(-e - 1):
-            out[pos] = 48
-            pos += 1
-        return _put_digits(mant, out, pos, n_sig)
-    if n_sig <= e + 1:
-        pos = _put_digits(mant, out, pos, n_sig)
-        for _ in range(e + 1 - n_sig):
-            out[pos] = 48
-            pos += 1
-        return pos
-    pos = _put_digits(mant, out, pos, n_sig)  # then open a point after e + 1 digits
-    for k in range(pos - 1, pos - (n_sig - e - 1) - 1, -1):
-        out[k + 1] = out[k]
-    out[pos - (n_sig - e - 1)] = 46
-    return pos + 1
-
 
 NUMBER_FIELD_WIDTH = 24  # bytes per field of format_number_columns: sign, 15 digits, point, exponent
 
@@ -805,14 +700,9 @@ def format_number_columns(values: np.ndarray, digits: np.ndarray) -> tuple[np.nd
             pos = (c * n + r) * NUMBER_FIELD_WIDTH
             x = values[c, r]
             if digits[c] == 0 and x == x:
-                v = np.int64(x)
-                if v < 0:
-                    data[pos] = 45
-                    pos += 1
-                    v = -v
-                pos = _put_digits(v, data, pos, _n_digits(v))
+                pos = put_int(np.int64(x), data, pos)
             else:
-                pos = _format_g_one(x, max(digits[c], 1), data, pos)
+                pos = put_g(x, max(digits[c], 1), False, data, pos)
             ends[c, r] = pos
     offsets = np.empty((n_cols, n + 1), dtype=np.int64)
     for c in range(n_cols):

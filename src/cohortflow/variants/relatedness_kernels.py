@@ -25,6 +25,8 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
+from cohortflow.numfmt import put_g, put_int
+
 SUB_WORDS = 32  # 2048 variants per sub-block: a 64-sample tile of it is 48 KiB (L2)
 TILE = 64  # samples per side of a pair tile (measured best of 16/32/64 with SUB_WORDS 32/64/128)
 N_COUNTS = 5  # hethet, ibs0, het_i&miss_j, miss_i&het_j, miss_i&miss_j
@@ -395,121 +397,18 @@ def kinship_prune(n: int, edge_i: np.ndarray, edge_j: np.ndarray) -> np.ndarray:
 # .kin0 text formatting (bytes in memory; the caller writes them)
 # ---------------------------------------------------------------------------------------------
 
-_G6_LOW = 9.9999949999999e-5  # plink2 dtoa_g: decimal notation in [_G6_LOW, _G6_HIGH)
-_G6_HIGH = 0.99999949999999
-
-
-@numba.njit(cache=True, inline="always")
-def _banker_round(x: float) -> int:
-    """plink2's BankerRoundD (kBankerRound8): round half to even within 5e-9 of a tie."""
-    whole = int(x)
-    if whole & 1:
-        return whole + int((x - whole) + 0.500000005)
-    return whole + int((x - whole) + 0.499999995)
-
-
-@numba.njit(cache=True, inline="always")
-def _put_uint(out: np.ndarray, pos: int, value: int, min_digits: int) -> int:
-    """Write ``value`` in decimal with at least ``min_digits`` digits (zero-padded); new position."""
-    digits = 1
-    probe = value
-    while probe >= 10:
-        probe //= 10
-        digits += 1
-    if digits < min_digits:
-        digits = min_digits
-    for k in range(digits - 1, -1, -1):
-        out[pos + k] = 48 + value % 10
-        value //= 10
-    return pos + digits
-
-
-@numba.njit(cache=True, inline="always")
-def _put_fraction(out: np.ndarray, pos: int, value: int, n_digits: int) -> int:
-    """Write ``value`` as ``n_digits`` zero-padded digits with trailing zeros dropped."""
-    while n_digits > 0 and value % 10 == 0:
-        value //= 10
-        n_digits -= 1
-    if n_digits == 0:
-        return pos
-    return _put_uint(out, pos, value, n_digits)
-
-
 @numba.njit(cache=True)
 def put_g6(out: np.ndarray, pos: int, x: float) -> int:
     """Write ``x`` as plink2's dtoa_g prints it (6 significant digits, trailing zeros dropped,
-    half-to-even within 5e-9; exponential below 1e-4 and from 1e6) at ``out[pos:]``; returns the
-    new position (at most 14 bytes written)."""
+    half-to-even within 5e-9; exponential below 1e-4 and from 1e6; ``cohortflow.numfmt.put_g``
+    with plink2 rounding), NaN as ``nan``, at ``out[pos:]``; returns the new position (at most 14
+    bytes written)."""
     if x != x:
         out[pos] = 110  # nan
         out[pos + 1] = 97
         out[pos + 2] = 110
         return pos + 3
-    if x < 0:
-        out[pos] = 45
-        pos += 1
-        x = -x
-    if x == np.inf:
-        out[pos] = 105  # inf
-        out[pos + 1] = 110
-        out[pos + 2] = 102
-        return pos + 3
-    if x == 0.0:
-        out[pos] = 48
-        return pos + 1
-    if _G6_LOW <= x < _G6_HIGH:
-        out[pos] = 48
-        out[pos + 1] = 46
-        pos += 2
-        if x < 9.9999949999999e-3:
-            x *= 100
-            out[pos] = 48
-            out[pos + 1] = 48
-            pos += 2
-        if x < 9.9999949999999e-2:
-            x *= 10
-            out[pos] = 48
-            pos += 1
-        return _put_fraction(out, pos, _banker_round(x * 1000000), 6)
-    if x < _G6_LOW or x >= 999999.49999999:
-        # d.ddddde-XX / d.ddddde+XX, scaling by powers of ten as plink2 does
-        xp10 = 0
-        negative_exp = x < _G6_LOW
-        power = 256
-        while power >= 1:
-            scale = 10.0 ** power
-            if negative_exp:
-                if x < 9.9999949999999 / scale:
-                    x *= scale
-                    xp10 += power
-            elif x >= 9.9999949999999 * scale / 10.0:
-                x *= 1.0 / scale
-                xp10 += power
-            power //= 2
-        r = _banker_round(x * 100000)
-        pos = _put_uint(out, pos, r // 100000, 1)
-        if r % 100000:
-            out[pos] = 46
-            pos = _put_fraction(out, pos + 1, r % 100000, 5)
-        out[pos] = 101
-        out[pos + 1] = 45 if negative_exp else 43
-        return _put_uint(out, pos + 2, xp10, 2)
-    # [1, 1e6): 6 significant digits with the decimal point after the integer digits
-    int_digits = 1
-    bound = 9.9999949999999
-    while x >= bound and int_digits < 6:
-        int_digits += 1
-        bound *= 10.0
-    frac_digits = 6 - int_digits
-    r = _banker_round(x * 10.0 ** frac_digits)
-    unit = 1
-    for _ in range(frac_digits):
-        unit *= 10
-    pos = _put_uint(out, pos, r // unit, 1)
-    if frac_digits and r % unit:
-        out[pos] = 46
-        pos = _put_fraction(out, pos + 1, r % unit, frac_digits)
-    return pos
+    return put_g(x, 6, True, out, pos)
 
 
 @numba.njit(cache=True)
@@ -534,7 +433,7 @@ def format_kin0_rows(id_bytes: np.ndarray, id_start: np.ndarray, id1: np.ndarray
                 pos += 1
             out[pos] = 9
             pos += 1
-        pos = _put_uint(out, pos, nsnp[r], 1)
+        pos = put_int(nsnp[r], out, pos)
         out[pos] = 9
         recip = 1.0 / np.float64(nsnp[r])
         pos = put_g6(out, pos + 1, recip * np.float64(hethet[r]))
