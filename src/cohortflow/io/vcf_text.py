@@ -37,35 +37,6 @@ def _open(path: Path):
     return igzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
 
 
-def _open_at(path: Path, start: tuple[int, int] | None):
-    """The decompressed stream of ``path``, from a BGZF virtual offset when given."""
-    if start is None:
-        return _open(path)
-    block, within = start
-    raw = open(path, "rb")
-    raw.seek(block)
-    stream = igzip.IGzipFile(fileobj=raw, mode="rb")
-    stream.read(within)
-    return _Closing(stream, raw)
-
-
-class _Closing:
-    """A decompressed stream that also closes the raw file under it."""
-
-    def __init__(self, stream, raw):
-        self._stream, self._raw = stream, raw
-
-    def readinto(self, buffer) -> int:
-        return self._stream.readinto(buffer)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stream.close()
-        self._raw.close()
-
-
 def tabix_contig_start(index: Path, contig: str) -> tuple[int, int] | None:
     """BGZF virtual offset (block offset, offset inside the block) of the first record of
     ``contig`` according to a tabix .tbi index; None when the index is absent or has no such
@@ -126,7 +97,9 @@ def vcf_text_batches(path: str | Path, *, batch_bytes: int = BATCH_BYTES, contig
             return None
     if _is_bgzf(path):
         return _bgzf_batches(path, batch_bytes, max(1, int(threads)), start=start)
-    return _with_line_ends(_batches(path, batch_bytes, start=start))
+    if start is not None:  # a .tbi beside a file that is not BGZF: its offsets mean nothing here
+        return None
+    return _with_line_ends(_batches(path, batch_bytes))
 
 
 def _is_bgzf(path: Path) -> bool:
@@ -365,17 +338,17 @@ def bgzf_block_table(raw: np.ndarray, stop: int, offsets: np.ndarray, sizes: np.
     return n, p, 0
 
 
-def _batches(path: Path, batch_bytes: int, *, start: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Two buffers: the reader thread decompresses into one while the caller parses the other.
-    A partial last line moves to the front of the next buffer. Each yielded array is valid until
-    the generator is resumed. ``start``: (offset of a BGZF block in the file, offset in its
-    decompressed data) of the first data line to read (a tabix virtual offset)."""
+def _batches(path: Path, batch_bytes: int) -> Iterator[np.ndarray]:
+    """Batches of whole lines of a plain or gzip (not BGZF) file, the header skipped. Two
+    buffers: the reader thread decompresses into one while the caller parses the other. A partial
+    last line moves to the front of the next buffer. Each yielded array is valid until the
+    generator is resumed."""
     buffers = [np.empty(batch_bytes, dtype=np.uint8), np.empty(batch_bytes, dtype=np.uint8)]
-    with _open_at(path, start) as fh, ThreadPoolExecutor(max_workers=1) as reader:
+    with _open(path) as fh, ThreadPoolExecutor(max_workers=1) as reader:
         current = 0
         carry = 0  # bytes of a partial line at the front of buffers[current]
         pending = reader.submit(fh.readinto, memoryview(buffers[current])[carry:])
-        in_header = start is None
+        in_header = True
         while True:
             got = pending.result()
             buf = buffers[current]
