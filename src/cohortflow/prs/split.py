@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cohortflow.errors import CohortflowError
-from cohortflow.gwas.api import _prepare
+from cohortflow.gwas.api import _prepare, run_gwas
 from cohortflow.io.atomic import atomic_open
 from cohortflow.io.plink import open_bed
 
@@ -78,3 +78,17 @@ def read_split(path: str | Path) -> pd.DataFrame:
         raise CohortflowError(f"sample {table.loc[table['IID'].duplicated(), 'IID'].iloc[0]!r} appears twice",
                               path=path)
     return table[["IID", "split"]]
+
+
+def discovery_gwas(*, bfile: str | Path, pheno: str | Path, trait: str, split: str | Path,
+                   covar: str | Path | None = None, covar_names: list[str] | None = None, firth: str = "fallback",
+                   out: str | Path, threads: int = 1) -> Path:
+    """GWAS of ``trait`` on the discovery samples of ``split`` only (GWAS-SSF at ``out``, with its
+    ``-meta.yaml`` sidecar): the base summary statistics the cohort's own scores are built from."""
+    table = read_split(split)
+    samples = table.loc[table["split"] == "discovery", "IID"].tolist()
+    if not samples:
+        raise CohortflowError("no discovery samples", path=split)
+    paths = run_gwas(bfile=bfile, pheno=pheno, pheno_names=[trait], covar=covar, covar_names=covar_names,
+                     firth=firth, samples=samples, out_pattern=str(out), threads=threads)
+    return paths[trait]
