@@ -218,7 +218,7 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, start: np.ndarr
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for _ in range(max_iter):
             wa, ba = w[active], beta[active]
-            mu = 1.0 / (1.0 + np.exp(-_linpred(x, ba)))
+            mu = 1.0 / (1.0 + np.exp(-(ba @ x.T)))
             grad = (wa * (y - mu)) @ x
             v = (wa * (mu * (1.0 - mu))) @ xx
             hess = np.empty((len(active), p, p))
@@ -234,7 +234,7 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, start: np.ndarr
             if not active.size:
                 break
         beta[~converged] = np.nan
-        eta = _linpred(x, beta)
+        eta = beta @ x.T
         loglik = (w * (y * eta - np.logaddexp(0.0, eta))).sum(axis=1)
     return beta, loglik
 
@@ -253,7 +253,7 @@ def auc_weighted(score: np.ndarray, case: np.ndarray, w: np.ndarray) -> np.ndarr
 def auc_rows(scores: np.ndarray, case: np.ndarray, w: np.ndarray) -> np.ndarray:
     """AUC of row k of ``scores`` (B, n) with weights row k of ``w``."""
     b_rows, n = scores.shape
-    order = np.argsort(scores, axis=1, kind="stable")
+    order = np.argsort(scores, axis=1)  # tie groups are summed: their inner order does not matter
     s = np.take_along_axis(scores, order, axis=1)
     wo = np.take_along_axis(w, order, axis=1)
     co = case[order]
@@ -272,10 +272,12 @@ def _auc_from_tie_groups(c: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def binary_metrics(w: np.ndarray, y: np.ndarray, score: np.ndarray, cov: np.ndarray | None, *,
-                   start: dict | None = None) -> dict:
+                   start: dict | None = None, cache: dict | None = None, chunk=None) -> dict:
     """Binary-trait metrics (see the module docstring) for each row of weights ``w`` (B, n).
     ``start``: the fits of the unweighted sample (``_fits`` of a previous call), where Newton
-    begins. Returns (B,) arrays and ``_fits`` (the coefficients of the first row)."""
+    begins. ``cache``/``chunk``: the covariates-only model depends on the samples and weights but
+    not on the score; scores judged on the same samples with the same resamples share it through
+    ``cache[chunk]``. Returns (B,) arrays and ``_fits`` (the coefficients of the first row)."""
     n = len(y)
     parts = [np.ones((n, 1))]
     if cov is not None and cov.shape[1]:
@@ -284,20 +286,25 @@ def binary_metrics(w: np.ndarray, y: np.ndarray, score: np.ndarray, cov: np.ndar
     s = (score - score.mean()) / score.std(ddof=1)
     x_full = np.column_stack([x_cov, s])
     start = start or {}
-    beta_cov, ll_cov = logistic_fit(x_cov, y, w, start=start.get("cov"))
-    beta_full, ll_full = logistic_fit(x_full, y, w, start=start.get("full"))
-    total = w.sum(axis=1)
-    cases = w @ y
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if cache is not None and chunk in cache:
+            beta_cov, ll_cov, auc_cov = cache[chunk]
+        else:
+            beta_cov, ll_cov = logistic_fit(x_cov, y, w, start=start.get("cov"))
+            auc_cov = auc_rows(_linpred(x_cov, np.nan_to_num(beta_cov)), y, w)
+            auc_cov[np.isnan(beta_cov).any(axis=1)] = np.nan
+            if cache is not None:
+                cache[chunk] = (beta_cov, ll_cov, auc_cov)
+        beta_full, ll_full = logistic_fit(x_full, y, w, start=start.get("full"))
+        total = w.sum(axis=1)
+        cases = w @ y
         p = cases / total
         ll0 = cases * np.log(p) + (total - cases) * np.log1p(-p)
         sd_s = np.sqrt(np.maximum(w @ (s * s) - (w @ s) ** 2 / total, 0.0) / (total - 1))
         max_cs = 1.0 - np.exp(2.0 * ll0 / total)
         nagelkerke = ((1.0 - np.exp(2.0 * (ll0 - ll_full) / total)) -
                       (1.0 - np.exp(2.0 * (ll0 - ll_cov) / total))) / max_cs
-        auc_cov = auc_rows(_linpred(x_cov, np.nan_to_num(beta_cov)), y, w)
         auc_full = auc_rows(_linpred(x_full, np.nan_to_num(beta_full)), y, w)
-        auc_cov[np.isnan(beta_cov).any(axis=1)] = np.nan
         auc_full[np.isnan(beta_full).any(axis=1)] = np.nan
         out = {
             "auc": auc_weighted(score, y, w),
@@ -341,12 +348,14 @@ def percentile_ci(values: np.ndarray) -> tuple[float, float, int]:
 
 
 def _bootstrap(func, n: int, n_boot: int, seed: int, key: tuple[int, ...]) -> dict:
-    """Point values (unweighted sample) and percentile CIs of ``func(w) -> {name: (B,) or (B, k)}``."""
-    point = func(np.ones((1, n)))
+    """Point values (unweighted sample) and percentile CIs of ``func(w, fits=, chunk=) -> {name:
+    (B,) or (B, k) array}`` (``fits``: what the point call returned under ``_fits``; ``chunk``:
+    "point" or the number of the resample chunk)."""
+    point = func(np.ones((1, n)), fits=None, chunk="point")
     fits = point.pop("_fits", None)
     draws: dict[str, list] = {k: [] for k in point}
-    for w in bootstrap_counts(n, n_boot, seed, key):
-        res = func(w, fits) if fits is not None else func(w)
+    for i, w in enumerate(bootstrap_counts(n, n_boot, seed, key)):
+        res = func(w, fits=fits, chunk=i)
         res.pop("_fits", None)
         for k in draws:
             draws[k].append(res[k])
@@ -373,10 +382,12 @@ def selection_value(score: np.ndarray, y: np.ndarray, cov: np.ndarray | None, *,
 
 
 def choose_candidate(values: list[float]) -> int | None:
-    """Index of the largest finite value, the first on ties; None if none is finite."""
+    """Index of the largest finite value, the first on ties (within a relative 1e-9); None if none
+    is finite."""
     best = None
     for i, v in enumerate(values):
-        if math.isfinite(v) and (best is None or v > values[best]):
+        # equal up to rounding (e.g. one score a constant multiple of another) is a tie
+        if math.isfinite(v) and (best is None or v - values[best] > 1e-9 * max(abs(v), abs(values[best]))):
             best = i
     return best
 
@@ -546,6 +557,17 @@ def evaluate_scores(*, scores, pheno: str | Path, trait: str, split: str | Path,
       ``OUT.thresholds.png``.
     Returns the JSON content.
     """
+    # every BLAS call (sklearn, numpy) at the granted thread count: oversubscribed OpenBLAS
+    # threads are many times slower on a busy machine
+    with thread_limit(threads):
+        return _evaluate(scores=scores, pheno=pheno, trait=trait, split=split, covar=covar, covar_names=covar_names,
+                         groups=groups, group_column=group_column, n_pcs_groups=n_pcs_groups, n_boot=n_boot,
+                         seed=seed, min_cell_count=min_cell_count, reference_decile=reference_decile,
+                         trait_type=trait_type, out_prefix=out_prefix)
+
+
+def _evaluate(*, scores, pheno, trait, split, covar, covar_names, groups, group_column, n_pcs_groups, n_boot, seed,
+              min_cell_count, reference_decile, trait_type, out_prefix) -> dict:
     from cohortflow.prs import plots
 
     if isinstance(scores, (str, Path)):
@@ -643,106 +665,109 @@ def evaluate_scores(*, scores, pheno: str | Path, trait: str, split: str | Path,
     main = MAIN_METRIC[trait_type]
     perf_rows, cand_rows, decile_rows, group_rows, method_info = [], [], [], [], []
     dist_panels, decile_panels, threshold_panels = [], [], []
-    with thread_limit(threads):
-        for m_index, (method, columns) in enumerate(methods.items()):
-            v_iids, v_y, v_cov, v_sc, v_missing = arrays("validation", columns)
-            t_iids, t_y, t_cov, t_sc, t_missing = arrays("test", columns)
-            info = {"method": method, "columns": columns, "n_validation": len(v_iids), "n_test": len(t_iids),
-                    "excluded_missing_score": {"validation": v_missing, "test": t_missing},
-                    "selected_column": None, "metrics": {}}
-            if binary:
-                info["n_cases_test"] = int(t_y.sum())
-            if len(v_iids) < MIN_EVALUATED or len(t_iids) < MIN_EVALUATED:
-                info["note"] = "too few validation or test samples with this method's scores"
-                method_info.append(info)
-                continue
-            val_values = [selection_value(v_sc[:, j], v_y, v_cov, binary=binary) for j in range(len(columns))]
-            best = choose_candidate(val_values)
-            for j, c in enumerate(columns):
-                test_v = selection_value(t_sc[:, j], t_y, t_cov, binary=binary)
-                cand_rows.append({"method": method, "column": c, "label": method_of(c)[1],
-                                  "n_validation": len(v_iids), "metric": sel_metric,
-                                  "validation_value": val_values[j], "selected": "yes" if j == best else "no",
-                                  "note": "" if math.isfinite(val_values[j]) else "constant score",
-                                  "test_value_not_used_for_selection": test_v})
-            if len(columns) > 1:
-                threshold_panels.append({"method": method, "labels": [method_of(c)[1] for c in columns],
-                                         "values": val_values, "selected": best, "metric": sel_metric})
-            if best is None:
-                info["note"] = "no usable candidate (constant score on the validation split)"
-                method_info.append(info)
-                continue
-            col = columns[best]
-            score = t_sc[:, best]
-            info.update(selected_column=col, selected_label=method_of(col)[1], selection_value=val_values[best])
-            n_t = len(t_iids)
-            n_cases = int(t_y.sum()) if binary else None
-            perf_rows.append({"method": method, "column": col, "split": "validation", "n": len(v_iids),
-                              "n_cases": int(v_y.sum()) if binary else None, "metric": sel_metric,
-                              "value": val_values[best], "ci_low": np.nan, "ci_high": np.nan})
-            if not score.std() > 0:
-                info["note"] = "the chosen score is constant on the test split"
-                method_info.append(info)
-                continue
-
-            def metrics_of(w, fits=None, y=t_y, score=score, cov=t_cov):
-                if binary:
-                    return binary_metrics(w, y, score, cov, start=fits)
-                res = linear_metrics(w, y, score, cov)
-                res.pop("r2_covariates")
-                return res
-
-            boot = _bootstrap(metrics_of, n_t, n_boot, seed, (0,))
-            info["metrics"] = boot
-            for name in METRICS[trait_type]:
-                r = boot[name]
-                perf_rows.append({"method": method, "column": col, "split": "test", "n": n_t, "n_cases": n_cases,
-                                  "metric": name, "value": r["value"], "ci_low": r["ci_low"],
-                                  "ci_high": r["ci_high"]})
-
-            # deciles (each individual's decile fixed; resampled with the same seed as the metrics)
-            dec = decile_of(score)
-            dboot = _bootstrap(lambda w: decile_stats(w, t_y, dec, binary=binary, reference=reference_decile),
-                               n_t, n_boot, seed, (0,))
-            dec_n = np.bincount(dec, minlength=N_DECILES)
-            dec_cases = np.bincount(dec, weights=t_y, minlength=N_DECILES).round().astype(int) if binary else None
-            shown = []
-            for d in range(N_DECILES):
-                nd = int(dec_n[d])
-                cd = int(dec_cases[d]) if binary else None
-                ok = _cell_ok(nd, cd, min_cell_count) and \
-                    (not binary or _cell_ok(int(dec_n[reference_decile - 1]),
-                                            int(dec_cases[reference_decile - 1]), min_cell_count))
-                shown.append(ok)
-                for name, per in dboot.items():
-                    r = per[d] if ok else {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-                    decile_rows.append({"method": method, "column": col, "decile": d + 1, "n": nd,
-                                        "n_cases": cd, "metric": name, "value": r["value"],
-                                        "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
-            decile_panels.append({"method": method, "column": col, "shown": shown,
-                                  "stats": {k: v for k, v in dboot.items()}})
-            dist_panels.append({"method": method, "column": col, "score": score, "y": t_y})
-
-            if group_labels is not None:
-                lab = group_labels.reindex(t_iids).to_numpy(object)
-                has = pd.notna(lab)
-                info["excluded_no_group"] = int((~has).sum())
-                for g_index, g in enumerate(sorted(set(lab[has]))):
-                    sel = lab == g
-                    ng = int(sel.sum())
-                    cg = int(t_y[sel].sum()) if binary else None
-                    r = {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-                    if _cell_ok(ng, cg, min_cell_count) and score[sel].std() > 0:
-                        gb = _bootstrap(lambda w, fits=None, sel=sel: (
-                            {"auc": auc_weighted(score[sel], t_y[sel], w)} if binary else
-                            {"incremental_r2": linear_metrics(w, t_y[sel], score[sel],
-                                                              None if t_cov is None else t_cov[sel])[
-                                "incremental_r2"]}), ng, n_boot, seed, (1, m_index, g_index))
-                        r = gb[main]
-                    group_rows.append({"method": method, "column": col, "group": g, "n": ng, "n_cases": cg,
-                                       "metric": main, "value": r["value"], "ci_low": r["ci_low"],
-                                       "ci_high": r["ci_high"]})
+    covariate_cache: dict[tuple, dict] = {}
+    for m_index, (method, columns) in enumerate(methods.items()):
+        v_iids, v_y, v_cov, v_sc, v_missing = arrays("validation", columns)
+        t_iids, t_y, t_cov, t_sc, t_missing = arrays("test", columns)
+        info = {"method": method, "columns": columns, "n_validation": len(v_iids), "n_test": len(t_iids),
+                "excluded_missing_score": {"validation": v_missing, "test": t_missing},
+                "selected_column": None, "metrics": {}}
+        if binary:
+            info["n_cases_test"] = int(t_y.sum())
+        if len(v_iids) < MIN_EVALUATED or len(t_iids) < MIN_EVALUATED:
+            info["note"] = "too few validation or test samples with this method's scores"
             method_info.append(info)
+            continue
+        val_values = [selection_value(v_sc[:, j], v_y, v_cov, binary=binary) for j in range(len(columns))]
+        best = choose_candidate(val_values)
+        for j, c in enumerate(columns):
+            test_v = selection_value(t_sc[:, j], t_y, t_cov, binary=binary)
+            cand_rows.append({"method": method, "column": c, "label": method_of(c)[1],
+                              "n_validation": len(v_iids), "metric": sel_metric,
+                              "validation_value": val_values[j], "selected": "yes" if j == best else "no",
+                              "note": "" if math.isfinite(val_values[j]) else "constant score",
+                              "test_value_not_used_for_selection": test_v})
+        if len(columns) > 1:
+            threshold_panels.append({"method": method, "labels": [method_of(c)[1] for c in columns],
+                                     "values": val_values, "selected": best, "metric": sel_metric})
+        if best is None:
+            info["note"] = "no usable candidate (constant score on the validation split)"
+            method_info.append(info)
+            continue
+        col = columns[best]
+        score = t_sc[:, best]
+        info.update(selected_column=col, selected_label=method_of(col)[1], selection_value=val_values[best])
+        n_t = len(t_iids)
+        n_cases = int(t_y.sum()) if binary else None
+        perf_rows.append({"method": method, "column": col, "split": "validation", "n": len(v_iids),
+                          "n_cases": int(v_y.sum()) if binary else None, "metric": sel_metric,
+                          "value": val_values[best], "ci_low": np.nan, "ci_high": np.nan})
+        if not score.std() > 0:
+            info["note"] = "the chosen score is constant on the test split"
+            method_info.append(info)
+            continue
+
+        # methods judged on the same samples (same resamples) share the covariates-only fits
+        shared = covariate_cache.setdefault(tuple(t_iids), {})
+
+        def metrics_of(w, fits=None, chunk=None, y=t_y, score=score, cov=t_cov, shared=shared):
+            if binary:
+                return binary_metrics(w, y, score, cov, start=fits, cache=shared, chunk=chunk)
+            res = linear_metrics(w, y, score, cov)
+            res.pop("r2_covariates")
+            return res
+
+        boot = _bootstrap(metrics_of, n_t, n_boot, seed, (0,))
+        info["metrics"] = boot
+        for name in METRICS[trait_type]:
+            r = boot[name]
+            perf_rows.append({"method": method, "column": col, "split": "test", "n": n_t, "n_cases": n_cases,
+                              "metric": name, "value": r["value"], "ci_low": r["ci_low"],
+                              "ci_high": r["ci_high"]})
+
+        # deciles (each individual's decile fixed; resampled with the same seed as the metrics)
+        dec = decile_of(score)
+        dboot = _bootstrap(lambda w, **_: decile_stats(w, t_y, dec, binary=binary, reference=reference_decile),
+                           n_t, n_boot, seed, (0,))
+        dec_n = np.bincount(dec, minlength=N_DECILES)
+        dec_cases = np.bincount(dec, weights=t_y, minlength=N_DECILES).round().astype(int) if binary else None
+        shown = []
+        for d in range(N_DECILES):
+            nd = int(dec_n[d])
+            cd = int(dec_cases[d]) if binary else None
+            ok = _cell_ok(nd, cd, min_cell_count) and \
+                (not binary or _cell_ok(int(dec_n[reference_decile - 1]),
+                                        int(dec_cases[reference_decile - 1]), min_cell_count))
+            shown.append(ok)
+            for name, per in dboot.items():
+                r = per[d] if ok else {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+                decile_rows.append({"method": method, "column": col, "decile": d + 1, "n": nd,
+                                    "n_cases": cd, "metric": name, "value": r["value"],
+                                    "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+        decile_panels.append({"method": method, "column": col, "shown": shown,
+                              "stats": {k: v for k, v in dboot.items()}})
+        dist_panels.append({"method": method, "column": col, "score": score, "y": t_y})
+
+        if group_labels is not None:
+            lab = group_labels.reindex(t_iids).to_numpy(object)
+            has = pd.notna(lab)
+            info["excluded_no_group"] = int((~has).sum())
+            for g_index, g in enumerate(sorted(set(lab[has]))):
+                sel = lab == g
+                ng = int(sel.sum())
+                cg = int(t_y[sel].sum()) if binary else None
+                r = {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+                if _cell_ok(ng, cg, min_cell_count) and score[sel].std() > 0:
+                    gb = _bootstrap(lambda w, sel=sel, **_: (
+                        {"auc": auc_weighted(score[sel], t_y[sel], w)} if binary else
+                        {"incremental_r2": linear_metrics(w, t_y[sel], score[sel],
+                                                          None if t_cov is None else t_cov[sel])[
+                            "incremental_r2"]}), ng, n_boot, seed, (1, m_index, g_index))
+                    r = gb[main]
+                group_rows.append({"method": method, "column": col, "group": g, "n": ng, "n_cases": cg,
+                                   "metric": main, "value": r["value"], "ci_low": r["ci_low"],
+                                   "ci_high": r["ci_high"]})
+        method_info.append(info)
 
     if not perf_rows:
         raise CohortflowError("no score could be evaluated: " +

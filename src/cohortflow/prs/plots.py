@@ -94,7 +94,9 @@ def decile_plot(path: str | Path, panels: list[dict], *, binary: bool, trait: st
         low = np.array([r["ci_low"] for r in rows], float)
         high = np.array([r["ci_high"] for r in rows], float)
         keep = shown & np.isfinite(val)
-        err = np.vstack([val - np.where(np.isfinite(low), low, val), np.where(np.isfinite(high), high, val) - val])
+        with np.errstate(invalid="ignore"):
+            err = np.vstack([val - np.where(np.isfinite(low), low, val),
+                             np.where(np.isfinite(high), high, val) - val])
         ax.errorbar(x[keep], val[keep], yerr=err[:, keep], fmt="o-", color=MAIN_COLOUR, capsize=3, markersize=4)
         if binary:
             ax.set_yscale("log")
