@@ -60,9 +60,11 @@ Ancestry groups
     (resampled within the group).
 
 Small counts
-    Counts between 1 and ``min_cell_count - 1`` are written as ``<min_cell_count``; a group or
-    decile with fewer than ``min_cell_count`` individuals (or, binary, cases or controls) has no
-    metrics. All outputs are aggregate; plots draw no individual points.
+    Counts between 1 and ``min_cell_count - 1`` are written as ``<min_cell_count`` (the text
+    ``"<5"`` in the JSON, where shown counts are integers); a case count that would reveal such a
+    control count is written ``suppressed``. A group or decile (or the whole test split) with
+    fewer than ``min_cell_count`` individuals (binary: cases or controls) has no metrics. All
+    outputs are aggregate; plots draw no individual points.
 """
 
 from __future__ import annotations
@@ -497,8 +499,9 @@ def _pc_groups(path: Path, n_pcs: int, iids: pd.Index, seed: int) -> tuple[pd.Se
 # the evaluation
 
 
-def _count(value: int, min_cell: int) -> str:
-    return str(int(value)) if value == 0 or value >= min_cell else f"<{min_cell}"
+def _count(value: int, min_cell: int) -> int | str:
+    """A count as it may be shown: the number, or "<min_cell" for 1..min_cell-1."""
+    return int(value) if value == 0 or value >= min_cell else f"<{min_cell}"
 
 
 def _num(x) -> str:
@@ -523,7 +526,8 @@ def _cell_ok(n: int, n_cases: int | None, min_cell: int) -> bool:
     return n_cases is None or (n_cases >= min_cell and n - n_cases >= min_cell)
 
 
-def _cases_text(n: int, n_cases: int | None, min_cell: int) -> str:
+def _cases_text(n: int, n_cases: int | None, min_cell: int) -> int | str:
+    """A case count as it may be shown (also hidden when it would reveal a small control count)."""
     if n_cases is None:
         return ""
     if 0 < n - n_cases < min_cell:  # the case count would reveal a small control count
@@ -657,6 +661,8 @@ def _evaluate(*, scores, pheno, trait, split, covar, covar_names, groups, group_
         else:
             group_labels, group_info = _pc_groups(gpath, int(n_pcs_groups), split_of.index, seed)
 
+    # a group's resamples do not depend on the method (key = the group's place among all groups)
+    group_names = [] if group_labels is None else sorted(set(group_labels))
     methods: dict[str, list[str]] = {}
     for c in score_table.columns:
         methods.setdefault(method_of(c)[0], []).append(c)
@@ -666,7 +672,7 @@ def _evaluate(*, scores, pheno, trait, split, covar, covar_names, groups, group_
     perf_rows, cand_rows, decile_rows, group_rows, method_info = [], [], [], [], []
     dist_panels, decile_panels, threshold_panels = [], [], []
     covariate_cache: dict[tuple, dict] = {}
-    for m_index, (method, columns) in enumerate(methods.items()):
+    for method, columns in methods.items():
         v_iids, v_y, v_cov, v_sc, v_missing = arrays("validation", columns)
         t_iids, t_y, t_cov, t_sc, t_missing = arrays("test", columns)
         info = {"method": method, "columns": columns, "n_validation": len(v_iids), "n_test": len(t_iids),
@@ -704,6 +710,10 @@ def _evaluate(*, scores, pheno, trait, split, covar, covar_names, groups, group_
                           "value": val_values[best], "ci_low": np.nan, "ci_high": np.nan})
         if not score.std() > 0:
             info["note"] = "the chosen score is constant on the test split"
+            method_info.append(info)
+            continue
+        if not _cell_ok(n_t, n_cases, min_cell_count):
+            info["note"] = f"fewer than {min_cell_count} test samples{', cases or controls' if binary else ''}"
             method_info.append(info)
             continue
 
@@ -752,7 +762,7 @@ def _evaluate(*, scores, pheno, trait, split, covar, covar_names, groups, group_
             lab = group_labels.reindex(t_iids).to_numpy(object)
             has = pd.notna(lab)
             info["excluded_no_group"] = int((~has).sum())
-            for g_index, g in enumerate(sorted(set(lab[has]))):
+            for g in sorted(set(lab[has])):
                 sel = lab == g
                 ng = int(sel.sum())
                 cg = int(t_y[sel].sum()) if binary else None
@@ -762,7 +772,7 @@ def _evaluate(*, scores, pheno, trait, split, covar, covar_names, groups, group_
                         {"auc": auc_weighted(score[sel], t_y[sel], w)} if binary else
                         {"incremental_r2": linear_metrics(w, t_y[sel], score[sel],
                                                           None if t_cov is None else t_cov[sel])[
-                            "incremental_r2"]}), ng, n_boot, seed, (1, m_index, g_index))
+                            "incremental_r2"]}), ng, n_boot, seed, (1, group_names.index(g)))
                     r = gb[main]
                 group_rows.append({"method": method, "column": col, "group": g, "n": ng, "n_cases": cg,
                                    "metric": main, "value": r["value"], "ci_low": r["ci_low"],

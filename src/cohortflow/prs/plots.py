@@ -46,7 +46,8 @@ def distribution_plot(path: str | Path, panels: list[dict], *, binary: bool, tra
     """Per method (``panels``: method, column, score, y on the test split): binary, the density
     of the standardised score in cases and in controls (bins with < min_cell_count of a class
     left out); quantitative, the trait against the standardised score in hexagonal bins (bins with
-    < min_cell_count individuals left out) with the least-squares line."""
+    < min_cell_count individuals left out) with the least-squares line. Both over the central 98%
+    of the score (and trait), so no axis limit is one individual's value."""
     fig, axes = _grid(len(panels))
     if not panels:
         _empty(axes[0], "no score could be evaluated")
@@ -54,8 +55,10 @@ def distribution_plot(path: str | Path, panels: list[dict], *, binary: bool, tra
         s = np.asarray(panel["score"], float)
         z = (s - s.mean()) / s.std(ddof=1)
         y = np.asarray(panel["y"], float)
+        # the central 98% only: axis limits at the extremes would show single individuals' values
+        lo, hi = np.quantile(z, [0.01, 0.99])
         if binary:
-            edges = np.linspace(z.min(), z.max(), HIST_BINS + 1)
+            edges = np.linspace(lo, hi, HIST_BINS + 1)
             width = edges[1] - edges[0]
             for val, colour, label in ((0, CONTROL_COLOUR, "controls"), (1, CASE_COLOUR, "cases")):
                 counts, _ = np.histogram(z[y == val], bins=edges)
@@ -66,9 +69,13 @@ def distribution_plot(path: str | Path, panels: list[dict], *, binary: bool, tra
             ax.set_ylabel("density")
             ax.legend(fontsize=8, frameon=False)
         else:
-            ax.hexbin(z, y, gridsize=25, mincnt=min_cell_count, cmap="Blues", linewidths=0.2)
+            y_lo, y_hi = np.quantile(y, [0.01, 0.99])
+            inside = (z >= lo) & (z <= hi) & (y >= y_lo) & (y <= y_hi)
+            grid = max(8, min(30, int(math.sqrt(len(z)) / 3)))  # cells big enough to hold min_cell_count
+            ax.hexbin(z[inside], y[inside], gridsize=grid, mincnt=min_cell_count, cmap="Blues", linewidths=0.2,
+                      extent=(lo, hi, y_lo, y_hi))
             slope, intercept = np.polyfit(z, y, 1)
-            xs = np.array([z.min(), z.max()])
+            xs = np.array([lo, hi])
             ax.plot(xs, intercept + slope * xs, color=CHOSEN_COLOUR, linewidth=1.2)
             ax.set_ylabel(trait)
         ax.set_xlabel("score (SD units)")
