@@ -258,14 +258,24 @@ def test_choice_is_made_on_validation_never_on_test(tmp_path):
 def test_ties_go_to_the_first_column_and_constant_scores_are_not_candidates(tmp_path):
     paths, sim = _cohort(tmp_path, seed=13)
     s = sim["scores"]["bayes_auto"]
-    _write(paths["scores"], pd.DataFrame({"IID": sim["iid"], "PGS000001_SUM": s, "PGS000001_AVG": s / 1234.0,
-                                          "ct_p<5e-08": np.zeros(len(s)), "ct_p<0.1": s}))
-    res = _run(paths, tmp_path)
+    # two score files joined on IID, one gzipped and in another sample order, one with a
+    # bookkeeping column that is not a score
+    pgs = _write(tmp_path / "pgs.scores.tsv.gz", pd.DataFrame({"IID": sim["iid"], "PGS000001_SUM": s,
+                                                               "PGS000001_AVG": s / 1234.0}).iloc[::-1])
+    _write(paths["scores"], pd.DataFrame({"IID": sim["iid"], "ALLELE_CT": 10, "ct_p<5e-08": np.zeros(len(s)),
+                                          "ct_p<0.1": s}))
+    res = _run({**paths, "scores": [pgs, paths["scores"]]}, tmp_path)
     chosen = {m["method"]: m["selected_column"] for m in res["methods"]}
     assert chosen == {"PGS000001": "PGS000001_SUM", "ct": "ct_p<0.1"}
     cands = _read(tmp_path / "out" / "ev.candidates.tsv").set_index("column")
     assert cands.loc["ct_p<5e-08", "note"] == "constant score"
     assert cands.loc["ct_p<5e-08", "validation_value"] == ""
+    # the same score under three names gives the same test value whichever file it came from
+    assert len(set(cands.loc[["PGS000001_SUM", "PGS000001_AVG", "ct_p<0.1"],
+                             "test_value_not_used_for_selection"])) == 1
+    dup = _write(tmp_path / "dup.tsv", pd.DataFrame({"IID": sim["iid"], "ct_p<0.1": s}))
+    _expect_error(r"dup\.tsv: score column 'ct_p<0.1' is also in .*ct\.scores\.tsv",
+                  {**paths, "scores": [paths["scores"], dup]}, tmp_path)
 
 
 def test_binary_trait_groups_and_small_cell_suppression(tmp_path):
