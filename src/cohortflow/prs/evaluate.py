@@ -557,8 +557,8 @@ def evaluate_scores(*, scores, pheno: str | Path, trait: str, split: str | Path,
     - ``OUT.groups.tsv``: method, column, group, n, n_cases, metric, value, ci_low, ci_high
       (written with the header only when no groups are given);
     - ``OUT.evaluate.json``: all of the above and the settings, sample counts and exclusions;
-    - ``OUT.distribution.png``, ``OUT.deciles.png`` and, when a method has several candidates,
-      ``OUT.thresholds.png``.
+    - ``OUT.distribution.png``, ``OUT.deciles.png`` and ``OUT.thresholds.png`` (a panel per
+      method with several candidates; a note when there is none, so the file always exists).
     Returns the JSON content.
     """
     # every BLAS call (sklearn, numpy) at the granted thread count: oversubscribed OpenBLAS
@@ -816,7 +816,7 @@ def _evaluate(*, scores, pheno, trait, split, covar, covar_names, groups, group_
              "deciles": f"{out_prefix.name}.deciles.tsv", "groups": f"{out_prefix.name}.groups.tsv",
              "distribution_plot": f"{out_prefix.name}.distribution.png",
              "deciles_plot": f"{out_prefix.name}.deciles.png",
-             "thresholds_plot": f"{out_prefix.name}.thresholds.png" if threshold_panels else None}
+             "thresholds_plot": f"{out_prefix.name}.thresholds.png"}
     for key, frame, cols in (("performance", perf, PERFORMANCE_COLUMNS), ("candidates", cands, CANDIDATE_COLUMNS),
                              ("deciles", deciles, DECILE_COLUMNS), ("groups", group_table, GROUP_COLUMNS)):
         write_table_atomic(out_prefix.parent / files[key], tsv(frame, cols), float_format=None)
@@ -825,8 +825,7 @@ def _evaluate(*, scores, pheno, trait, split, covar, covar_names, groups, group_
                             min_cell_count=min_cell_count)
     plots.decile_plot(out_prefix.parent / files["deciles_plot"], decile_panels, binary=binary, trait=trait,
                       reference_decile=reference_decile)
-    if threshold_panels:
-        plots.threshold_plot(out_prefix.parent / files["thresholds_plot"], threshold_panels, trait=trait)
+    plots.threshold_plot(out_prefix.parent / files["thresholds_plot"], threshold_panels, trait=trait)
 
     for info in method_info:
         if "n_cases_test" in info:

@@ -134,8 +134,10 @@ def _threshold_value(label: str) -> float | None:
 def threshold_plot(path: str | Path, panels: list[dict], *, trait: str) -> None:
     """Per method with several candidates: the validation metric of each candidate (against the
     p-value threshold on a log axis when every label is one, else in column order), the chosen
-    candidate marked."""
+    candidate marked. Without such a method, one panel saying so."""
     fig, axes = _grid(len(panels))
+    if not panels:
+        _empty(axes[0], "no method has several candidates:\nnothing was chosen on the validation split")
     for ax, panel in zip(axes, panels):
         labels = panel["labels"]
         values = np.array(panel["values"], float)
