@@ -457,7 +457,8 @@ def read_split_table(path: str | Path) -> pd.Series:
     bad = ~split.isin(SPLITS)
     if bad.any():
         iid = split.index[np.flatnonzero(bad.to_numpy())[0]]
-        raise InputFormatError(f"sample {iid!r}: split {split[iid]!r} is not one of {', '.join(SPLITS)}", path=path)
+        value = "no split value" if split[iid] is None else f"split {split[iid]!r}"
+        raise InputFormatError(f"sample {iid!r}: {value} is not one of {', '.join(SPLITS)}", path=path)
     if not (split == "test").any():
         raise InputFormatError("no test samples: performance is reported on the test split only", path=path)
     if not (split == "validation").any():
