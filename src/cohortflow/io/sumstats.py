@@ -185,7 +185,7 @@ def read_sumstats(path: str | Path) -> pd.DataFrame:
                                                  "variant_id": str, "p_value": str, "errcode": str},
                          keep_default_na=False, na_values={"beta": ["NA"], "standard_error": ["NA"],
                                                             "effect_allele_frequency": ["NA"],
-                                                            "test_statistic": ["NA"]})
+                                                            "test_statistic": ["NA"], "n": ["NA"]})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise InputFormatError(f"cannot read summary statistics ({exc})", path=path) from None
     missing = [c for c in SSF_COLUMNS if c not in df.columns]
