@@ -48,7 +48,7 @@ from cohortflow.errors import CohortflowError
 from cohortflow.io.atomic import atomic_open, write_json_atomic
 from cohortflow.io.plink import Bed, open_bed
 from cohortflow.prs import bayes_kernels
-from cohortflow.prs.base import align_sumstats
+from cohortflow.prs.base import align_sumstats, read_base
 from cohortflow.prs.ld import (DEFAULT_CUT_WINDOW, DEFAULT_MAX_BLOCK_BP, DEFAULT_MAX_BLOCK_VARIANTS,
                                MIN_LD_SAMPLES, LDBlocks, compute_ld_blocks)
 from cohortflow.threads import thread_limit
@@ -273,17 +273,6 @@ def _judge_chains(avg_beta, avg_corr, p_path, h2_path, status, sweeps, *, burn_i
     return chains
 
 
-def _read_base_sumstats(path: Path, bim: pd.DataFrame, n: float | None) -> tuple[pd.DataFrame, dict]:
-    try:
-        from cohortflow.prs.base import read_base
-
-        return read_base(path, bim=bim, n=n)
-    except ImportError:  # the multi-layout reader is not there yet: GWAS-SSF only
-        from cohortflow.io.sumstats import read_sumstats
-
-        return read_sumstats(path), {"layout": "gwas-ssf"}
-
-
 def prs_bayes(*, bfile: str | Path, sumstats: str | Path, out_prefix: str | Path, ld_bfile: str | Path | None = None,
               ld_samples=None, n: float | None = None, seed: int = 1, n_chains: int = DEFAULT_N_CHAINS,
               burn_in: int = DEFAULT_BURN_IN, n_iter: int = DEFAULT_N_ITER, shrink_corr: float = DEFAULT_SHRINK_CORR,
@@ -303,7 +292,7 @@ def prs_bayes(*, bfile: str | Path, sumstats: str | Path, out_prefix: str | Path
     sumstats = Path(sumstats)
     bed = open_bed(bfile)
     ld_bed = open_bed(ld_bfile) if ld_bfile is not None else None
-    table, read_log = _read_base_sumstats(sumstats, bed.bim, n)
+    table, read_log = read_base(sumstats, bim=bed.bim, n=n)
     aligned = align_sumstats(table, bed.bim, keep_ambiguous=keep_ambiguous, source=str(sumstats))
     result = ldpred_auto(aligned, bed, ld_bed=ld_bed, ld_samples=ld_samples, n=n, seed=seed, n_chains=n_chains,
                          burn_in=burn_in, n_iter=n_iter, shrink_corr=shrink_corr, allow_jump_sign=allow_jump_sign,

@@ -64,6 +64,11 @@ def _run_chain(beta_hat, n_eff, block_start, block_offset, corr, p_init, h2_init
         h2_per_var = h2 / (m * p)
         log_prior_odds = math.log1p(-p) - math.log(p) if p < 1.0 else -np.inf
         n_causal = 0
+        # per-n constants, recomputed only when n changes (usually one n for all variants)
+        last_n = -1.0
+        c2 = 0.0
+        log_slab_penalty = 0.0
+        post_sd = 0.0
         for k in range(n_blocks):
             start = block_start[k]
             size = block_start[k + 1] - start
@@ -73,14 +78,18 @@ def _run_chain(beta_hat, n_eff, block_start, block_offset, corr, p_init, h2_init
                 old = beta[j]
                 res = beta_hat[j] - (dotprods[j] - old)
                 nj = n_eff[j]
-                c1 = nj * h2_per_var
-                c2 = c1 / (1.0 + c1)
+                if nj != last_n:
+                    last_n = nj
+                    c1 = nj * h2_per_var
+                    c2 = c1 / (1.0 + c1)
+                    log_slab_penalty = log_prior_odds + 0.5 * math.log1p(c1)
+                    post_sd = math.sqrt(c2 / nj)
                 mean_slab = c2 * res
                 # log of P(null) / P(slab) for this variant
-                log_odds = log_prior_odds + 0.5 * math.log1p(c1) - 0.5 * nj * c2 * res * res
+                log_odds = log_slab_penalty - 0.5 * nj * c2 * res * res
                 postp = 1.0 / (1.0 + math.exp(log_odds)) if log_odds < 700.0 else 0.0
                 if np.random.random() < postp:
-                    new = mean_slab + math.sqrt(c2 / nj) * np.random.normal()
+                    new = mean_slab + post_sd * np.random.normal()
                     if not allow_jump_sign and new * old < 0.0:
                         new = 0.0  # a sign change has to pass through zero
                 else:

@@ -344,7 +344,9 @@ def compute_ld_blocks(bed: Bed, rows: np.ndarray, *, ld_bed: Bed | None = None, 
 
     starts = [0]
     offsets = [0]
-    pieces = []
+    # one buffer of the largest possible size (every variant in a full block); pages never written
+    # are never resident, and the unused end is released at the end, so memory holds the blocks once
+    flat = np.empty(len(keep) * min(max_block_variants, max(len(keep), 1)), dtype=np.float32)
     for a, b in _segments(chrom, pos, regions):
         s = a
         while s < b:
@@ -362,11 +364,11 @@ def compute_ld_blocks(bed: Bed, rows: np.ndarray, *, ld_bed: Bed | None = None, 
                 best = np.flatnonzero(scores == scores.min())[-1]
                 end = s + lo + int(best)
                 corr = corr_all[:end - s, :end - s]
-            pieces.append(np.ascontiguousarray(corr, dtype=np.float32).ravel())
+            flat[offsets[-1]:offsets[-1] + (end - s) ** 2] = corr.ravel()
             starts.append(end)
             offsets.append(offsets[-1] + (end - s) ** 2)
             s = end
-    flat = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    flat.resize(offsets[-1], refcheck=False)  # shrinks in place
     return LDBlocks(variant_index=keep.astype(np.int64), block_start=np.asarray(starts, dtype=np.int64),
                     block_offset=np.asarray(offsets, dtype=np.int64), corr=flat, a1_freq=freq,
                     n_samples=int(n_ld), dropped=dropped, source=source)
