@@ -19,7 +19,11 @@ the binary in ``tests/test_gwas_clump.py``):
   parent IDs '0' in the .fam), as plink1.9 does.
 
 Genotypes are read only around the index candidates, cluster by cluster (candidates whose
-windows overlap), so memory is O(samples x variants in one cluster).
+windows overlap), straight from the .bed bytes into two bit planes per variant (64 LD samples a
+word, see :mod:`cohortflow.gwas.clump_kernels`). Memory: 2 bits per LD sample per variant of the
+largest cluster (the size of that part of the .bed; with p1 = 1 a cluster is a whole chromosome:
+100,000 variants x 5,000 samples = 128 MB), plus one .bed read block and, with several threads,
+64 x threads x (variants in a window) integers of pending claims.
 """
 
 from __future__ import annotations
@@ -32,8 +36,17 @@ import numpy as np
 import pandas as pd
 
 from cohortflow.errors import CohortflowError
-from cohortflow.gwas.clump_kernels import clump_greedy, r2_to_index
+from cohortflow.gwas.clump_kernels import clump_planes, r2_to_index
 from cohortflow.io.plink import Bed, open_bed
+from cohortflow.threads import thread_limit
+from cohortflow.variants.pca_kernels import packed_to_planes, packed_to_planes_subset
+
+# .bed bytes read at once when building bit planes
+_READ_BYTES = 32 << 20
+# index candidates whose pairs are found together (see clump_planes), and the plane bytes of
+# the rows paired with them in one task (fits the L2 cache)
+_MAX_BATCH = 1024
+_TILE_BYTES = 256 << 10
 
 CLUMP_COLUMNS = ["n_clumped", "n_clumped_p2", "clump_start", "clump_end"]
 
@@ -97,28 +110,57 @@ def _tested(sumstats: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _read_planes(bed: Bed, rows: np.ndarray, sample_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bit planes (hom, hi; rows x words, see clump_kernels) of the ascending .bim ``rows`` for
+    the samples ``sample_idx``, read in runs of nearby rows. Words are padded to a multiple of 8
+    (zero = missing) so the popcount loops run in whole 512-bit vectors."""
+    n = int(sample_idx.size)
+    n_words = (n + 63) // 64
+    padded_words = (n_words + 7) // 8 * 8
+    hom = np.zeros((rows.size, padded_words), dtype=np.uint64)
+    hi = np.zeros((rows.size, padded_words), dtype=np.uint64)
+    all_samples = n == bed.n_samples and np.array_equal(sample_idx, np.arange(n))
+    span = max(1, _READ_BYTES // max(bed.bytes_per_variant, 1))
+    a = 0
+    while a < rows.size:
+        b = a + 1  # rows[a:b] are read as one run of at most `span` .bed rows
+        while b < rows.size and rows[b] - rows[b - 1] <= 64 and rows[b] - rows[a] < span:
+            b += 1
+        raw = bed.read_packed(int(rows[a]), int(rows[b - 1]) + 1)[rows[a:b] - rows[a]]
+        if all_samples:
+            wide = np.zeros((b - a, 16 * n_words), dtype=np.uint8)
+            wide[:, :raw.shape[1]] = raw
+            packed_to_planes(wide.view(np.uint64), n, False, hom[a:b, :n_words], hi[a:b, :n_words])
+        else:
+            packed_to_planes_subset(np.ascontiguousarray(raw), sample_idx, False,
+                                    hom[a:b, :n_words], hi[a:b, :n_words])
+        a = b
+    return hom, hi
+
+
 def _clusters(pos: np.ndarray, cand: np.ndarray, radius: int) -> list[tuple[int, int]]:
     """Position ranges [lo, hi] covering the windows of the candidate positions, merged where
     they overlap (clumping in one range cannot affect another)."""
-    out: list[tuple[int, int]] = []
-    for c in np.sort(pos[cand]):
-        lo, hi = int(c) - radius, int(c) + radius
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
+    c = np.sort(pos[cand])
+    if c.size == 0:
+        return []
+    first = np.flatnonzero(np.diff(c) > 2 * radius) + 1  # windows that do not reach the previous one
+    starts = np.concatenate([[0], first])
+    ends = np.concatenate([first, [c.size]]) - 1
+    return [(int(c[a]) - radius, int(c[b]) + radius) for a, b in zip(starts, ends)]
 
 
 def clump_loci(sumstats: pd.DataFrame, bfile: str | Path | Bed, *, p1: float = 5e-8, p2: float = 1e-2,
-               r2: float = 0.1, kb: float = 250, samples: Sequence[str] | None = None) -> pd.DataFrame:
+               r2: float = 0.1, kb: float = 250, samples: Sequence[str] | None = None,
+               threads: int = 1) -> pd.DataFrame:
     """LD clumping of summary statistics on PLINK genotypes, as ``plink1.9 --clump``.
 
     ``sumstats``: columns variant_id, p_value and/or neg_log10_p (plus anything else, carried
     through), errcode optional (rows with a non-empty errcode or no p-value are ignored).
     ``bfile``: PLINK prefix (or an open :class:`~cohortflow.io.plink.Bed`) whose .bim IDs match
     ``variant_id``; positions and chromosomes are taken from the .bim. ``samples``: IIDs to compute
-    LD from (default all founders).
+    LD from (default all founders). ``threads``: pairs of several index candidates at once (the
+    result does not depend on it).
 
     Returns the index variants' rows of ``sumstats`` (most significant first; equal p-values in
     .bim order) with added columns: ``n_clumped`` (variants claimed, plink's TOTAL),
@@ -170,11 +212,17 @@ def clump_loci(sumstats: pd.DataFrame, bfile: str | Path | Bed, *, p1: float = 5
         for lo, hi in _clusters(pos, cand_mask[sel], radius):
             a, b = np.searchsorted(pos, lo, side="left"), np.searchsorted(pos, hi, side="right")
             part = sel[a:b]
-            geno = bed.read_rows(rows[part], samples=sample_idx)
+            hom_plane, hi_plane = _read_planes(bed, rows[part], sample_idx)
             local_cand = np.flatnonzero(cand_mask[part])
-            local_order = local_cand[np.argsort(rank[part[local_cand]], kind="stable")]
-            idx_flag, _, n_cl, n_cl_p2, start, end = clump_greedy(
-                geno, pos[a:b], p[part], local_order.astype(np.int64), radius, float(r2), float(p2))
+            local_order = local_cand[np.argsort(rank[part[local_cand]], kind="stable")].astype(np.int64)
+            local_pos = pos[a:b]
+            window_lo = np.searchsorted(local_pos, local_pos - radius, side="left").astype(np.int64)
+            window_hi = np.searchsorted(local_pos, local_pos + radius, side="right").astype(np.int64)
+            tile_rows = max(64, _TILE_BYTES // (16 * hom_plane.shape[1]) // 64 * 64)
+            with thread_limit(threads):
+                idx_flag, n_cl, n_cl_p2, start, end = clump_planes(
+                    hom_plane, hi_plane, int(sample_idx.size), local_pos, p[part], local_order, window_lo, window_hi,
+                    float(r2), float(p2), _MAX_BATCH, tile_rows)
             hits = np.flatnonzero(idx_flag)
             is_index[part[hits]] = True
             stats[part[hits]] = np.column_stack([n_cl[hits], n_cl_p2[hits], start[hits], end[hits]])

@@ -1,11 +1,21 @@
 """numba kernels of LD clumping: haplotype-frequency r2 (as plink1.9 --clump computes it) and the
 greedy clump loop. Pure functions on numpy arrays, no I/O.
 
-Genotypes are int8 allele counts (0, 1, 2) with -1 for a missing call. r2 between two variants is
-computed, like plink1.9, from the 3x3 table of genotype pairs of the samples called at both
-(pairwise-complete), by maximum-likelihood haplotype frequencies: the phase of double
-heterozygotes is unknown, so the frequency f11 of one haplotype is the root, within its feasible
-range, of the cubic EM fixed-point equation that has the highest likelihood.
+r2 between two variants is computed, like plink1.9, from the 3x3 table of genotype pairs of the
+samples called at both (pairwise-complete), by maximum-likelihood haplotype frequencies: the phase
+of double heterozygotes is unknown, so the frequency f11 of one haplotype is the root, within its
+feasible range, of the cubic EM fixed-point equation that has the highest likelihood.
+
+Genotypes come in two forms:
+
+- int8 allele counts (0, 1, 2) with -1 for a missing call (:func:`genotype_pair_counts`,
+  :func:`r2_to_index`, and :func:`clump_greedy`, the plain reference loop);
+- bit planes, 64 samples a uint64 word, as ``cohortflow.variants.pca_kernels.packed_to_planes``
+  builds them from .bed rows: ``hom`` (the call is homozygous) and ``hi`` (the call carries an
+  A2 allele), so that A1/A1 = hom & ~hi, A1/A2 = hi & ~hom, A2/A2 = hom & hi, missing = neither.
+  Padding words and bits are zero (missing). :func:`clump_planes` works on these: the pair table
+  is a handful of AND + popcounts a word (3 when neither variant has a missing call, 8 otherwise),
+  and most pairs are settled by an upper bound on r2 without solving the cubic.
 """
 
 from __future__ import annotations
@@ -15,8 +25,13 @@ import math
 import numba
 import numpy as np
 
+from cohortflow.bitops import popcount_u64, trailing_zeros_u64
+
 # below this |D| the pair counts as unlinked (plink1.9's SMALL_EPSILON, 2^-44)
 SMALL_EPSILON = 2.0 ** -44
+
+# columns of the per-variant plane totals (see plane_totals)
+N_CALLED, N_HET, N_HOM_A1 = 0, 1, 2
 
 
 @numba.njit(cache=True, nogil=True)
@@ -72,18 +87,24 @@ def _loglik(x: float, k11: float, k12: float, k21: float, k22: float, center: fl
 
 
 @numba.njit(cache=True, nogil=True)
-def haplotype_r2(counts: np.ndarray) -> float:
-    """r2 from the 3x3 genotype-pair counts via ML haplotype frequencies; NaN without data.
+def _best_in_piece(a: float, b: float, best: float, best_ll: float, c3: float, c2: float, c1: float,
+                   c0: float, k11: float, k12: float, k21: float, k22: float, center: float,
+                   A: float, B: float, C: float):
+    """The fixed point in [a, b] (where the cubic changes sign) if more likely than ``best``."""
+    fa = _cubic(a, c3, c2, c1, c0)
+    fb = _cubic(b, c3, c2, c1, c0)
+    if fa != 0.0 and fb != 0.0 and (fa < 0.0) != (fb < 0.0):
+        root = _bisect_root(a, b, c3, c2, c1, c0)
+        ll = _loglik(root, k11, k12, k21, k22, center, A, B, C)
+        if ll > best_ll:
+            return root, ll
+    return best, best_ll
 
-    Haplotype "11" = allele counted at both variants. Known haplotype counts come from all
-    genotype pairs except double heterozygotes (``counts[4]``), whose phase is estimated.
-    """
-    c = counts.astype(np.float64)
-    k11 = 2.0 * c[8] + c[7] + c[5]
-    k12 = 2.0 * c[6] + c[7] + c[3]
-    k21 = 2.0 * c[2] + c[5] + c[1]
-    k22 = 2.0 * c[0] + c[3] + c[1]
-    center = c[4]
+
+@numba.njit(cache=True, nogil=True)
+def _haplotype_r2(k11: float, k12: float, k21: float, k22: float, center: float) -> float:
+    """r2 from the known haplotype counts (k11 = haplotypes carrying the counted allele at both
+    variants, ...) and the number of double heterozygotes ``center``; NaN without data."""
     total = k11 + k12 + k21 + k22 + 2.0 * center
     if total == 0.0:
         return math.nan
@@ -107,24 +128,6 @@ def haplotype_r2(counts: np.ndarray) -> float:
         c0 = -K11 * B * C
         lo = K11
         hi = K11 + h
-        # split [lo, hi] at the cubic's turning points; each piece holds at most one root
-        cuts = np.empty(4)
-        n_cuts = 0
-        cuts[n_cuts] = lo
-        n_cuts += 1
-        disc = c2 * c2 - 3.0 * c3 * c1
-        if disc > 0.0:
-            sq = math.sqrt(disc)
-            t1 = (-c2 - sq) / (3.0 * c3)
-            t2 = (-c2 + sq) / (3.0 * c3)
-            if lo < t1 < hi:
-                cuts[n_cuts] = t1
-                n_cuts += 1
-            if lo < t2 < hi:
-                cuts[n_cuts] = t2
-                n_cuts += 1
-        cuts[n_cuts] = hi
-        n_cuts += 1
         # the ML estimate: the most likely of the fixed points and the range's ends (where a
         # fixed point may sit that rounding hides from the sign test)
         best = lo
@@ -133,17 +136,23 @@ def haplotype_r2(counts: np.ndarray) -> float:
         if ll_hi > best_ll:
             best = hi
             best_ll = ll_hi
-        for i in range(n_cuts - 1):
-            a = cuts[i]
-            b = cuts[i + 1]
-            fa = _cubic(a, c3, c2, c1, c0)
-            fb = _cubic(b, c3, c2, c1, c0)
-            if fa != 0.0 and fb != 0.0 and (fa < 0.0) != (fb < 0.0):
-                root = _bisect_root(a, b, c3, c2, c1, c0)
-                ll = _loglik(root, k11, k12, k21, k22, center, A, B, C)
-                if ll > best_ll:
-                    best_ll = ll
-                    best = root
+        # split [lo, hi] at the cubic's turning points; each piece holds at most one root
+        start = lo
+        disc = c2 * c2 - 3.0 * c3 * c1
+        if disc > 0.0:
+            sq = math.sqrt(disc)
+            t1 = (-c2 - sq) / (3.0 * c3)
+            t2 = (-c2 + sq) / (3.0 * c3)
+            if lo < t1 < hi:
+                best, best_ll = _best_in_piece(start, t1, best, best_ll, c3, c2, c1, c0,
+                                               k11, k12, k21, k22, center, A, B, C)
+                start = t1
+            if lo < t2 < hi:
+                best, best_ll = _best_in_piece(start, t2, best, best_ll, c3, c2, c1, c0,
+                                               k11, k12, k21, k22, center, A, B, C)
+                start = t2
+        best, best_ll = _best_in_piece(start, hi, best, best_ll, c3, c2, c1, c0,
+                                       k11, k12, k21, k22, center, A, B, C)
         f11 = best
     d = f11 - p1 * q1
     if abs(d) < SMALL_EPSILON:
@@ -152,6 +161,48 @@ def haplotype_r2(counts: np.ndarray) -> float:
     if denom <= 0.0:
         return 0.0
     return d * d / denom
+
+
+@numba.njit(cache=True, nogil=True)
+def haplotype_r2(counts: np.ndarray) -> float:
+    """r2 from the 3x3 genotype-pair counts via ML haplotype frequencies; NaN without data.
+
+    Haplotype "11" = allele counted at both variants. Known haplotype counts come from all
+    genotype pairs except double heterozygotes (``counts[4]``), whose phase is estimated.
+    """
+    c = counts.astype(np.float64)
+    return _haplotype_r2(2.0 * c[8] + c[7] + c[5], 2.0 * c[6] + c[7] + c[3],
+                         2.0 * c[2] + c[5] + c[1], 2.0 * c[0] + c[3] + c[1], c[4])
+
+
+@numba.njit(cache=True, nogil=True)
+def r2_exceeds(k11: float, k12: float, k21: float, k22: float, center: float, threshold: float) -> bool:
+    """``_haplotype_r2(...) > threshold``, mostly without solving the cubic.
+
+    The ML f11 lies in [K11, K11 + h] and r2 = (f11 - p q)^2 / denom, so the larger of the two
+    ends' values bounds it; computed with the same floating-point operations as
+    :func:`_haplotype_r2` (rounding is monotone), the bound is never below the r2 it returns,
+    and a bound <= threshold settles the pair exactly. Unlinked pairs (the bulk of any window)
+    stop here: for independent variants the bound is p(1-p)q(1-q) <= 1/16."""
+    total = k11 + k12 + k21 + k22 + 2.0 * center
+    if total == 0.0:
+        return False  # r2 NaN
+    K11 = k11 / total
+    K12 = k12 / total
+    K21 = k21 / total
+    h = center / total
+    p1 = K11 + K12 + h
+    q1 = K11 + K21 + h
+    pq = p1 * q1
+    d_lo = K11 - pq
+    d_hi = (K11 + h) - pq
+    bound = max(d_lo * d_lo, d_hi * d_hi)
+    denom = p1 * (1.0 - p1) * q1 * (1.0 - q1)
+    if denom <= 0.0:
+        return 0.0 > threshold
+    if bound / denom <= threshold:
+        return False
+    return _haplotype_r2(k11, k12, k21, k22, center) > threshold
 
 
 @numba.njit(cache=True, nogil=True)
@@ -168,7 +219,8 @@ def r2_to_index(geno: np.ndarray, index_row: int) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def clump_greedy(geno: np.ndarray, pos: np.ndarray, p: np.ndarray, order: np.ndarray,
                  bp_radius: int, r2_threshold: float, p2: float):
-    """Greedy LD clumping of the variants of one chromosome region (rows sorted by position).
+    """Greedy LD clumping of the variants of one chromosome region (rows sorted by position), on
+    int8 genotypes: the plain reference for :func:`clump_planes` (same results).
 
     ``order``: rows allowed to be index variants, most significant first (ties in file order).
     Each in turn, unless already clumped, becomes an index variant and claims every not yet
@@ -211,3 +263,326 @@ def clump_greedy(geno: np.ndarray, pos: np.ndarray, p: np.ndarray, order: np.nda
                     if pos[j] > end[i]:
                         end[i] = pos[j]
     return is_index, clumped_to, n_clumped, n_clumped_p2, start, end
+
+
+# --------------------------------------------------------------------------------------------
+# bit planes
+# --------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, nogil=True)
+def plane_totals(hom: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per row: called samples, heterozygotes and A1/A1 homozygotes (columns N_CALLED, N_HET,
+    N_HOM_A1)."""
+    out = np.zeros((hom.shape[0], 3), dtype=np.int64)
+    for v in range(hom.shape[0]):
+        called = np.uint64(0)
+        het = np.uint64(0)
+        hom_a1 = np.uint64(0)
+        for w in range(hom.shape[1]):
+            a = hom[v, w]
+            b = hi[v, w]
+            called += popcount_u64(a | b)
+            het += popcount_u64(b & ~a)
+            hom_a1 += popcount_u64(a & ~b)
+        out[v, N_CALLED] = np.int64(called)
+        out[v, N_HET] = np.int64(het)
+        out[v, N_HOM_A1] = np.int64(hom_a1)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def haplotype_counts_from_table(hh, x, tt, het_i, hom_i, het_j, hom_j, n_joint):
+    """(k11, k12, k21, k22, center) of :func:`_haplotype_r2` from interior and marginal counts of
+    the 3x3 table over the jointly called samples: hh double heterozygotes, x = het/hom + hom/het
+    (A1/A1 at the other variant), tt both A1/A1; het_i/hom_i heterozygotes and A1/A1 at variant i
+    among them, het_j/hom_j at j, n_joint their number. Integer arithmetic, so the haplotype
+    counts are exact (as the float sums of :func:`haplotype_r2` are)."""
+    k11 = 2 * tt + x
+    k12 = 2 * hom_i + het_i - 2 * tt - hh - x
+    k21 = 2 * hom_j + het_j - 2 * tt - hh - x
+    k22 = 2 * n_joint - 2 * hh - k11 - k12 - k21
+    return k11, k12, k21, k22, hh
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_complete(hom, hi, j, het_i, hom_i, n_words):
+    """Interior counts (hh, x, tt) of index planes (het_i, hom_i) against row j: 3 popcounts a
+    word (the marginals are the variants' totals when neither has a missing call)."""
+    hh = np.uint64(0)
+    x = np.uint64(0)
+    tt = np.uint64(0)
+    for w in range(n_words):
+        a = hom[j, w]
+        b = hi[j, w]
+        het_j = b & ~a
+        hom_j = a & ~b
+        hh += popcount_u64(het_i[w] & het_j)
+        x += popcount_u64((het_i[w] & hom_j) | (hom_i[w] & het_j))  # disjoint: one popcount
+        tt += popcount_u64(hom_i[w] & hom_j)
+    return np.int64(hh), np.int64(x), np.int64(tt)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_general(hom, hi, j, het_i, hom_i, called_i, n_words):
+    """Interior and jointly called marginal counts of index planes against row j: (hh, x, tt,
+    het_i, hom_i, het_j, hom_j, n_joint), 8 popcounts a word."""
+    hh = np.uint64(0)
+    x = np.uint64(0)
+    tt = np.uint64(0)
+    r_het = np.uint64(0)
+    r_hom = np.uint64(0)
+    c_het = np.uint64(0)
+    c_hom = np.uint64(0)
+    joint = np.uint64(0)
+    for w in range(n_words):
+        a = hom[j, w]
+        b = hi[j, w]
+        het_j = b & ~a
+        hom_j = a & ~b
+        called_j = a | b
+        hw = het_i[w]
+        tw = hom_i[w]
+        cw = called_i[w]
+        hh += popcount_u64(hw & het_j)
+        x += popcount_u64((hw & hom_j) | (tw & het_j))
+        tt += popcount_u64(tw & hom_j)
+        r_het += popcount_u64(hw & called_j)
+        r_hom += popcount_u64(tw & called_j)
+        c_het += popcount_u64(cw & het_j)
+        c_hom += popcount_u64(cw & hom_j)
+        joint += popcount_u64(cw & called_j)
+    return (np.int64(hh), np.int64(x), np.int64(tt), np.int64(r_het), np.int64(r_hom), np.int64(c_het),
+            np.int64(c_hom), np.int64(joint))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def surely_unlinked(hh, x, tt, called_i, a1_i, called_j, a1_j, n_samples, threshold) -> bool:
+    """True when r2 <= threshold for every 3x3 table with interior counts (hh, x, tt) (as
+    :func:`_table_complete` counts them: exact, since missing calls have no plane bits) and
+    marginals consistent with the two variants' called samples and A1 counts (``called_i``,
+    ``a1_i``, ...), i.e. whatever the missing calls hide.
+
+    With T = 2 x (jointly called samples) and S_i, S_j the A1 counts at each variant among them,
+    r2 <= D^2 / (S_i (T - S_i) S_j (T - S_j)) with D between k11 T - S_i S_j and
+    (k11 + hh) T - S_i S_j (f11 in [K11, K11 + h], see :func:`r2_exceeds`). Missing calls leave
+    T, S_i, S_j in known ranges; D is monotone in each and S (T - S) concave, so the corners
+    bound it. The margins cover the rounding of :func:`_haplotype_r2` (errors ~1e-15 on values
+    <= 1): a pair let through goes to the exact table."""
+    joint_min = called_i + called_j - n_samples
+    if joint_min <= 0:
+        return False
+    t_min = 2.0 * joint_min
+    t_max = 2.0 * min(called_i, called_j)
+    k11 = 2 * tt + x
+    # A1 counts among the jointly called: less those at the other variant's missing calls
+    si_min = float(max(a1_i - 2 * (n_samples - called_j), k11 + hh))
+    sj_min = float(max(a1_j - 2 * (n_samples - called_i), k11 + hh))
+    si_max = float(a1_i)
+    sj_max = float(a1_j)
+    d_max = (k11 + hh) * t_max - si_min * sj_min
+    d_min = k11 * t_min - si_max * sj_max
+    d = max(abs(d_max), abs(d_min)) + 1e-12 * t_max * t_max
+    var_i = min(si_min * (t_min - si_min), si_max * (t_min - si_max))
+    var_j = min(sj_min * (t_min - sj_min), sj_max * (t_min - sj_max))
+    if var_i <= 0.0 or var_j <= 0.0:
+        return False
+    return d * d <= threshold * (var_i * var_j) * (1.0 - 1e-12)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def pair_linked(hom, hi, totals, n_samples, i, j, het_i, hom_i, called_i, threshold) -> bool:
+    """r2 of rows i and j above ``threshold``; ``het_i``/``hom_i``/``called_i`` are row i's
+    heterozygote, A1/A1 and called planes (see :func:`index_planes`).
+
+    The interior of the table costs 3 popcounts a word. Without missing calls at either variant
+    the marginals are the totals; otherwise :func:`surely_unlinked` settles most pairs, and the
+    rest count the jointly called marginals too (8 popcounts a word)."""
+    n_words = hom.shape[1]
+    hh, x, tt = _table_complete(hom, hi, j, het_i, hom_i, n_words)
+    if totals[i, N_CALLED] == n_samples and totals[j, N_CALLED] == n_samples:
+        k11, k12, k21, k22, center = haplotype_counts_from_table(
+            hh, x, tt, totals[i, N_HET], totals[i, N_HOM_A1], totals[j, N_HET], totals[j, N_HOM_A1], n_samples)
+    else:
+        if surely_unlinked(hh, x, tt, totals[i, N_CALLED], totals[i, N_HET] + 2 * totals[i, N_HOM_A1],
+                           totals[j, N_CALLED], totals[j, N_HET] + 2 * totals[j, N_HOM_A1], n_samples, threshold):
+            return False
+        hh, x, tt, r_het, r_hom, c_het, c_hom, joint = _table_general(hom, hi, j, het_i, hom_i, called_i,
+                                                                      n_words)
+        k11, k12, k21, k22, center = haplotype_counts_from_table(hh, x, tt, r_het, r_hom, c_het, c_hom, joint)
+    return r2_exceeds(float(k11), float(k12), float(k21), float(k22), float(center), threshold)
+
+
+@numba.njit(cache=True, nogil=True)
+def index_planes(hom, hi, i, het_i, hom_i, called_i):
+    """Row i's heterozygote, A1/A1 and called planes, decoded once for all its pairs."""
+    for w in range(hom.shape[1]):
+        a = hom[i, w]
+        b = hi[i, w]
+        het_i[w] = b & ~a
+        hom_i[w] = a & ~b
+        called_i[w] = a | b
+
+
+@numba.njit(cache=True, nogil=True)
+def planes_r2(hom, hi, i, j):
+    """Haplotype r2 of rows i and j of the planes (as :func:`haplotype_r2` on their genotypes)."""
+    n_words = hom.shape[1]
+    het_i = np.empty(n_words, dtype=np.uint64)
+    hom_i = np.empty(n_words, dtype=np.uint64)
+    called_i = np.empty(n_words, dtype=np.uint64)
+    index_planes(hom, hi, i, het_i, hom_i, called_i)
+    hh, x, tt, r_het, r_hom, c_het, c_hom, joint = _table_general(hom, hi, j, het_i, hom_i, called_i, n_words)
+    k11, k12, k21, k22, center = haplotype_counts_from_table(hh, x, tt, r_het, r_hom, c_het, c_hom, joint)
+    return _haplotype_r2(float(k11), float(k12), float(k21), float(k22), float(center))
+
+
+@numba.njit(cache=True, nogil=True)
+def _claim(i, bits, base, pos, p, p2, taken, is_index, n_clumped, n_clumped_p2, start, end):
+    """Row i becomes an index variant and claims the rows of its link bitmap (bit k of word w:
+    row base + 64 w + k) not taken since."""
+    is_index[i] = True
+    taken[i] = True
+    for w in range(bits.shape[0]):
+        word = bits[w]
+        while word:
+            j = base + 64 * w + np.int64(trailing_zeros_u64(word))
+            word &= word - np.uint64(1)
+            if taken[j]:
+                continue
+            taken[j] = True
+            n_clumped[i] += 1
+            if p[j] < p2:
+                n_clumped_p2[i] += 1
+                if pos[j] < start[i]:
+                    start[i] = pos[j]
+                if pos[j] > end[i]:
+                    end[i] = pos[j]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _link_batch(hom, hi, totals, n_samples, members, n_members, window_lo, window_hi, taken, threshold,
+                tile_rows, het_m, hom_m, called_m, bits):
+    """Link bitmaps of the rows ``members[:n_members]`` (ascending): bit (j - base) of
+    ``bits[s]``, base = window_lo & ~63, is set when row j of member s's window is not taken,
+    is not the member, and has r2 above ``threshold`` with it.
+
+    Work goes by tiles of ``tile_rows`` rows (a multiple of 64, so a bitmap word belongs to one
+    tile): one task pairs a tile with every member whose window reaches it, so the tile's planes
+    are read from memory once per batch and then from cache."""
+    n_words = hom.shape[1]
+    for s in numba.prange(n_members):
+        i = members[s]
+        for w in range(n_words):
+            a = hom[i, w]
+            b = hi[i, w]
+            het_m[s, w] = b & ~a
+            hom_m[s, w] = a & ~b
+            called_m[s, w] = a | b
+        for w in range(bits.shape[1]):
+            bits[s, w] = np.uint64(0)
+    # tiles reached by some window, and the (contiguous) members reaching each
+    first_tile = window_lo[members[0]] // tile_rows
+    last_tile = (window_hi[members[n_members - 1]] - 1) // tile_rows
+    tiles = np.empty(last_tile - first_tile + 1, dtype=np.int64)
+    tile_a = np.empty_like(tiles)
+    tile_b = np.empty_like(tiles)
+    n_tiles = 0
+    a = 0
+    b = 0
+    for t in range(first_tile, last_tile + 1):
+        row0 = t * tile_rows
+        while a < n_members and window_hi[members[a]] <= row0:
+            a += 1
+        while b < n_members and window_lo[members[b]] < row0 + tile_rows:
+            b += 1
+        if a < b:
+            tiles[n_tiles] = t
+            tile_a[n_tiles] = a
+            tile_b[n_tiles] = b
+            n_tiles += 1
+    for k in numba.prange(n_tiles):
+        row0 = tiles[k] * tile_rows
+        row1 = row0 + tile_rows
+        for s in range(tile_a[k], tile_b[k]):
+            i = members[s]
+            base = window_lo[i] & ~np.int64(63)
+            j0 = max(row0, window_lo[i])
+            j1 = min(row1, window_hi[i])
+            het_s = het_m[s]
+            hom_s = hom_m[s]
+            called_s = called_m[s]
+            for j in range(j0, j1):
+                if taken[j] or j == i:
+                    continue
+                if pair_linked(hom, hi, totals, n_samples, i, j, het_s, hom_s, called_s, threshold):
+                    bits[s, (j - base) >> 6] |= np.uint64(1) << np.uint64((j - base) & 63)
+
+
+@numba.njit(cache=True, nogil=True)
+def clump_planes(hom, hi, n_samples, pos, p, order, window_lo, window_hi, r2_threshold, p2, max_batch,
+                 tile_rows):
+    """Greedy LD clumping (as :func:`clump_greedy`) on bit planes.
+
+    ``window_lo``/``window_hi``: per row, the row range [lo, hi) within the clump distance (both
+    non-decreasing). Returns (is_index, n_clumped, n_clumped_p2, start, end) as
+    :func:`clump_greedy` does.
+
+    Candidates go in batches: the next ones in ``order`` not yet taken. Their links (rows of
+    their window, not taken when the batch starts, with r2 above the threshold) are found
+    together (:func:`_link_batch`, in parallel and tile by tile), then the batch is applied in
+    order: a member taken by an earlier member is skipped, the others claim their linked rows
+    not taken since. Whether a pair is linked does not depend on the order, so each member
+    claims exactly what the one-at-a-time loop would: the result is the same for any batch size
+    and thread count. Members taken within their own batch are wasted work, so the batch doubles
+    (up to ``max_batch``) while at most 1/8 of it is wasted and halves otherwise."""
+    m = hom.shape[0]
+    n_words = hom.shape[1]
+    totals = plane_totals(hom, hi)
+    is_index = np.zeros(m, dtype=np.bool_)
+    n_clumped = np.zeros(m, dtype=np.int64)
+    n_clumped_p2 = np.zeros(m, dtype=np.int64)
+    start = pos.copy()
+    end = pos.copy()
+    taken = np.zeros(m, dtype=np.bool_)
+    width = 1
+    for k in range(order.shape[0]):
+        i = order[k]
+        width = max(width, window_hi[i] - window_lo[i])
+    max_batch = max(1, max_batch)
+    bits = np.empty((max_batch, (width + 63) // 64 + 1), dtype=np.uint64)
+    het_m = np.empty((max_batch, n_words), dtype=np.uint64)
+    hom_m = np.empty((max_batch, n_words), dtype=np.uint64)
+    called_m = np.empty((max_batch, n_words), dtype=np.uint64)
+    batch_rows = np.empty(max_batch, dtype=np.int64)  # members in p order
+    batch = 1
+    k = 0
+    n_order = order.shape[0]
+    while k < n_order:
+        n_members = 0
+        while k < n_order and n_members < batch:
+            i = order[k]
+            k += 1
+            if not taken[i]:
+                batch_rows[n_members] = i
+                n_members += 1
+        if n_members == 0:
+            break
+        slot = np.argsort(batch_rows[:n_members])  # p order -> ascending rows
+        members = batch_rows[:n_members][slot]
+        _link_batch(hom, hi, totals, n_samples, members, n_members, window_lo, window_hi, taken, r2_threshold,
+                    tile_rows, het_m, hom_m, called_m, bits)
+        slot_of = np.empty(n_members, dtype=np.int64)
+        slot_of[slot] = np.arange(n_members)
+        wasted = 0
+        for b in range(n_members):
+            i = batch_rows[b]
+            if taken[i]:
+                wasted += 1
+                continue
+            _claim(i, bits[slot_of[b]], window_lo[i] & ~np.int64(63), pos, p, p2, taken, is_index, n_clumped,
+                   n_clumped_p2, start, end)
+        if 8 * wasted <= n_members:
+            batch = min(2 * batch, max_batch)
+        else:
+            batch = max(batch // 2, 1)
+    return is_index, n_clumped, n_clumped_p2, start, end
