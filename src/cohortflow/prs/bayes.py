@@ -13,8 +13,10 @@ Choices (and why):
   ``sqrt(n se^2 + beta^2)`` (= sd(trait) / sd(genotype) in the GWAS sample): this needs no
   genotype standard deviation from another sample, and the weights are on the scale of the GWAS
   betas (comparable with clumping + thresholding weights).
-- Several chains, one per initial p on a log grid (``p_init_range``), all starting from the same
-  h2: an LD-score-regression-like estimate with the intercept fixed at 1,
+- Several chains, one per initial p on a log grid (``p_init_range``, 1e-4 to 0.2 as in LDpred2's
+  tutorial: a chain started at a larger p with the shared h2 has so small a slab variance that its
+  first sweep shrinks every effect to almost 0 and it stays in that all-zero mode), all starting
+  from the same h2: an LD-score-regression-like estimate with the intercept fixed at 1,
   ``h2_0 = M sum_j (chi2_j - 1) / sum_j n_j l_j`` (l_j: bias-corrected LD scores within the blocks),
   clipped to [0.01, 0.9]. It only starts the chains; they learn h2 themselves.
 - Robustness settings recommended by LDpred2's authors for divergence: the LD matrix shrunk towards
@@ -25,7 +27,8 @@ Choices (and why):
      (1: more variance than the trait has): the chain stops there;
   2. LDpred2's rule on the chains that finished: the range of the implied marginal correlations
      (R beta averaged over the kept sweeps) below ``corr_range_fraction`` (0.95) x the 95%
-     quantile of that range over the chains (chains stuck near zero effects);
+     quantile of that range over the chains (chains stuck near zero effects: with a weak signal,
+     small n or a very polygenic trait, h2 = beta' R beta can feed on itself down to the bound);
   3. an h2 estimate more than ``h2_outlier_ratio`` (2) times away from the median of the chains
      still kept (a chain in a different, unsupported mode).
   The final effects are the mean over the kept chains; if no chain is kept, CohortflowError.
@@ -59,7 +62,7 @@ WEIGHT_COLUMNS = ["variant_id", "chromosome", "base_pair_location", "effect_alle
 DEFAULT_N_CHAINS = 8
 DEFAULT_BURN_IN = 300
 DEFAULT_N_ITER = 300
-DEFAULT_P_INIT_RANGE = (1e-4, 0.5)
+DEFAULT_P_INIT_RANGE = (1e-4, 0.2)
 DEFAULT_P_BOUNDS = (1e-5, 1.0)
 DEFAULT_H2_BOUNDS = (1e-4, 1.0)
 DEFAULT_SHRINK_CORR = 0.95
@@ -165,8 +168,10 @@ def ldpred_auto(aligned: pd.DataFrame, bed: Bed, *, ld_bed: Bed | None = None, l
     beta_hat_all = beta / scale
 
     if ld is None:
-        ld = compute_ld_blocks(bed, rows, ld_bed=ld_bed, ld_samples=ld_samples, max_block_variants=max_block_variants,
-                               max_block_bp=max_block_bp, cut_window=cut_window, blocks_bed=blocks_bed)
+        with thread_limit(threads):  # BLAS threads of the LD products (exact: any count gives the same bytes)
+            ld = compute_ld_blocks(bed, rows, ld_bed=ld_bed, ld_samples=ld_samples,
+                                   max_block_variants=max_block_variants, max_block_bp=max_block_bp,
+                                   cut_window=cut_window, blocks_bed=blocks_bed)
     idx = ld.variant_index
     if idx.size == 0:
         raise CohortflowError("no variant of the summary statistics is usable with the LD panel "
