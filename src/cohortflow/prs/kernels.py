@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from cohortflow.bitops import popcount_u64
+from cohortflow.numfmt import put_g
 
 
 @numba.njit(cache=True)
@@ -46,3 +52,233 @@ def score_block(geno: np.ndarray, weights: np.ndarray, mean_dosage: np.ndarray) 
             s += weights[v] * (mean_dosage[v] if g < 0 else g)
         out[i] = s
     return out
+
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring straight from packed .bed rows
+# --------------------------------------------------------------------------------------------
+#
+# Four variants form a group. Their four 2-bit codes for one sample make an 8-bit index; a
+# 256-row table per group holds, for every index, the summed contributions of the four variants
+# to each of the k score columns. Scoring is then one table lookup and one k-wide addition per
+# sample per four variants, with no decoding. The .bed codes: 00 hom A1 (2 copies), 01 missing
+# (the variant's mean dosage), 10 het (1 copy), 11 hom A2 (0 copies).
+
+_M55 = np.uint64(0x5555555555555555)
+_U1 = np.uint64(1)
+# score columns are padded to a multiple of this (one 256-bit vector of float64) when k > 1
+VECTOR_WIDTH = 4
+
+
+@intrinsic
+def _add_f64x4(typingctx, destination, destination_index, source, source_index):
+    """destination[i:i+4] += source[j:j+4] as one 4-wide vector load/add/store (float64, 1-D,
+    contiguous; the caller keeps both ranges in bounds). numba's own loop does this one element at
+    a time: LLVM cannot rule out that the two arrays overlap."""
+    if not all(isinstance(a, types.Array) and a.dtype == types.float64 and a.ndim == 1
+               for a in (destination, source)):
+        return None
+    sig = types.void(destination, destination_index, source, source_index)
+
+    def codegen(context, builder, signature, args):
+        vector = ir.VectorType(ir.DoubleType(), VECTOR_WIDTH)
+        dst = context.make_array(signature.args[0])(context, builder, args[0]).data
+        src = context.make_array(signature.args[2])(context, builder, args[2]).data
+        i = context.cast(builder, args[1], signature.args[1], types.intp)
+        j = context.cast(builder, args[3], signature.args[3], types.intp)
+        dst_ptr = builder.bitcast(builder.gep(dst, [i]), vector.as_pointer())
+        src_ptr = builder.bitcast(builder.gep(src, [j]), vector.as_pointer())
+        total = builder.fadd(builder.load(dst_ptr, align=8), builder.load(src_ptr, align=8))
+        builder.store(total, dst_ptr, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_word(row: np.ndarray, w: int, nb: int) -> np.uint64:
+    """Word w (bytes 8w..8w+7) of a packed row of ``nb`` bytes, little-endian; bytes past the row
+    read as 0. LLVM merges the byte loads of a full word into one load."""
+    j = 8 * w
+    if j + 8 <= nb:
+        return (np.uint64(row[j]) | (np.uint64(row[j + 1]) << np.uint64(8))
+                | (np.uint64(row[j + 2]) << np.uint64(16)) | (np.uint64(row[j + 3]) << np.uint64(24))
+                | (np.uint64(row[j + 4]) << np.uint64(32)) | (np.uint64(row[j + 5]) << np.uint64(40))
+                | (np.uint64(row[j + 6]) << np.uint64(48)) | (np.uint64(row[j + 7]) << np.uint64(56)))
+    x = np.uint64(0)
+    for b in range(nb - j):
+        x |= np.uint64(row[j + b]) << np.uint64(8 * b)
+    return x
+
+
+def sample_mask_words(n_samples: int, samples: np.ndarray | None = None) -> np.ndarray:
+    """uint64 words over a packed row with both bits of every selected sample's field set (all
+    ``n_samples`` samples when ``samples`` is None); padding fields are clear."""
+    nb = (n_samples + 3) // 4
+    selected = np.zeros(8 * ((nb + 7) // 8) * 4, dtype=bool)
+    if samples is None:
+        selected[:n_samples] = True
+    else:
+        selected[np.asarray(samples, dtype=np.int64)] = True
+    fields = np.where(selected, np.uint64(3), np.uint64(0)).reshape(-1, 32)
+    shifts = (2 * np.arange(32)).astype(np.uint64)
+    return np.bitwise_or.reduce(fields << shifts, axis=1).astype(np.uint64)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def packed_code_counts(data: np.ndarray, rows: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
+    """Genotype counts of each row ``rows[i]`` of the packed .bed rows ``data`` (variants x
+    bytes) over the samples set in ``mask`` (:func:`sample_mask_words`): ``out[i]`` = (selected
+    samples, missing, het, hom A2) calls (int64; hom A1 = the rest)."""
+    nb = data.shape[1]
+    selected = 0
+    for w in range(mask.shape[0]):
+        selected += popcount_u64(mask[w] & _M55)
+    for i in numba.prange(rows.shape[0]):
+        row = data[rows[i]]
+        missing = 0
+        het = 0
+        hom2 = 0
+        for w in range(mask.shape[0]):
+            mk = mask[w] & _M55
+            x = _row_word(row, w, nb)
+            lo = x & mk
+            hi = (x >> _U1) & mk
+            missing += popcount_u64(lo & ~hi)
+            het += popcount_u64(hi & ~lo)
+            hom2 += popcount_u64(lo & hi)
+        out[i, 0] = selected
+        out[i, 1] = missing
+        out[i, 2] = het
+        out[i, 3] = hom2
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def accumulate_haploid(data: np.ndarray, rows: np.ndarray, weights: np.ndarray, mean_dosage: np.ndarray,
+                       include: np.ndarray, acc: np.ndarray) -> None:
+    """acc[s * kp + c] += include[s] x weights[i, c] x the haploid dosage of sample s at row
+    ``rows[i]`` of ``data``: hom A1 1, het 0.5, hom A2 0, missing mean_dosage[i] (plink2's chrY
+    and MT dosages). ``include`` (float per sample, 0 or 1) leaves samples out (chrY: all but
+    males). Parallel over samples; each sample's sum runs over the rows in order."""
+    n = include.shape[0]
+    kp = weights.shape[1]
+    for s in numba.prange(n):
+        if include[s] == 0.0:
+            continue
+        byte = s >> 2
+        shift = 2 * (s & 3)
+        for i in range(rows.shape[0]):
+            code = (np.int64(data[rows[i], byte]) >> shift) & 3
+            if code == 0:
+                d = 1.0
+            elif code == 1:
+                d = mean_dosage[i]
+            elif code == 2:
+                d = 0.5
+            else:
+                continue
+            for c in range(kp):
+                acc[s * kp + c] += d * weights[i, c]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def group_tables(weights: np.ndarray, mean_dosage: np.ndarray, tables: np.ndarray) -> None:
+    """Fill ``tables`` (groups x 256 * kp, flat per group): entry [g, idx * kp + c] = sum over
+    j = 0..3 of weights[4g + j, c] x the dosage of the 2-bit code in bits 2j, 2j+1 of idx (code
+    01, missing, counts as mean_dosage[4g + j]). ``weights`` (4 x groups, kp) and ``mean_dosage``
+    cover whole groups (padding rows have zero weights)."""
+    n_groups = tables.shape[0]
+    kp = weights.shape[1]
+    for g in numba.prange(n_groups):
+        contrib = np.empty((4, 4, kp))  # variant j, code, column
+        for j in range(4):
+            v = 4 * g + j
+            for c in range(kp):
+                w = weights[v, c]
+                contrib[j, 0, c] = 2.0 * w
+                contrib[j, 1, c] = mean_dosage[v] * w
+                contrib[j, 2, c] = w
+                contrib[j, 3, c] = 0.0
+        table = tables[g]
+        for idx in range(256):
+            a = idx & 3
+            b = (idx >> 2) & 3
+            d = (idx >> 4) & 3
+            e = idx >> 6
+            for c in range(kp):
+                table[idx * kp + c] = ((contrib[0, a, c] + contrib[1, b, c]) + contrib[2, d, c]) + contrib[3, e, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_indices(r0: np.ndarray, r1: np.ndarray, r2: np.ndarray, r3: np.ndarray, b0: int, b1: int,
+                   out: np.ndarray) -> None:
+    """The table index of every sample of bytes [b0, b1) of a group's four rows: sample 4b + j
+    gets the 2-bit fields j of r0[b], r1[b], r2[b], r3[b] as bits 0-1, 2-3, 4-5, 6-7."""
+    for b in range(b0, b1):
+        x0 = np.uint32(r0[b])
+        x1 = np.uint32(r1[b])
+        x2 = np.uint32(r2[b])
+        x3 = np.uint32(r3[b])
+        i = 4 * (b - b0)
+        for j in range(4):
+            sh = np.uint32(2 * j)
+            out[i + j] = np.uint8(((x0 >> sh) & 3) | (((x1 >> sh) & 3) << 2) | (((x2 >> sh) & 3) << 4)
+                                  | (((x3 >> sh) & 3) << 6))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def accumulate_groups(data: np.ndarray, rows: np.ndarray, tables: np.ndarray, kp: int, tile_bytes: int,
+                      acc: np.ndarray) -> None:
+    """acc[s * kp + c] += tables[g, idx(s, g) * kp + c] for every group g (rows 4g..4g+3 of
+    ``rows``, indices into ``data``, variants x bytes), every sample s (``acc``: 4 x bytes x kp,
+    flat; samples past the real ones get padding codes and are to be ignored) and column c.
+
+    Parallel over tiles of ``tile_bytes`` bytes (4 samples each); a tile's sums are carried in a
+    local copy while the groups are added, in order, and then written back, so each sample's sum
+    runs over the groups in order whatever the tiling, chunking or thread count. ``kp`` is 1 or a
+    multiple of VECTOR_WIDTH."""
+    n_groups = tables.shape[0]
+    nb = data.shape[1]
+    n_tiles = (nb + tile_bytes - 1) // tile_bytes
+    for tile in numba.prange(n_tiles):
+        b0 = tile * tile_bytes
+        b1 = min(nb, b0 + tile_bytes)
+        ns = 4 * (b1 - b0)
+        idx = np.empty(ns, dtype=np.uint8)
+        base = 4 * b0 * kp
+        local = acc[base:base + ns * kp].copy()  # the running sums continue: chunking changes nothing
+        for g in range(n_groups):
+            _group_indices(data[rows[4 * g]], data[rows[4 * g + 1]], data[rows[4 * g + 2]], data[rows[4 * g + 3]],
+                           b0, b1, idx)
+            table = tables[g]
+            if kp == 1:
+                for s in range(ns):
+                    local[s] += table[idx[s]]
+            else:
+                for s in range(ns):
+                    t = np.int64(idx[s]) * kp
+                    for c in range(0, kp, VECTOR_WIDTH):
+                        _add_f64x4(local, s * kp + c, table, t + c)
+        acc[base:base + ns * kp] = local
+
+
+@numba.njit(cache=True, nogil=True)
+def format_score_table(id_bytes: np.ndarray, id_offsets: np.ndarray, values: np.ndarray, digits: int) -> np.ndarray:
+    """The body of a tab-separated score table: per row, the ID (bytes id_offsets[i] to
+    id_offsets[i + 1] of ``id_bytes``) then each value of ``values`` (rows x columns) as
+    ``%.{digits}g`` (:func:`cohortflow.numfmt.put_g`, C rounding; NaN empty), tab-separated,
+    newline-terminated. Returns the bytes (uint8)."""
+    n, c = values.shape
+    out = np.empty(id_bytes.shape[0] + n * (1 + c * (digits + 10)), dtype=np.uint8)
+    pos = 0
+    for i in range(n):
+        for b in range(id_offsets[i], id_offsets[i + 1]):
+            out[pos] = id_bytes[b]
+            pos += 1
+        for j in range(c):
+            out[pos] = 9
+            pos = put_g(values[i, j], digits, False, out, pos + 1)
+        out[pos] = 10
+        pos += 1
+    return out[:pos]

@@ -1,0 +1,283 @@
+"""Polygenic scores computed straight from packed .bed bytes, the numbers ``plink2 --score``
+reports as SCORE*_SUM.
+
+``score_bed`` sums weight x dosage of the .bim A1 allele over the given variants for every
+sample and score column. Dosages and missing calls follow plink2 (checked against plink2
+2.00a3.5 in ``tests/test_prs_scoring.py``):
+
+- autosomes, chrXY (PAR) and other contigs: dosage 2/1/0 copies of A1; a missing call counts as
+  the variant's mean dosage 2 x f, f = the A1 frequency among the called samples (mean
+  imputation, plink2's default);
+- chrX: dosage 2/1/0 for everyone (a male's hom call is 2 copies), but f counts males as
+  haploid (a male call is one allele: hom A1 1, het 1/2);
+- chrY: males only, haploid: dosage 1/0.5/0 (hom A1/het/hom A2), missing f (f over called
+  males); females and unknown sex contribute nothing;
+- MT: haploid for everyone (1/0.5/0, missing f);
+- a variant with no called genotype has f = 1/2 (plink2's fallback).
+
+Sex is the .fam's (1 male, 2 female, anything else unknown: diploid on chrX, left out on chrY).
+Frequencies come from all samples of the fileset, whatever ``samples`` asks to return. plink2
+computes them over the samples it loaded, so after ``--keep``/``--remove`` they are the kept
+samples' frequencies: ``mean_dosage=a1_mean_dosage(bed, rows, samples=kept)`` reproduces that;
+the default keeps a sample's score independent of which other samples are scored with it.
+(plink2 also refuses to impute from fewer than 50 samples without ``--read-freq``; we do not.)
+
+How: four variants form a group; a 256-row table per group holds the summed contributions of the
+four variants' 2-bit codes per score column (:mod:`cohortflow.prs.kernels`), so each sample costs
+one lookup and one k-wide addition per four variants, read from the .bed bytes without decoding.
+chrY/MT variants (per-sample rules) are added by a direct per-sample loop. Variants are streamed
+in chunks from a memory map whose pages are released as the chunks are consumed (memory: one
+chunk of .bed rows and its tables, and a samples x k accumulator).
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cohortflow.errors import CohortflowError
+from cohortflow.io.plink import Bed
+from cohortflow.prs import kernels
+from cohortflow.threads import thread_limit
+
+# ploidy classes of a variant's chromosome
+DIPLOID, CHR_X, CHR_Y, CHR_MT = 0, 1, 2, 3
+_CLASS_OF_NAME = {"X": CHR_X, "23": CHR_X, "Y": CHR_Y, "24": CHR_Y, "MT": CHR_MT, "M": CHR_MT, "26": CHR_MT}
+# tables of a chunk (groups x 256 x columns doubles) stay within ~4 MB
+_TABLE_BYTES = 4 << 20
+# bytes (4 samples each) per tile of the accumulation; a tile's sums (x columns) stay in L2
+_TILE_BYTES = 256
+
+
+def _check_rows(bed: Bed, rows) -> np.ndarray:
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise CohortflowError("rows must be a 1-D array of .bim row indices")
+    rows = rows.astype(np.int64, copy=False)
+    if rows.size and (rows[0] < 0 or rows[-1] >= bed.n_variants or np.any(np.diff(rows) <= 0)):
+        raise CohortflowError(f"rows must be ascending, unique .bim rows in [0, {bed.n_variants})")
+    return rows
+
+
+def _check_samples(bed: Bed, samples) -> np.ndarray | None:
+    if samples is None:
+        return None
+    samples = np.asarray(samples)
+    if samples.ndim != 1 or (samples.size and not np.issubdtype(samples.dtype, np.integer)):
+        raise CohortflowError("samples must be a 1-D array of .fam row indices")
+    samples = samples.astype(np.int64, copy=False)
+    if samples.size and (samples.min() < 0 or samples.max() >= bed.n_samples):
+        raise CohortflowError(f"samples must be .fam rows in [0, {bed.n_samples})")
+    return samples
+
+
+def ploidy_classes(bed: Bed, rows: np.ndarray) -> np.ndarray:
+    """DIPLOID, CHR_X, CHR_Y or CHR_MT per .bim row of ``rows`` (chromosome names as plink2 reads
+    them: ``chr`` prefix optional, 23/24/26 = X/Y/MT; XY (PAR) is diploid)."""
+    chrom = pc.dictionary_encode(bed.bim_table.column("chrom").take(pa.array(rows)).combine_chunks())
+    names = [str(c).strip().upper().removeprefix("CHR") for c in chrom.dictionary.to_pylist()]
+    lookup = np.array([_CLASS_OF_NAME.get(name, DIPLOID) for name in names] or [DIPLOID], dtype=np.int8)
+    return lookup[chrom.indices.to_numpy(zero_copy_only=False)]
+
+
+class _PackedRows:
+    """The .bed as a read-only (variants x bytes) uint8 array over a memory map."""
+
+    def __init__(self, bed: Bed):
+        self.path = Path(f"{bed.prefix}.bed")
+        self.nb = bed.bytes_per_variant
+        with open(self.path, "rb") as fh:
+            self.mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        if len(self.mm) < 3 + bed.n_variants * self.nb:
+            raise CohortflowError(f"truncated .bed file ({len(self.mm)} bytes)", path=self.path)
+        if hasattr(self.mm, "madvise"):
+            self.mm.madvise(mmap.MADV_SEQUENTIAL)
+        self.data = np.frombuffer(self.mm, dtype=np.uint8, count=bed.n_variants * self.nb,
+                                  offset=3).reshape(bed.n_variants, self.nb)
+
+    def release(self, first_row: int, last_row: int) -> None:
+        """Drop the mapped pages of rows [first_row, last_row) (whole pages only; the page cache
+        keeps them), so resident memory stays about one chunk."""
+        if not hasattr(self.mm, "madvise"):
+            return
+        page = mmap.PAGESIZE
+        lo = (3 + first_row * self.nb) // page * page
+        hi = (3 + last_row * self.nb) // page * page
+        if hi > lo:
+            self.mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def _frequency(alleles: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """A1 alleles / allele slots; 1/2 where nothing was observed (plink2's fallback)."""
+    return np.where(slots > 0, alleles / np.maximum(slots, 1), 0.5)
+
+
+def _mean_dosage_from_counts(classes: np.ndarray, counts_all: np.ndarray, counts_male: np.ndarray | None) -> np.ndarray:
+    """Mean dosage per row from (selected, missing, het, hom A2) counts over all selected samples
+    and over the selected males (needed for chrX and chrY rows)."""
+    sel, miss, het, hom2 = (counts_all[:, j].astype(np.float64) for j in range(4))
+    called = sel - miss
+    hom1 = called - het - hom2
+    out = 2.0 * _frequency(2.0 * hom1 + het, 2.0 * called)
+    haploid = classes == CHR_MT
+    out[haploid] = _frequency(hom1 + 0.5 * het, called)[haploid]
+    if counts_male is not None:
+        m_sel, m_miss, m_het, m_hom2 = (counts_male[:, j].astype(np.float64) for j in range(4))
+        m_called = m_sel - m_miss
+        m_hom1 = m_called - m_het - m_hom2
+        f_called, f_het = called - m_called, het - m_het
+        f_hom1 = hom1 - m_hom1
+        x = classes == CHR_X
+        out[x] = 2.0 * _frequency(2.0 * f_hom1 + f_het + m_hom1 + 0.5 * m_het, 2.0 * f_called + m_called)[x]
+        y = classes == CHR_Y
+        out[y] = _frequency(m_hom1 + 0.5 * m_het, m_called)[y]
+    return out
+
+
+def _males(bed: Bed) -> np.ndarray:
+    return np.flatnonzero(bed.fam["sex"].to_numpy() == 1)
+
+
+def _mean_dosage(packed: _PackedRows, bed: Bed, rows: np.ndarray, classes: np.ndarray,
+                 samples: np.ndarray | None) -> np.ndarray:
+    counts = np.empty((rows.size, 4), dtype=np.int64)
+    kernels.packed_code_counts(packed.data, rows, kernels.sample_mask_words(bed.n_samples, samples), counts)
+    sexed = np.isin(classes, (CHR_X, CHR_Y))
+    counts_male = None
+    if sexed.any():
+        males = _males(bed)
+        if samples is not None:
+            males = np.intersect1d(males, samples)
+        counts_male = np.zeros_like(counts)
+        part = np.empty((int(sexed.sum()), 4), dtype=np.int64)
+        kernels.packed_code_counts(packed.data, rows[sexed], kernels.sample_mask_words(bed.n_samples, males), part)
+        counts_male[sexed] = part
+    return _mean_dosage_from_counts(classes, counts, counts_male)
+
+
+def a1_mean_dosage(bed: Bed, rows, *, samples=None, threads: int = 1) -> np.ndarray:
+    """The value a missing call counts as in :func:`score_bed` for each .bim row of ``rows``
+    (ascending, unique), from the called genotypes of all samples of the fileset or only of the
+    .fam rows ``samples``: 2 x A1 frequency (chrX: males counted haploid), the A1 frequency for
+    chrY (males) and MT; see the module docstring."""
+    rows = _check_rows(bed, rows)
+    samples = _check_samples(bed, samples)
+    if rows.size == 0:
+        return np.zeros(0)
+    with thread_limit(threads):
+        return _mean_dosage(_PackedRows(bed), bed, rows, ploidy_classes(bed, rows), samples)
+
+
+def score_bed(bed: Bed, rows, weights, *, samples=None, threads: int = 1, mean_dosage=None) -> np.ndarray:
+    """Polygenic scores of the samples of ``bed``: for every sample and score column c, the sum
+    over the variants ``rows`` (ascending unique .bim rows, m of them) of weights[v, c] x the
+    sample's dosage of the .bim A1 allele (column 5), as plink2 ``--score`` computes SCORE*_SUM.
+
+    ``weights`` (m, k) or (m,) float64 per copy of A1. Missing genotypes: mean imputation, a
+    missing call counts as ``mean_dosage[v]``, by default from the called genotypes of all
+    samples of the fileset (:func:`a1_mean_dosage`: 2 x A1 frequency on autosomes; chrX, chrY, MT
+    as plink2, see the module docstring). ``samples``: .fam rows to return (default all, .fam
+    order); they do not change the default imputation. ``threads``: numba threads.
+
+    Returns float64 (n_out_samples, k) (or (n_out_samples,) for 1-D weights). Each sample's sum
+    runs over the variants in the same order whatever ``threads``: results do not depend on it.
+    Raises CohortflowError for rows or samples out of range, shapes that do not agree and
+    non-finite weights or mean dosages.
+    """
+    rows = _check_rows(bed, rows)
+    samples = _check_samples(bed, samples)
+    weights = np.asarray(weights, dtype=np.float64)
+    one_column = weights.ndim == 1
+    if one_column:
+        weights = weights[:, None]
+    if weights.ndim != 2 or weights.shape[0] != rows.size:
+        raise CohortflowError(f"weights must be (variants, columns) with {rows.size} variants, not {weights.shape}")
+    if not np.all(np.isfinite(weights)):
+        bad = np.argwhere(~np.isfinite(weights))[0]
+        raise CohortflowError(f"weight of .bim row {rows[bad[0]]} (column {bad[1] + 1}) is not finite: "
+                              f"{weights[bad[0], bad[1]]}")
+    if mean_dosage is not None:
+        mean_dosage = np.asarray(mean_dosage, dtype=np.float64)
+        if mean_dosage.shape != (rows.size,):
+            raise CohortflowError(f"mean_dosage must have one value per variant ({rows.size}), "
+                                  f"not shape {mean_dosage.shape}")
+        if not np.all(np.isfinite(mean_dosage)):
+            raise CohortflowError("mean_dosage has non-finite values")
+    m, k = weights.shape
+    n = bed.n_samples
+    n_out = n if samples is None else samples.size
+    if m == 0 or k == 0 or n == 0:
+        out = np.zeros((n_out, k))
+        return out[:, 0] if one_column else out
+
+    kp = 1 if k == 1 else -(-k // kernels.VECTOR_WIDTH) * kernels.VECTOR_WIDTH
+    packed = _PackedRows(bed)
+    nb = packed.nb
+    acc = np.zeros(4 * nb * kp)
+    classes = ploidy_classes(bed, rows)
+    table_part = np.flatnonzero(classes <= CHR_X)  # diploid and chrX: same dosages for every sample
+    special = np.flatnonzero(classes != DIPLOID)
+    with thread_limit(threads) as granted:
+        fixed_dosage = np.full(m, np.nan) if mean_dosage is None else mean_dosage
+        if mean_dosage is None and special.size:  # per-sex frequencies, computed up front (few rows)
+            fixed_dosage[special] = _mean_dosage(packed, bed, rows[special], classes[special], None)
+        if table_part.size:
+            _score_tables(packed, rows[table_part], weights[table_part], fixed_dosage[table_part], kp, granted,
+                          kernels.sample_mask_words(n), acc)
+        haploid = np.flatnonzero(classes >= CHR_Y)
+        if haploid.size:
+            include = np.ones(n)
+            include[np.setdiff1d(np.arange(n), _males(bed))] = 0.0
+            for cls in (CHR_Y, CHR_MT):
+                part = haploid[classes[haploid] == cls]
+                if part.size:
+                    padded = np.zeros((part.size, kp))
+                    padded[:, :k] = weights[part]
+                    kernels.accumulate_haploid(packed.data, rows[part], padded, fixed_dosage[part],
+                                               include if cls == CHR_Y else np.ones(n), acc)
+    out = acc.reshape(4 * nb, kp)[:n, :k]
+    out = out if samples is None else out[samples]
+    out = np.ascontiguousarray(out)
+    return out[:, 0] if one_column else out
+
+
+def _score_tables(packed: _PackedRows, rows: np.ndarray, weights: np.ndarray, dosage: np.ndarray, kp: int,
+                  threads: int, mask: np.ndarray, acc: np.ndarray) -> None:
+    """Add the rows' contributions by the 4-variant tables; ``dosage`` NaN = mean dosage computed
+    here (diploid, all samples), chunk by chunk while the chunk's rows are in cache."""
+    m, k = weights.shape
+    groups_per_chunk = int(max(16, min(1024, _TABLE_BYTES // (256 * 8 * kp))))
+    chunk = 4 * groups_per_chunk
+    n_groups = -(-m // 4)
+    # whole groups: padding rows repeat the last row with zero weights
+    padded_rows = np.full(4 * n_groups, rows[-1], dtype=np.int64)
+    padded_rows[:m] = rows
+    padded_weights = np.zeros((4 * n_groups, kp))
+    padded_weights[:m, :k] = weights
+    padded_dosage = np.zeros(4 * n_groups)
+    padded_dosage[:m] = dosage
+    to_count = np.isnan(padded_dosage)
+    # enough tiles to share among the threads, each small enough for its sums to stay in cache
+    nb = packed.nb
+    n_tiles = max(threads, -(-nb // _TILE_BYTES))
+    n_tiles = -(-n_tiles // threads) * threads
+    tile_bytes = -(-nb // n_tiles)
+    tables = np.empty((groups_per_chunk, 256 * kp))
+    counts = np.empty((chunk, 4), dtype=np.int64)
+    no_class = np.zeros(chunk, dtype=np.int8)
+    for start in range(0, 4 * n_groups, chunk):
+        stop = min(start + chunk, 4 * n_groups)
+        chunk_rows = padded_rows[start:stop]
+        todo = to_count[start:stop]
+        if todo.any():
+            kernels.packed_code_counts(packed.data, chunk_rows, mask, counts[:stop - start])
+            computed = _mean_dosage_from_counts(no_class[:stop - start], counts[:stop - start], None)
+            padded_dosage[start:stop][todo] = computed[todo]
+        chunk_tables = tables[:(stop - start) // 4]
+        kernels.group_tables(padded_weights[start:stop], padded_dosage[start:stop], chunk_tables)
+        kernels.accumulate_groups(packed.data, chunk_rows, chunk_tables, kp, tile_bytes, acc)
+        packed.release(int(chunk_rows[0]), int(chunk_rows[-1]) + 1)
