@@ -103,6 +103,33 @@ def test_read_format1_header_and_plain_tables(tmp_path):
     assert table["effect_allele"].tolist() == ["A", "T"] and table["other_allele"].tolist() == ["G", "C"]
 
 
+def test_layout_variants_read_alike(tmp_path):
+    """Blank lines, tab-only lines, CRLF endings and a missing final newline: same table, and line
+    numbers that are the file's (the Arrow reader hands such files to pandas, or keeps its own)."""
+    columns = "chr_name\tchr_position\teffect_allele\tother_allele\teffect_weight\thm_inferOtherAllele"
+    rows = ["1\t10\tA\tg\t0.5\t", "2\t20\tc\t\t-1e-3\tT", "3\t30\tG\t\t2\tA/C"]
+    layouts = {
+        "plain": "\n".join(rows) + "\n",
+        "blank": rows[0] + "\n\n" + rows[1] + "\n\t\t\t\t\t\n" + rows[2] + "\n\n\n",
+        "crlf": "\r\n".join(rows) + "\r\n",
+        "no_final_newline": "\n".join(rows),
+    }
+    expected_lines = {"plain": [2, 3, 4], "blank": [2, 4, 6], "crlf": [2, 3, 4], "no_final_newline": [2, 3, 4]}
+    for name, body in layouts.items():
+        for gz in (False, True):
+            path = _write(tmp_path / f"{name}.txt{'.gz' if gz else ''}", columns + "\n" + body, gz=gz)
+            _, table = read_scoring_file(path)
+            assert table["chrom"].tolist() == ["1", "2", "3"], name
+            assert table["pos"].tolist() == [10, 20, 30]
+            assert table["effect_allele"].tolist() == ["A", "C", "G"]
+            assert table["other_allele"].tolist() == ["G", "T", ""]
+            assert table["weight"].tolist() == [0.5, -1e-3, 2.0]
+            assert table["line"].tolist() == expected_lines[name], name
+    bad = _write(tmp_path / "bad.txt", columns + "\n" + rows[0] + "\n\n" + rows[1].replace("-1e-3", "x") + "\n")
+    with pytest.raises(CohortflowError, match=r"line 4, column 'effect_weight': weight 'x' is not a finite number"):
+        read_scoring_file(bad)
+
+
 @pytest.mark.parametrize("row, column, problem", [
     ("1\t100\tA\tG\tabc", "effect_weight", "not a finite number"),
     ("1\tx100\tA\tG\t0.1", "chr_position", "not a non-negative integer"),

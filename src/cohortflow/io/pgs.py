@@ -12,17 +12,25 @@ Also read: plain weight tables with a header (``chr_name``/``chrom``/``chromosom
 ``effect_weight``/``weight``/``beta``), and plink2 ``--score``-style tables (``variant_id``/``ID``
 of the form ``chrom:pos[:ref:alt]``, ``allele``/``A1``, ``weight``). The reader computes no
 statistics and does no matching (see :mod:`cohortflow.prs.pgs`).
+
+Speed: the file is inflated by ISA-L in one go, a tab-separated table is parsed by Arrow's CSV
+reader into string columns and checked with Arrow compute functions (no Python object per
+value); whitespace-separated tables and tables with blank lines go through pandas, with the same
+checks and messages.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from isal import igzip
 
 from cohortflow.errors import InputFormatError
 
@@ -47,16 +55,7 @@ _EFFECT_NAMES = ("effect_allele", "allele", "a1")
 _OTHER_NAMES = ("other_allele", "a2")
 _WEIGHT_NAMES = ("effect_weight", "weight", "beta")
 _ID_NAMES = ("variant_id", "id", "snp")
-_ALLELE_RE = re.compile(r"^[ACGTN]+$")
 _TRUE = {"true", "1", "yes", "t"}
-
-
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
 
 
 def _parse_header_line(line: str, header: dict) -> None:
@@ -79,6 +78,171 @@ def _pick(columns: dict[str, str], names: tuple[str, ...]) -> str | None:
     return None
 
 
+
+
+_ALLELE_PATTERN = "^[ACGTN]+$"
+# an empty line, or one of tabs only (all fields empty), inside the table
+_BLANK_LINE = re.compile(rb"\n[\t]*\r?\n")
+# the columns the reader looks at (lower case); others are not converted
+_USED_NAMES = frozenset((*_CHROM_NAMES, *_POS_NAMES, *_EFFECT_NAMES, *_OTHER_NAMES, *_WEIGHT_NAMES, *_ID_NAMES,
+                         "rsid", "hm_rsid", "hm_inferotherallele", "is_dominant", "is_recessive"))
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, inflated when it is gzip (also multi-member, e.g. BGZF)."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return igzip.decompress(data)
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
+            raise InputFormatError(f"cannot inflate the gzip file ({exc})", path=path) from None
+    return data
+
+
+def _split_header(data: bytes, path: Path) -> tuple[dict, int, str, int]:
+    """Header lines (``#...`` except ``#chrom...``, and blank lines) before the column-name line:
+    (header dict, number of header lines, the column-name line, its byte offset)."""
+    header: dict[str, str] = {}
+    n_header_lines = 0
+    offset = 0
+    while offset < len(data):
+        end = data.find(b"\n", offset)
+        end = len(data) if end < 0 else end
+        try:
+            line = data[offset:end].decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise InputFormatError("not a text or gzip file", path=path) from None
+        if line.startswith("#") and not line.lower().startswith("#chrom"):
+            _parse_header_line(line, header)
+        elif line.strip():
+            return header, n_header_lines, line, offset
+        n_header_lines += 1
+        offset = end + 1
+    raise InputFormatError("no weight table (only header lines)", path=path)
+
+
+def _has_blank_line(body: memoryview) -> bool:
+    """Whether the text (no trailing newline) has an empty line or a line of tabs only."""
+    text = np.frombuffer(body, dtype=np.uint8)
+    after = text[np.flatnonzero(text[:-1] == 10) + 1]
+    if np.any(after == 10) or np.any(after == 13) or np.any(after == 9):  # rare: look closer
+        return _BLANK_LINE.search(body) is not None
+    return False
+
+
+def _read_table_arrow(body: memoryview, column_line: str, names_needed) -> dict[str, pa.Array] | None:
+    """The tab-separated table (column-name line first) as string columns by Arrow's CSV reader
+    (only the columns whose lower-case names ``names_needed`` accepts are converted), or None when
+    pandas must read it: blank or all-empty lines (pandas keeps their line numbers and drops
+    them), repeated column names, anything Arrow's parser refuses."""
+    names = column_line.split("\t")
+    if len(set(names)) != len(names):
+        return None
+    end = len(body)
+    while end and body[end - 1] in (10, 13):  # trailing newlines; trailing tabs are empty last fields
+        end -= 1
+    body = body[:end]
+    if _has_blank_line(body):
+        return None
+    include = [name for name in names if names_needed(name.strip().lower())]
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(body),
+            read_options=pacsv.ReadOptions(block_size=16 << 20, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter="\t"),
+            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in include},
+                                                 include_columns=include, strings_can_be_null=False,
+                                                 quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    return {name: table.column(name).combine_chunks() for name in include}
+
+
+def _read_table_pandas(path: Path, n_header_lines: int, sep: str, table_line: int) -> tuple[dict, np.ndarray]:
+    """The table by pandas (any whitespace separator, blank lines): string columns and the file
+    line number of each row; rows whose fields are all empty are dropped."""
+    try:
+        frame = pd.read_csv(path, sep=sep, skiprows=n_header_lines, dtype=str, keep_default_na=False,
+                            compression="gzip" if _is_gzip(path) else None, skip_blank_lines=False)
+    except UnicodeDecodeError:
+        raise InputFormatError("not a text or gzip file", path=path) from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputFormatError(f"cannot parse the weight table ({exc})", path=path,
+                               record=f"line {table_line}") from None
+    frame = frame.loc[~(frame == "").all(axis=1)] if len(frame.columns) else frame
+    lines = frame.index.to_numpy() + table_line + 1
+    columns = {str(c): pa.array(frame[c].fillna("").to_numpy(dtype=object), type=pa.string()) for c in frame.columns}
+    return columns, lines
+
+
+def _per_distinct(values: pa.Array, function) -> pa.Array:
+    """``function`` (Arrow array -> array of the same length) applied to the distinct values only
+    (columns such as alleles or chromosomes have a handful over many rows)."""
+    encoded = pc.dictionary_encode(values)
+    return pc.take(function(encoded.dictionary), encoded.indices)
+
+
+def _alleles(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(the values trimmed and in upper case, whether each is a nucleotide sequence A/C/G/T/N)."""
+    encoded = pc.dictionary_encode(values)
+    alleles = pc.utf8_upper(pc.utf8_trim_whitespace(encoded.dictionary))
+    return pc.take(alleles, encoded.indices), pc.take(pc.match_substring_regex(alleles, _ALLELE_PATTERN),
+                                                      encoded.indices)
+
+
+def _first(mask) -> int | None:
+    """Index of the first true value of a boolean Arrow array (nulls count as false), or None."""
+    if isinstance(mask, (pa.Array, pa.ChunkedArray)):
+        if not pc.any(mask).as_py():
+            return None
+        mask = mask.to_numpy(zero_copy_only=False)
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def _strings(values: pa.Array) -> pd.Series:
+    """A pandas string column backed by the Arrow array (no Python objects)."""
+    return pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([values.cast(pa.string())])))
+
+
+def _parse_positions(values: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array, int | None]:
+    """(positions int64, missing mask, the trimmed strings, first bad row or None) of position
+    strings: empty = missing; otherwise a number with an integer value >= 0 (``100`` or ``1e5``)."""
+    try:  # plain digits, no blanks (Arrow refuses surrounding spaces): the common case
+        empty = pc.equal(values, "")
+        pos = pc.cast(pc.if_else(empty, "0", values), pa.int64()).to_numpy(zero_copy_only=False)
+        empty = empty.to_numpy(zero_copy_only=False)
+        return pos, empty, values, _first(~empty & (pos < 0))
+    except pa.ArrowInvalid:
+        pass
+    text = pc.utf8_trim_whitespace(values)
+    empty = pc.equal(text, "").to_numpy(zero_copy_only=False)
+    try:
+        pos = pc.cast(pc.if_else(pa.array(empty), "0", text), pa.int64()).to_numpy(zero_copy_only=False)
+        bad = ~empty & (pos < 0)
+    except pa.ArrowInvalid:  # not plain integers: pandas' number parsing, then an integer check
+        numbers = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False)).where(~empty), errors="coerce")
+        floats = numbers.to_numpy(float)
+        bad = ~empty & (np.isnan(floats) | (np.nan_to_num(floats, nan=1.0) % 1 != 0)
+                        | (np.nan_to_num(floats, nan=1.0) < 0))
+        pos = np.where(empty | bad, 0, np.nan_to_num(floats, nan=0.0)).astype(np.int64)
+    return pos, empty, text, _first(bad)
+
+
+def _parse_weights(values: pa.Array) -> tuple[np.ndarray, pa.Array, int | None]:
+    """(weights float64, the trimmed strings, first row that is not a finite number or None)."""
+    try:
+        weight = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+        text = values
+    except pa.ArrowInvalid:
+        text = pc.utf8_trim_whitespace(values)
+        try:
+            weight = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            weight = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False)), errors="coerce").to_numpy(float)
+    return weight, text, _first(~np.isfinite(weight))
+
+
 def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
     """Read a PGS Catalog scoring file or a plain weight table (plain text or gzip).
 
@@ -90,7 +254,7 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
     - ``table``: one row per weight, columns ``chrom`` (str, as written), ``pos`` (nullable Int64;
       missing when the variant has no (harmonized) position), ``effect_allele``, ``other_allele``
       (upper case; ``""`` when unknown), ``weight`` (float), ``rsid`` (``""`` when absent) and
-      ``line`` (1-based line number in the file).
+      ``line`` (1-based line number in the file). String columns are Arrow-backed pandas strings.
 
     Harmonized positions (``hm_chr``/``hm_pos``) are used when the file has them: a row the
     Catalog could not harmonize (empty ``hm_pos``) gets a missing position rather than its
@@ -104,36 +268,28 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
     path = Path(path)
     if not path.is_file():
         raise InputFormatError("scoring file not found", path=path)
-    header: dict[str, str] = {}
-    n_header_lines = 0
-    with _open_text(path) as fh:
-        try:
-            for raw in fh:
-                line = raw.rstrip("\r\n")
-                if line.startswith("#") and not line.lower().startswith("#chrom"):
-                    _parse_header_line(line, header)
-                    n_header_lines += 1
-                    continue
-                if not line.strip():
-                    n_header_lines += 1
-                    continue
-                column_line = line
-                break
-            else:
-                raise InputFormatError("no weight table (only header lines)", path=path)
-        except UnicodeDecodeError:
-            raise InputFormatError("not a text or gzip file", path=path) from None
+    data = _read_bytes(path)
+    header, n_header_lines, column_line, offset = _split_header(data, path)
     table_line = n_header_lines + 1
-    sep = "\t" if "\t" in column_line else r"\s+"
-    try:
-        frame = pd.read_csv(path, sep=sep, skiprows=n_header_lines, dtype=str, keep_default_na=False,
-                            compression="gzip" if _is_gzip(path) else None, skip_blank_lines=False)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise InputFormatError(f"cannot parse the weight table ({exc})", path=path,
-                               record=f"line {table_line}") from None
-    frame = frame.loc[~(frame == "").all(axis=1)] if len(frame.columns) else frame
-    lines = frame.index.to_numpy() + table_line + 1
-    columns = {str(c).strip().lower(): c for c in frame.columns}
+    fields = None
+    if "\t" in column_line:
+        fields = _read_table_arrow(memoryview(data)[offset:], column_line, _USED_NAMES.__contains__)
+    if fields is not None:
+        n_rows = len(next(iter(fields.values()))) if fields else 0
+        lines = np.arange(n_rows, dtype=np.int64) + table_line + 1
+        all_names = column_line.split("\t")
+    else:
+        fields, lines = _read_table_pandas(path, n_header_lines, "\t" if "\t" in column_line else r"\s+", table_line)
+        all_names = list(fields)
+    del data
+    n = len(lines)
+    columns = {name.strip().lower(): name for name in fields}
+    trimmed_cache: dict[str, pa.Array] = {}
+
+    def trimmed(name: str) -> pa.Array:
+        if name not in trimmed_cache:
+            trimmed_cache[name] = pc.utf8_trim_whitespace(fields[name])
+        return trimmed_cache[name]
 
     def fail(message: str, row: int | None, column: str | None):
         record = f"line {lines[row]}" if row is not None else f"line {table_line}"
@@ -144,84 +300,82 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
     for flag in ("is_dominant", "is_recessive"):
         col = _pick(columns, (flag,))
         if col is not None:
-            bad = np.flatnonzero(frame[col].str.strip().str.lower().isin(_TRUE).to_numpy())
-            if bad.size:
-                fail(f"{flag.removeprefix('is_')} weights are not supported (only additive scores)", int(bad[0]), col)
+            bad = _first(pc.is_in(pc.utf8_lower(trimmed(col)), value_set=pa.array(sorted(_TRUE))))
+            if bad is not None:
+                fail(f"{flag.removeprefix('is_')} weights are not supported (only additive scores)", bad, col)
 
     weight_col = _pick(columns, _WEIGHT_NAMES)
     effect_col = _pick(columns, _EFFECT_NAMES)
     if weight_col is None or effect_col is None:
         missing = "effect_weight" if weight_col is None else "effect_allele"
-        fail(f"no {missing} column (columns: {', '.join(map(str, frame.columns))})", None, None)
+        fail(f"no {missing} column (columns: {', '.join(all_names)})", None, None)
 
     harmonized = "hm_chr" in columns and "hm_pos" in columns
     chrom_col = columns["hm_chr"] if harmonized else _pick(columns, _CHROM_NAMES[1:])
     pos_col = columns["hm_pos"] if harmonized else _pick(columns, _POS_NAMES[1:])
     id_col = _pick(columns, _ID_NAMES)
-    n = len(frame)
+    id_parts = None
     if chrom_col is not None and pos_col is not None:
-        chrom = frame[chrom_col].str.strip().to_numpy(dtype=object)
-        pos_text = frame[pos_col].str.strip()
+        chrom = _per_distinct(fields[chrom_col], pc.utf8_trim_whitespace)
+        pos_text = fields[pos_col]
     elif id_col is not None:
         # plink2 --score style: the position is in the variant ID (chrom:pos[:ref:alt])
-        parts = frame[id_col].str.strip().str.split(":", expand=True)
-        if parts.shape[1] < 2:
+        id_parts = pd.Series(trimmed(id_col).to_numpy(zero_copy_only=False)).str.split(":", expand=True)
+        if id_parts.shape[1] < 2:
             fail("variant IDs must be chrom:pos[:ref:alt] when there are no position columns", 0, id_col)
-        chrom = parts[0].fillna("").to_numpy(dtype=object)
-        pos_text = parts[1].fillna("")
+        chrom = pa.array(id_parts[0].fillna("").to_numpy(dtype=object), type=pa.string())
+        pos_text = pa.array(id_parts[1].fillna("").to_numpy(dtype=object), type=pa.string())
     else:
         fail("no position columns (need hm_chr/hm_pos, chr_name/chr_position, or variant IDs "
              "chrom:pos:ref:alt); rsID-only scoring files are not supported", None, None)
 
-    pos = pd.to_numeric(pos_text.where(pos_text != ""), errors="coerce")
-    bad = np.flatnonzero((pos_text != "").to_numpy() & (pos.isna().to_numpy() | (pos.fillna(1) % 1 != 0).to_numpy()
-                                                           | (pos.fillna(1) < 0).to_numpy()))
-    if bad.size:
-        fail(f"position {pos_text.iloc[bad[0]]!r} is not a non-negative integer", int(bad[0]),
+    pos, no_pos, pos_text, bad = _parse_positions(pos_text)
+    if bad is not None:
+        fail(f"position {pos_text[bad].as_py()!r} is not a non-negative integer", bad,
              pos_col if pos_col is not None else id_col)
-    chrom = np.where(pos.isna().to_numpy(), "", chrom)
+    chrom = pc.if_else(pa.array(no_pos), "", chrom)
 
-    weight_text = frame[weight_col].str.strip()
-    weight = pd.to_numeric(weight_text, errors="coerce").to_numpy(float)
-    bad = np.flatnonzero(~np.isfinite(weight))
-    if bad.size:
-        fail(f"weight {weight_text.iloc[bad[0]]!r} is not a finite number", int(bad[0]), weight_col)
+    weight, weight_text, bad = _parse_weights(fields[weight_col])
+    if bad is not None:
+        fail(f"weight {weight_text[bad].as_py()!r} is not a finite number", bad, weight_col)
 
-    effect = frame[effect_col].str.strip().str.upper()
-    bad = np.flatnonzero(~effect.str.fullmatch(_ALLELE_RE).fillna(False).to_numpy())
-    if bad.size:
-        fail(f"effect allele {frame[effect_col].iloc[bad[0]]!r} is not a nucleotide sequence", int(bad[0]), effect_col)
+    effect, is_allele = _alleles(fields[effect_col])
+    bad = _first(pc.invert(is_allele))
+    if bad is not None:
+        fail(f"effect allele {fields[effect_col][bad].as_py()!r} is not a nucleotide sequence", bad, effect_col)
 
     other_col = _pick(columns, _OTHER_NAMES)
-    blank = pd.Series([""] * n, index=frame.index)
-    other = frame[other_col].str.strip().str.upper() if other_col is not None else blank
+    blank = pa.array([""] * n, type=pa.string()) if other_col is None else None
+    other = _alleles(fields[other_col])[0] if other_col is not None else blank
     infer_col = _pick(columns, ("hm_inferotherallele",))
     if infer_col is not None:
-        inferred = frame[infer_col].str.strip().str.upper()
-        usable = (other == "") & inferred.str.fullmatch(_ALLELE_RE).fillna(False)
-        other = other.where(~usable, inferred)
-    if other_col is None and infer_col is None and id_col is not None and chrom_col is None:
+        inferred, is_allele = _alleles(fields[infer_col])
+        usable = pc.and_(pc.equal(other, ""), is_allele)
+        other = pc.if_else(usable, inferred, other)
+    if other_col is None and infer_col is None and id_parts is not None:
         # plink2 style chrom:pos:ref:alt -> the other allele is whichever of ref/alt is not effect
-        parts = frame[id_col].str.strip().str.split(":", expand=True)
-        if parts.shape[1] >= 4:
-            ref, alt = parts[2].fillna("").str.upper(), parts[3].fillna("").str.upper()
-            other = pd.Series(np.where(effect == alt, ref, np.where(effect == ref, alt, "")), index=frame.index)
-    bad = np.flatnonzero(~(other.str.fullmatch(_ALLELE_RE).fillna(False) | (other == "")).to_numpy())
-    if bad.size:
-        fail(f"other allele {other.iloc[bad[0]]!r} is not a nucleotide sequence", int(bad[0]), other_col or infer_col)
+        if id_parts.shape[1] >= 4:
+            ref, alt = id_parts[2].fillna("").str.upper().to_numpy(object), id_parts[3].fillna("").str.upper().to_numpy(object)
+            eff = effect.to_numpy(zero_copy_only=False)
+            other = pa.array(np.where(eff == alt, ref, np.where(eff == ref, alt, "")), type=pa.string())
+    other_ok = _alleles(other)[1]
+    bad = _first(pc.invert(pc.or_(other_ok, pc.equal(other, ""))))
+    if bad is not None:
+        fail(f"other allele {other[bad].as_py()!r} is not a nucleotide sequence", bad, other_col or infer_col)
 
     rsid_col = _pick(columns, ("rsid", "hm_rsid"))
-    rsid = frame[rsid_col].str.strip() if rsid_col is not None else blank
+    rsid = trimmed(rsid_col) if rsid_col is not None else (blank if blank is not None else
+                                                           pa.array([""] * n, type=pa.string()))
 
     table = pd.DataFrame({
-        "chrom": pd.Series(chrom, dtype=object).astype(str).to_numpy(),
-        "pos": pd.array(pos.to_numpy(), dtype="Int64"),
-        "effect_allele": effect.to_numpy(dtype=object),
-        "other_allele": other.to_numpy(dtype=object),
+        "chrom": _strings(chrom),
+        "pos": pd.arrays.IntegerArray(pos, no_pos.copy()),
+        "effect_allele": _strings(effect),
+        "other_allele": _strings(other),
         "weight": weight,
-        "rsid": rsid.to_numpy(dtype=object),
-        "line": lines.astype(np.int64),
-    }, columns=SCORE_TABLE_COLUMNS).reset_index(drop=True)
+        "rsid": _strings(rsid),
+        "line": np.asarray(lines, dtype=np.int64),
+    }, columns=SCORE_TABLE_COLUMNS)
     if table.empty:
         raise InputFormatError("the weight table has no rows", path=path)
 
