@@ -378,6 +378,8 @@ def _sample_indices(panel: Bed, ld_samples, source: str) -> np.ndarray | None:
     if ld_samples is None:
         return None
     values = np.asarray(ld_samples)
+    if values.size == 0:
+        raise CohortflowError("the list of LD samples is empty", path=source)
     if values.dtype.kind in "iu":
         idx = np.unique(values.astype(np.int64))
         if idx.size and (idx[0] < 0 or idx[-1] >= panel.n_samples):
