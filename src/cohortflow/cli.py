@@ -95,12 +95,79 @@ def _cmd_gwas_summary(a):
                    max_regional_plots=a.regional_max)
 
 
-def _cmd_prs(a):
-    from cohortflow.prs.api import prs_clump_threshold
+def _thresholds(values: list[str]) -> tuple[float, ...]:
+    """``--p-thresholds 5e-8 1e-4`` or ``--p-thresholds 5e-8,1e-4``."""
+    return tuple(float(x) for v in values for x in v.split(",") if x)
 
-    prs_clump_threshold(bfile=a.bfile, pheno=a.pheno, trait=a.trait, covar=a.covar, covar_names=a.covar_name,
-                        train_fraction=a.train_fraction, seed=a.seed, p_thresholds=a.p_thresholds,
-                        clump_r2=a.clump_r2, clump_kb=a.clump_kb, out_prefix=a.out)
+
+def _cmd_prs_split(a):
+    from cohortflow.prs.split import split_samples
+
+    split_samples(bfile=a.bfile, pheno=a.pheno, trait=a.trait, covar=a.covar, covar_names=a.covar_name,
+                  fractions=_floats(a.fractions), seed=a.seed, out=a.out)
+
+
+def _cmd_prs_discovery_gwas(a):
+    from cohortflow.prs.split import discovery_gwas
+
+    discovery_gwas(bfile=a.bfile, pheno=a.pheno, trait=a.trait, split=a.split, covar=a.covar,
+                   covar_names=a.covar_name, out=a.out, threads=a.threads)
+
+
+def _cmd_prs_ct(a):
+    from cohortflow.prs.ct import prs_ct
+
+    prs_ct(bfile=a.bfile, sumstats=a.sumstats, out_prefix=a.out, clump_p1=a.clump_p1, clump_p2=a.clump_p2,
+           clump_r2=a.clump_r2, clump_kb=a.clump_kb, p_thresholds=_thresholds(a.p_thresholds),
+           ld_samples=_read_ids(a.ld_keep), keep_ambiguous=a.keep_ambiguous, n=a.n, threads=a.threads)
+
+
+def _cmd_prs_bayes(a):
+    from cohortflow.prs.api import prs_bayes_scores
+
+    chain_options = {k: v for k, v in (("n_chains", a.chains), ("burn_in", a.burn_in), ("n_iter", a.iter))
+                     if v is not None}  # unset: the library's defaults
+    prs_bayes_scores(bfile=a.bfile, sumstats=a.sumstats, out_prefix=a.out, ld_bfile=a.ld_bfile,
+                     ld_samples=_read_ids(a.ld_keep), n=a.n, seed=a.seed, blocks_bed=a.blocks,
+                     keep_ambiguous=a.keep_ambiguous, threads=a.threads, **chain_options)
+
+
+def _cmd_prs_evaluate(a):
+    from cohortflow.prs.evaluate import evaluate_scores
+
+    evaluate_scores(scores=a.scores, pheno=a.pheno, trait=a.trait, split=a.split, covar=a.covar,
+                    covar_names=a.covar_name, groups=a.groups, group_column=a.group_column,
+                    n_pcs_groups=a.n_pcs_groups, n_boot=a.n_boot, seed=a.seed, min_cell_count=a.min_cell_count,
+                    trait_type=a.trait_type, out_prefix=a.out, threads=a.threads)
+
+
+def _cmd_sumstats(a):
+    from cohortflow.io.sumstats_formats import harmonise_sumstats
+
+    harmonise_sumstats(a.input, a.out, bim=a.bim, n=a.n, build=a.build, study=a.study,
+                       effect_allele_column=a.effect_allele_column)
+
+
+def _read_ids(path: str | None) -> list[str] | None:
+    """IIDs from a plink-style keep file (``IID`` or ``FID IID`` per line; a header line starting
+    with ``#`` or ``IID`` is skipped)."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    try:
+        lines = Path(path).read_text().split("\n")
+    except OSError as exc:
+        raise CohortflowError(f"cannot read ({exc.strerror})", path=path) from None
+    ids = []
+    for line in lines:
+        fields = line.split()
+        if not fields or fields[0].startswith("#") or fields[-1] == "IID":
+            continue
+        ids.append(fields[1] if len(fields) > 1 else fields[0])
+    if not ids:
+        raise CohortflowError("no sample IDs", path=path)
+    return ids
 
 
 def _cmd_pgs_score(a):
@@ -273,22 +340,90 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regional-max", type=int, default=20, help="regional plots for at most this many loci")
     p.add_argument("--out", required=True, help="output prefix")
 
-    prs = sub.add_parser("prs", help="polygenic risk scores: clumping + thresholding (ct), published scores (score)",
+    p = add("sumstats", _cmd_sumstats, "harmonise GWAS summary statistics (GWAS-SSF, GWAS-VCF, OpenGWAS, PRS-CS, "
+            "SSGAC and similar tables) to GWAS-SSF with a log of what was dropped")
+    p.add_argument("--in", dest="input", required=True, help="summary statistics (plain, gzip or bgzip; VCF/BCF)")
+    p.add_argument("--bim", help="PLINK prefix or .bim giving positions to rsID-only files")
+    p.add_argument("--n", type=float, help="sample size where the file has none")
+    p.add_argument("--build", choices=["GRCh37", "GRCh38"], help="expected genome build (checked where the file says)")
+    p.add_argument("--study", help="sample column of a multi-study GWAS-VCF")
+    p.add_argument("--effect-allele-column", help="column holding the effect allele (overrides the layout's rule)")
+    p.add_argument("--out", required=True, help="OUT.tsv.gz (GWAS-SSF); the log goes to OUT.harmonise.json")
+
+    prs = sub.add_parser("prs", help="polygenic risk scores: split, discovery-gwas, ct, bayes, score, evaluate",
                          description="polygenic risk scores")
     prs_sub = prs.add_subparsers(dest="prs_command", required=True, metavar="METHOD")
-    p = prs_sub.add_parser("ct", help="clumping + thresholding PRS trained on a split, evaluated on held-out samples",
-                           description="clumping + thresholding PRS trained on a split, evaluated on held-out samples")
-    p.set_defaults(func=_cmd_prs)
+
+    def add_prs(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = prs_sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add_prs("split", _cmd_prs_split, "split the samples analysable for a trait into discovery, validation "
+                "and test sets (stratified by case status)")
     p.add_argument("--bfile", required=True)
     p.add_argument("--pheno", required=True)
     p.add_argument("--trait", required=True)
     p.add_argument("--covar")
     p.add_argument("--covar-name", nargs="+")
-    p.add_argument("--train-fraction", type=float, default=0.8)
+    p.add_argument("--fractions", default="0.6,0.2,0.2", help="discovery,validation,test (default 0.6,0.2,0.2)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--p-thresholds", type=_floats, default=(5e-8, 1e-6, 1e-4, 1e-3, 1e-2))
+    p.add_argument("--out", required=True, help="split file (#FID IID split)")
+    p = add_prs("discovery-gwas", _cmd_prs_discovery_gwas, "GWAS of a trait on the discovery samples of a split")
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--pheno", required=True)
+    p.add_argument("--trait", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--covar")
+    p.add_argument("--covar-name", nargs="+")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="OUT.tsv.gz (GWAS-SSF)")
+    p = add_prs("ct", _cmd_prs_ct, "clumping + thresholding scores from summary statistics (clumping as plink1.9 "
+                "--clump), one score column per p-value threshold")
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--sumstats", required=True, help="GWAS-SSF or another layout `cohortflow sumstats` reads")
+    p.add_argument("--clump-p1", type=float, default=1.0)
+    p.add_argument("--clump-p2", type=float, help="significant clump members (default --clump-p1)")
     p.add_argument("--clump-r2", type=float, default=0.1)
     p.add_argument("--clump-kb", type=float, default=250)
+    p.add_argument("--p-thresholds", nargs="+", default=["5e-8,1e-6,1e-4,1e-3,1e-2,0.05,0.1,0.5,1"])
+    p.add_argument("--ld-keep", help="samples whose genotypes give the LD (FID IID per line; default all founders)")
+    p.add_argument("--keep-ambiguous", action="store_true", help="keep A/T and C/G SNPs")
+    p.add_argument("--n", type=float, help="sample size where the summary statistics have none")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="output prefix")
+    p = add_prs("bayes", _cmd_prs_bayes, "LD-aware Bayesian score (LDpred2-auto model, Gibbs chains, divergence "
+                "checks) from summary statistics, LD in blocks from the cohort or a reference panel")
+    p.add_argument("--bfile", required=True)
+    p.add_argument("--sumstats", required=True, help="GWAS-SSF or another layout `cohortflow sumstats` reads")
+    p.add_argument("--ld-bfile", help="LD reference panel (default --bfile)")
+    p.add_argument("--ld-keep", help="samples of the LD panel to use (FID IID per line)")
+    p.add_argument("--blocks", help="BED file of LD blocks (default: cut where LD is weakest)")
+    p.add_argument("--n", type=float, help="GWAS sample size where the summary statistics have none")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--chains", type=int, help="Gibbs chains, one per starting p (default 8)")
+    p.add_argument("--burn-in", type=int, help="sweeps discarded per chain")
+    p.add_argument("--iter", type=int, help="sweeps averaged per chain after the burn-in")
+    p.add_argument("--keep-ambiguous", action="store_true", help="keep A/T and C/G SNPs")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="output prefix")
+    p = add_prs("evaluate", _cmd_prs_evaluate, "choose each score's threshold / hyper-parameters on the validation "
+                "split, report it on the test split with bootstrap CIs, by decile and by ancestry group")
+    p.add_argument("--scores", nargs="+", required=True, help="score files (IID + columns named method_label)")
+    p.add_argument("--pheno", required=True)
+    p.add_argument("--trait", required=True)
+    p.add_argument("--split", required=True, help="#FID IID split (discovery / validation / test)")
+    p.add_argument("--covar")
+    p.add_argument("--covar-name", nargs="+")
+    p.add_argument("--groups", help="ancestry groups: a table with IID and --group-column, or PCs (#FID IID PC1..) "
+                   "with --n-pcs-groups")
+    p.add_argument("--group-column")
+    p.add_argument("--n-pcs-groups", type=int)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--min-cell-count", type=int, default=5)
+    p.add_argument("--trait-type", choices=["auto", "quantitative", "binary"], default="auto")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="output prefix")
     p = prs_sub.add_parser("score", help="score PGS Catalog scoring files (allele matching report, SUM and AVG)",
                            description="score PGS Catalog scoring files (allele matching report, SUM and AVG)")
