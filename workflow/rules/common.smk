@@ -79,7 +79,7 @@ def stage_targets(cohort):
     if cohort.has_genotypes:
         targets += [res(c, "qc/qc.bed"), res(c, "qc/qc.pcs.tsv")]
     for trait in cohort.traits if cohort.has_gwas else []:
-        targets += [res(c, f"gwas/{trait}.summary.json"), res(c, f"prs/{trait}.performance.json")]
+        targets += [res(c, f"gwas/{trait}.summary.json"), res(c, f"prs/{trait}.evaluate.json")]
         if cohort.has_integration:
             targets.append(res(c, f"integration/{trait}.summary.json"))
             if cohort.has_spatial:

@@ -1,26 +1,111 @@
-# Polygenic scores (cohortflow.prs): clumping + thresholding trained on a split of the cohort,
-# evaluated on the held-out individuals; published scores (PGS Catalog scoring files) scored on
-# every individual with a variant match report.
+# Polygenic scores (cohortflow.prs), per trait, one rule per step:
+#   split (discovery / validation / test) -> GWAS on the discovery samples -> clumping + thresholding
+#   and the Bayesian LD-aware score from that GWAS -> evaluation: thresholds and hyper-parameters
+#   chosen on the validation samples, performance reported on the test samples only.
+# Published scores (PGS Catalog scoring files) are scored on every individual with a match report
+# and join the evaluation.
 
 
-rule prs_clump_threshold:
+def prs_covariates():
+    return list(config["gwas"]["covariates"]) + [f"PC{i + 1}" for i in range(config["gwas"]["n_pcs"])]
+
+
+def prs_score_files(wildcards):
+    files = [res(wildcards.cohort, f"prs/{wildcards.trait}.ct.scores.tsv.gz"),
+             res(wildcards.cohort, f"prs/{wildcards.trait}.bayes.scores.tsv.gz")]
+    if COHORTS[wildcards.cohort].has_pgs:
+        files.append(res(wildcards.cohort, "prs/pgs.scores.tsv.gz"))
+    return files
+
+
+rule prs_split:
     input:
         unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
         pheno=lambda w: COHORTS[w.cohort].get("phenotypes"),
         covar=res("{cohort}", "gwas/covariates.tsv"),
     output:
-        weights=res("{cohort}", "prs/{trait}.weights.tsv"),
-        scores=res("{cohort}", "prs/{trait}.scores.tsv.gz"),
-        performance=res("{cohort}", "prs/{trait}.performance.json"),
-        png=report(res("{cohort}", "prs/{trait}.png"), caption="../report/prs.rst", category="Polygenic scores"),
+        split=res("{cohort}", "prs/{trait}.split.tsv"),
     params:
         prs=config["prs"],
-        covariates=config["gwas"]["covariates"],
-        n_pcs=config["gwas"]["n_pcs"],
+        covariates=prs_covariates(),
     log:
-        res("{cohort}", "logs/prs.{trait}.log"),
+        res("{cohort}", "logs/prs_split.{trait}.log"),
     benchmark:
-        res("{cohort}", "benchmarks/prs.{trait}.tsv")
+        res("{cohort}", "benchmarks/prs_split.{trait}.tsv")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/prs.yaml"
+    script:
+        "../../scripts/prs_split.py"
+
+
+rule prs_discovery_gwas:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        pheno=lambda w: COHORTS[w.cohort].get("phenotypes"),
+        covar=res("{cohort}", "gwas/covariates.tsv"),
+        split=res("{cohort}", "prs/{trait}.split.tsv"),
+    output:
+        sumstats=res("{cohort}", "prs/{trait}.discovery.tsv.gz"),
+        meta=res("{cohort}", "prs/{trait}.discovery.tsv.gz-meta.yaml"),
+    params:
+        covariates=prs_covariates(),
+        firth=config["gwas"]["firth"],
+    log:
+        res("{cohort}", "logs/prs_discovery_gwas.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/prs_discovery_gwas.{trait}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../../scripts/prs_discovery_gwas.py"
+
+
+rule prs_ct:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        sumstats=res("{cohort}", "prs/{trait}.discovery.tsv.gz"),
+    output:
+        weights=res("{cohort}", "prs/{trait}.ct.weights.tsv"),
+        scores=res("{cohort}", "prs/{trait}.ct.scores.tsv.gz"),
+        summary=res("{cohort}", "prs/{trait}.ct.json"),
+    params:
+        prs=config["prs"],
+    log:
+        res("{cohort}", "logs/prs_ct.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/prs_ct.{trait}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/prs.yaml"
+    script:
+        "../../scripts/prs_ct.py"
+
+
+rule prs_bayes:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        sumstats=res("{cohort}", "prs/{trait}.discovery.tsv.gz"),
+    output:
+        weights=res("{cohort}", "prs/{trait}.bayes.weights.tsv"),
+        scores=res("{cohort}", "prs/{trait}.bayes.scores.tsv.gz"),
+        summary=res("{cohort}", "prs/{trait}.bayes.json"),
+    params:
+        bayes=config["prs"]["bayes"],
+    log:
+        res("{cohort}", "logs/prs_bayes.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/prs_bayes.{trait}.tsv")
     threads: 2
     resources:
         mem_mb=4000,
@@ -28,7 +113,45 @@ rule prs_clump_threshold:
     conda:
         "../../envs/prs.yaml"
     script:
-        "../../scripts/prs.py"
+        "../../scripts/prs_bayes.py"
+
+
+rule prs_evaluate:
+    input:
+        scores=prs_score_files,
+        split=res("{cohort}", "prs/{trait}.split.tsv"),
+        pheno=lambda w: COHORTS[w.cohort].get("phenotypes"),
+        covar=res("{cohort}", "gwas/covariates.tsv"),
+        groups=lambda w: COHORTS[w.cohort].get("sample_info") or [],
+        pcs=res("{cohort}", "qc/qc.pcs.tsv"),
+    output:
+        summary=res("{cohort}", "prs/{trait}.evaluate.json"),
+        performance=res("{cohort}", "prs/{trait}.performance.tsv"),
+        candidates=res("{cohort}", "prs/{trait}.candidates.tsv"),
+        deciles=res("{cohort}", "prs/{trait}.deciles.tsv"),
+        groups=res("{cohort}", "prs/{trait}.groups.tsv"),
+        distribution=report(res("{cohort}", "prs/{trait}.distribution.png"), caption="../report/prs.rst",
+                            category="Polygenic scores"),
+        decile_plot=report(res("{cohort}", "prs/{trait}.deciles.png"), caption="../report/prs_deciles.rst",
+                           category="Polygenic scores"),
+        threshold_plot=report(res("{cohort}", "prs/{trait}.thresholds.png"),
+                              caption="../report/prs_thresholds.rst", category="Polygenic scores"),
+    params:
+        prs=config["prs"],
+        covariates=prs_covariates(),
+        min_cell_count=config["privacy"]["min_cell_count"],
+    log:
+        res("{cohort}", "logs/prs_evaluate.{trait}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/prs_evaluate.{trait}.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/prs.yaml"
+    script:
+        "../../scripts/prs_evaluate.py"
 
 
 rule pgs_score:
@@ -47,7 +170,7 @@ rule pgs_score:
         res("{cohort}", "logs/pgs_score.log"),
     benchmark:
         res("{cohort}", "benchmarks/pgs_score.tsv")
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=60,
