@@ -74,14 +74,33 @@ def _pca_check(results: Path, samples_tsv: Path) -> list[dict]:
 
 
 def _prs_checks(truth: dict, results: Path) -> list[dict]:
+    """Quantitative traits: on the test split, the Bayesian score beats the best C+T score
+    (incremental R2 over the covariates) and both correlate with the trait; the Bayesian weights
+    are all finite."""
     checks = []
     for trait, spec in sorted(truth["traits"].items()):
-        path = results / "prs" / f"{trait}.performance.json"
+        path = results / "prs" / f"{trait}.evaluate.json"
         if not path.exists() or spec.get("type") != "quantitative":
             continue
-        perf = json.loads(path.read_text())
-        checks.append(_check("PRS", f"{trait}: correlation with the trait in held-out individuals",
-                             f"r > {PRS_R_MIN}", f"r = {perf['r']:.3f} (n = {perf['n_test']})", perf["r"] > PRS_R_MIN))
+        methods = {m["method"]: m for m in json.loads(path.read_text())["methods"]}
+        for name in ("ct", "bayes"):
+            m = methods.get(name)
+            r = m["metrics"]["r"]["value"] if m else float("nan")
+            checks.append(_check("PRS", f"{trait}: {name} score's correlation with the trait (test split)",
+                                 f"r > {PRS_R_MIN}", f"r = {r:.3f} (n = {m['n_test'] if m else 0})", r > PRS_R_MIN))
+        if "ct" in methods and "bayes" in methods:
+            ct, bayes = (methods[k]["metrics"]["incremental_r2"] for k in ("ct", "bayes"))
+            checks.append(_check(
+                "PRS", f"{trait}: Bayesian score predicts better than the best C+T score (test split)",
+                f"incremental R2 above C+T's {ct['value']:.3f} ({methods['ct']['selected_label']})",
+                f"{bayes['value']:.3f} (95% CI {bayes['ci_low']:.3f}-{bayes['ci_high']:.3f})",
+                bayes["value"] > ct["value"]))
+        weights = results / "prs" / f"{trait}.bayes.weights.tsv"
+        if weights.exists():
+            w = pd.read_csv(weights, sep="\t", usecols=["weight"])["weight"].to_numpy(float)
+            checks.append(_check("PRS", f"{trait}: Bayesian weights are finite", "no NaN or infinite weight",
+                                 f"{int((~np.isfinite(w)).sum())} of {len(w)} not finite",
+                                 len(w) > 0 and bool(np.isfinite(w).all())))
     return checks
 
 

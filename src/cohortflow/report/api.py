@@ -125,6 +125,8 @@ def build_report(
     present = {s.id for s in stage_sections}
     if (Path(results_dir) / "prs" / "pgs.summary.json").is_file():
         present.add("pgs")  # published scores: their own methods paragraph
+    if not any((Path(results_dir) / "prs").glob("*.evaluate.json")):
+        present.discard("prs")  # only published scores ran: no paragraph on the cohort's own scores
     sections = [_summary_section(ctx, stage_sections)]
     sections += stage_sections
     sections.append(methods_section(present, config))

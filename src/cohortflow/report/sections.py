@@ -893,81 +893,174 @@ def _gwas_finding(trait: str, summary: Mapping[str, Any], best: Mapping[str, str
 # --------------------------------------------------------------------------------------------
 # PRS
 
-_PRS_KEYS = [
-    # (key, label, kind) kind: count (individuals, suppressed) | int | p | num | text
-    ("method", "Method", "text"),
-    ("n_train", "Training samples", "count"),
-    ("n_test", "Test samples", "count"),
-    ("n_variants", "Variants in score", "int"),
-    ("p_threshold", "p-value threshold", "p"),
-    ("r", "r (score vs trait, test set)", "num"),
-    ("r2", "r² (test set)", "num"),
-    ("r2_incremental", "Incremental r² over covariates", "num"),
-    ("partial_r2", "Partial r²", "num"),
-    ("auc", "AUC (test set)", "num"),
-    ("or_per_sd", "Odds ratio per SD of score", "num"),
-    ("p_value", "p (score vs trait)", "p"),
-]
+_PRS_METRICS = {
+    # metric key -> (label, what it is)
+    "incremental_r2": ("Incremental R²", "R² of trait ~ covariates + score minus R² of trait ~ covariates"),
+    "partial_r2": ("Partial R²", "share of the covariate-residual variance the score explains"),
+    "r": ("r", "correlation of score and trait"),
+    "beta_per_sd": ("Beta per SD", "trait units per SD of the score, covariates in the model"),
+    "auc": ("AUC", "area under the ROC curve of the score alone"),
+    "or_per_sd": ("OR per SD", "odds ratio per SD of the score, covariates in the model"),
+    "auc_covariates": ("AUC covariates", "AUC of the covariates-only logistic model"),
+    "auc_full": ("AUC covariates + score", "AUC of the covariates + score logistic model"),
+    "delta_auc": ("ΔAUC", "AUC gained by adding the score to the covariates"),
+    "nagelkerke_r2_incremental": ("Incremental Nagelkerke R²", "Nagelkerke R² gained by adding the score"),
+}
+_PRS_METHOD_NAMES = {"ct": "Clumping + thresholding", "bayes": "Bayesian (LDpred2-auto model)"}
+
+
+def _prs_method_name(method: str) -> str:
+    return _PRS_METHOD_NAMES.get(method, f"Published score {method}")
+
+
+def _ci_text(metric: Mapping[str, Any]) -> str:
+    lo, hi = to_float(metric.get("ci_low")), to_float(metric.get("ci_high"))
+    return f"{lo:.3f} to {hi:.3f}" if lo is not None and hi is not None else "n/a"
+
+
+def _prs_performance_table(ctx: Context, trait: str, evaluation: Mapping[str, Any]) -> Table | None:
+    """Test-split metrics of each method's chosen score, with bootstrap CIs."""
+    methods = [m for m in evaluation.get("methods") or [] if isinstance(m, Mapping)]
+    rows = []
+    for m in methods:
+        metrics = m.get("metrics") if isinstance(m.get("metrics"), Mapping) else {}
+        for key, (label, _what) in _PRS_METRICS.items():
+            if not isinstance(metrics.get(key), Mapping):
+                continue
+            value = to_float(metrics[key].get("value"))
+            rows.append(Row([Cell(_prs_method_name(str(m.get("method", "")))),
+                             Cell(str(m.get("selected_label", "")), cls="nowrap"), Cell(label),
+                             Cell(fmt_num(value, digits=3), value), Cell(_ci_text(metrics[key])),
+                             ctx.count(m.get("n_test"))]))
+    if not rows:
+        return None
+    main = str(evaluation.get("main_metric", ""))
+    return Table(
+        f"tbl-prs-{slug(trait)}",
+        [Column("Method"), Column("Chosen on validation"), Column("Metric"), Column("Value", numeric=True),
+         Column("95% CI"), Column("Test samples", numeric=True)],
+        rows,
+        caption=f"Performance of each polygenic score for {trait} in the test samples, which took no part in "
+        "building the scores or choosing among them (thresholds and hyper-parameters were chosen on the "
+        f"validation samples). Main metric: {_PRS_METRICS.get(main, (main, ''))[0]}. "
+        + "; ".join(f"{label}: {what}" for key, (label, what) in _PRS_METRICS.items()
+                    if any(isinstance(m.get("metrics"), Mapping) and key in m["metrics"] for m in methods))
+        + f". {evaluation.get('ci', '')}.",
+        note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}.",
+    )
+
+
+def _prs_group_table(ctx: Context, trait: str, evaluation: Mapping[str, Any]) -> Table | None:
+    groups = evaluation.get("groups") if isinstance(evaluation.get("groups"), Mapping) else {}
+    records = [r for r in groups.get("rows") or [] if isinstance(r, Mapping)]
+    if not records:
+        return None
+    rows = []
+    for rec in records:
+        value = to_float(rec.get("value"))
+        metric = str(rec.get("metric", ""))
+        rows.append(Row([Cell(_prs_method_name(str(rec.get("method", "")))), Cell(str(rec.get("group", ""))),
+                         ctx.count(rec.get("n")), Cell(_PRS_METRICS.get(metric, (metric, ""))[0]),
+                         Cell(fmt_num(value, digits=3) if value is not None else "not reported", value),
+                         Cell(_ci_text(rec))]))
+    source = groups.get("source")
+    how = (f"groups from the sample sheet's '{groups.get('column')}' column" if source == "label" else
+           f"groups are {groups.get('k')} clusters of the leading principal components (Gaussian mixture, "
+           "number chosen by BIC)" if source == "pcs" else "groups")
+    return Table(
+        f"tbl-prs-groups-{slug(trait)}",
+        [Column("Method"), Column("Ancestry group"), Column("Test samples", numeric=True), Column("Metric"),
+         Column("Value", numeric=True), Column("95% CI")],
+        rows,
+        caption=f"Performance of each chosen score for {trait} by ancestry group in the test samples ({how}). "
+        f"Groups with fewer than {ctx.min_count} individuals get no metric.",
+        note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}.",
+    )
+
+
+def _prs_build_items(ctx: Context, ct: Mapping[str, Any], bayes: Mapping[str, Any]) -> list[tuple[str, str]]:
+    items = []
+    clump = ct.get("clump") if isinstance(ct.get("clump"), Mapping) else {}
+    if ct:
+        items.append(("C+T variants aligned to the genotypes", fmt_int(ct.get("n_aligned"))))
+        items.append(("C+T clumping", f"r² > {clump.get('r2')} within {clump.get('kb')} kb, p1 = {clump.get('p1')}"
+                      " (as plink1.9 --clump)"))
+        items.append(("C+T index variants", fmt_int(clump.get("n_index_variants"))))
+    if bayes:
+        h2 = bayes.get("h2") if isinstance(bayes.get("h2"), Mapping) else {}
+        pp = bayes.get("p") if isinstance(bayes.get("p"), Mapping) else {}
+        variants = bayes.get("variants") if isinstance(bayes.get("variants"), Mapping) else {}
+        if variants.get("used") is not None:
+            items.append(("Bayesian score variants", fmt_int(variants.get("used"))))
+        items.append(("Bayesian h² estimate", fmt_num(h2.get("estimate"), digits=3)))
+        items.append(("Bayesian fraction of causal variants (p)", fmt_num(pp.get("estimate"), digits=3)))
+        kept, dropped = to_int(bayes.get("n_chains_kept")), to_int(bayes.get("n_chains_diverged"))
+        if kept is not None:
+            items.append(("Gibbs chains kept / dropped as diverged", f"{kept} / {dropped or 0}"))
+    return items
 
 
 def prs_section(ctx: Context) -> Section | None:
-    """Per trait: ``prs/{trait}.performance.json`` and ``prs/{trait}.png``."""
+    """Per trait: ``prs/{trait}.evaluate.json`` (performance with CIs, by ancestry group),
+    ``prs/{trait}.ct.json`` and ``prs/{trait}.bayes.json`` (how the scores were built) and the
+    distribution, decile and threshold figures; then the published scores' match report."""
     pdir = ctx.path("prs")
-    traits = traits_with(pdir, (".performance.json",))
+    traits = traits_with(pdir, (".evaluate.json",))
     published = _pgs_subsection(ctx, pdir)
     if not traits and published is None:
         return None
     section = Section("prs", "Polygenic risk scores")
     for trait in traits:
+        evaluation = read_json(pdir / f"{trait}.evaluate.json")
+        ct = read_json(pdir / f"{trait}.ct.json") if (pdir / f"{trait}.ct.json").is_file() else {}
+        bayes = read_json(pdir / f"{trait}.bayes.json") if (pdir / f"{trait}.bayes.json").is_file() else {}
         sub = Subsection(f"prs-{slug(trait)}", trait)
-        perf_path = pdir / f"{trait}.performance.json"
-        perf = read_json(perf_path) if perf_path.is_file() else {}
-        items = []
-        side = []
-        for key, label, kind in _PRS_KEYS:
-            if key not in perf:
-                continue
-            value = perf[key]
-            if kind == "count":
-                items.append((label, ctx.count_text(value)))
-            elif kind == "int":
-                items.append((label, fmt_int(value)))
-            elif kind == "p":
-                items.append((label, fmt_p(value)))
-            elif kind == "num":
-                items.append((label, fmt_num(value, digits=3)))
-            else:
-                items.append((label, _text(value)))
+        samples = evaluation.get("samples") if isinstance(evaluation.get("samples"), Mapping) else {}
+        in_split = samples.get("in_split") if isinstance(samples.get("in_split"), Mapping) else {}
+        if in_split:
+            sub.blocks.append(Paragraph(
+                f"The scores were built from a GWAS of {trait} on {ctx.count_text(in_split.get('discovery'))} "
+                f"discovery samples, chosen on {ctx.count_text(in_split.get('validation'))} validation samples and "
+                f"judged on {ctx.count_text(in_split.get('test'))} test samples (covariates: "
+                f"{', '.join(map(str, evaluation.get('covariates') or [])) or 'none'})."))
+        table = _prs_performance_table(ctx, trait, evaluation)
+        if table:
+            sub.blocks.append(table)
+        items = _prs_build_items(ctx, ct, bayes)
         if items:
-            side.append(KeyValues(items, caption=f"Polygenic score for {trait}, evaluated on held-out samples."))
-        fig = make_figure(
-            pdir / f"{trait}.png",
-            fig_id=f"fig-prs-{slug(trait)}",
-            caption=f"Polygenic score performance for {trait} in the held-out test samples.",
-            alt=f"Plot of polygenic score performance for {trait}.",
-        )
-        if fig:
-            side.append(fig)
-        if side:
-            sub.blocks.append(side[0] if len(side) == 1 else Columns(side))
+            sub.blocks.append(KeyValues(items, caption=f"How the scores for {trait} were built."))
+        figures = [f for f in (
+            make_figure(pdir / f"{trait}.distribution.png", fig_id=f"fig-prs-dist-{slug(trait)}",
+                        caption=f"Distribution of the chosen scores for {trait} in the test samples.",
+                        alt=f"Score distribution for {trait} in the test samples."),
+            make_figure(pdir / f"{trait}.deciles.png", fig_id=f"fig-prs-deciles-{slug(trait)}",
+                        caption=f"{trait} by decile of each chosen score in the test samples, with 95% bootstrap CIs.",
+                        alt=f"Decile plot of {trait} against the polygenic scores."),
+            make_figure(pdir / f"{trait}.thresholds.png", fig_id=f"fig-prs-thresholds-{slug(trait)}",
+                        caption=f"Clumping + thresholding: validation-split fit of each p-value threshold for {trait}; "
+                        "the chosen threshold is marked.",
+                        alt=f"Validation fit per p-value threshold for {trait}."),
+        ) if f]
+        if figures:
+            sub.blocks.append(FigureGrid(figures))
+        groups = _prs_group_table(ctx, trait, evaluation)
+        if groups:
+            sub.blocks.append(groups)
+        warnings = [str(w) for w in bayes.get("warnings") or []]
+        if warnings:
+            sub.blocks.append(Paragraph("Bayesian score: " + " ".join(warnings)))
         section.subsections.append(sub)
-        r2, r = to_float(perf.get("r2")), to_float(perf.get("r"))
-        auc = to_float(perf.get("auc"))
-        if r2 is not None or auc is not None:
-            text = f"Polygenic score for {trait}"
-            if to_int(perf.get("n_variants")) is not None:
-                text += f" ({fmt_int(perf['n_variants'])} variants)"
-            metrics = []
-            if r is not None:
-                metrics.append(f"r = {r:.2f}")
-            if r2 is not None:
-                metrics.append(f"r² = {r2:.3f}")
-            if auc is not None:
-                metrics.append(f"AUC = {auc:.2f}")
-            text += ": " + ", ".join(metrics)
-            if to_int(perf.get("n_test")) is not None:
-                text += f" in {ctx.count_text(perf['n_test'])} held-out samples"
-            section.findings.append(text + ".")
+        methods = {m.get("method"): m for m in evaluation.get("methods") or [] if isinstance(m, Mapping)}
+        main = str(evaluation.get("main_metric", ""))
+        parts = []
+        for name in [k for k in ("bayes", "ct") if k in methods] + sorted(k for k in methods if k not in ("ct", "bayes")):
+            metric = (methods[name].get("metrics") or {}).get(main)
+            if isinstance(metric, Mapping) and to_float(metric.get("value")) is not None:
+                short = {"ct": "clumping + thresholding", "bayes": "Bayesian"}.get(str(name), f"published {name}")
+                parts.append(f"{short} {to_float(metric['value']):.3f} (95% CI {_ci_text(metric)})")
+        if parts:
+            section.findings.append(f"Polygenic scores for {trait}, {_PRS_METRICS.get(main, (main, ''))[0]} in "
+                                    f"held-out test samples: " + "; ".join(parts) + ".")
     if published is not None:
         sub, findings = published
         section.subsections.append(sub)
