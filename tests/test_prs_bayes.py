@@ -530,3 +530,6 @@ def test_prs_bayes_writes_weights_and_summary(tmp_path):
     prs_bayes(out_prefix=tmp_path / "b", **kw)
     assert (tmp_path / "a.weights.tsv").read_bytes() == (tmp_path / "b.weights.tsv").read_bytes()
     assert (tmp_path / "a.bayes.json").read_bytes() == (tmp_path / "b.bayes.json").read_bytes()
+    # the same fileset named as the LD panel: matched variant by variant, the same weights
+    prs_bayes(out_prefix=tmp_path / "c", ld_bfile=tmp_path / "ref", **kw)
+    assert (tmp_path / "a.weights.tsv").read_bytes() == (tmp_path / "c.weights.tsv").read_bytes()
