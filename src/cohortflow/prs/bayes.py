@@ -218,6 +218,10 @@ def ldpred_auto(aligned: pd.DataFrame, bed: Bed, *, ld_bed: Bed | None = None, l
         raise CohortflowError("non-finite posterior effects from chains judged converged")
     h2_kept = np.array([chains[c]["h2"] for c in kept])
     p_kept = np.array([chains[c]["p"] for c in kept])
+    if h2_kept.mean() < 10 * h2_min:
+        warnings.append(f"h2 estimate {h2_kept.mean():.2g} is at its lower bound: the summary statistics carry "
+                        "almost no signal the model can use (GWAS too small for a trait this polygenic?); the "
+                        "weights are close to zero")
     settings = {
         "n_chains": int(n_chains), "burn_in": int(burn_in), "n_iter": int(n_iter), "seed": int(seed),
         "p_init": [float(x) for x in p_init], "h2_init": float(h2_init), "h2_init_method": h2_init_method,
