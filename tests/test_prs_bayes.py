@@ -314,6 +314,20 @@ def test_sparse_trait_finds_the_causal_variants(tmp_path):
     assert np.corrcoef(new @ w, g[4000:])[0, 1] > np.corrcoef(new @ beta, g[4000:])[0, 1] + 0.1
 
 
+def test_trait_without_genetic_signal_gives_near_zero_weights_and_a_warning(tmp_path):
+    """A trait independent of the genotypes: h2 falls to its lower bound, the weights are tiny and
+    the result says so."""
+    rng = np.random.default_rng(3)
+    geno = simulate_genotypes(rng, 1500, 5, 100)
+    beta, se = ols(geno[:1000], rng.normal(size=1000))
+    write_panel(tmp_path / "ref", geno[1000:])
+    res = ldpred_auto(aligned_table(beta, se, 1000), open_bed(tmp_path / "ref"), seed=1, n_chains=4, burn_in=100,
+                      n_iter=100)
+    assert res.h2["estimate"] < 1e-3
+    assert any("lower bound" in w for w in res.warnings)
+    assert np.abs(res.weight).max() < 0.01 * np.abs(beta).max()
+
+
 # ---------------------------------------------------------------------------------------------
 # (3) determinism
 
