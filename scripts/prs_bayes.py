@@ -8,6 +8,7 @@ run_step(
     prs_bayes_scores,
     bfile=snakemake.input.bed.removesuffix(".bed"),
     sumstats=snakemake.input.sumstats,
+    ld_split=snakemake.input.split,  # LD from the GWAS's own (discovery) samples
     seed=bayes["seed"],
     n_chains=bayes["n_chains"],
     burn_in=bayes["burn_in"],

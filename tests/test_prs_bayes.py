@@ -382,7 +382,7 @@ def ssf_table(bim: pd.DataFrame, beta, se, n, *, swap=None) -> pd.DataFrame:
 
 def test_diverging_chains_are_dropped_and_reported(tmp_path):
     """30% of the variants' alleles mis-coded in the summary statistics: the signs contradict the
-    LD, chains run away; those are stopped, reported in OUT.bayes.json with the reason, and the
+    LD, chains run away; those are stopped, reported in OUT.json with the reason, and the
     weights (from the remaining chains) are finite."""
     rng = np.random.default_rng(0)
     geno = simulate_genotypes(rng, 4000, 10, 100)
@@ -393,7 +393,7 @@ def test_diverging_chains_are_dropped_and_reported(tmp_path):
     ssf_table(bim, beta, se, 3000, swap=swap).to_csv(tmp_path / "ss.tsv", sep="\t", index=False)
     out = prs_bayes(bfile=tmp_path / "ref", sumstats=tmp_path / "ss.tsv", out_prefix=tmp_path / "out", seed=1,
                     n_chains=6, burn_in=100, n_iter=100, max_block_variants=300, keep_ambiguous=True)
-    summary = json.loads((tmp_path / "out.bayes.json").read_text())
+    summary = json.loads((tmp_path / "out.json").read_text())
     diverged = [c for c in summary["chains"] if c["diverged"]]
     assert 1 <= len(diverged) < 6
     assert summary["n_chains_diverged"] == len(diverged) and summary["n_chains_kept"] == 6 - len(diverged)
@@ -536,14 +536,14 @@ def test_prs_bayes_writes_weights_and_summary(tmp_path):
                                      "other_allele", "weight"]
     assert weights["variant_id"].tolist() == [f"v{i}" for i in range(0, 400, 2)]
     assert np.isfinite(weights["weight"]).all()
-    summary = json.loads((tmp_path / "a.bayes.json").read_text())
+    summary = json.loads((tmp_path / "a.json").read_text())
     assert summary["variants"]["used"] == 200 and summary["settings"]["seed"] == 2
     assert summary["settings"]["n_chains"] == 3 and len(summary["chains"]) == 3
     assert 0 < summary["h2"]["estimate"] < 1 and summary["h2"]["min"] <= summary["h2"]["estimate"]
     assert "runtime_s" in out and "runtime_s" not in summary
     prs_bayes(out_prefix=tmp_path / "b", **kw)
     assert (tmp_path / "a.weights.tsv").read_bytes() == (tmp_path / "b.weights.tsv").read_bytes()
-    assert (tmp_path / "a.bayes.json").read_bytes() == (tmp_path / "b.bayes.json").read_bytes()
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     # the same fileset named as the LD panel: matched variant by variant, the same weights
     prs_bayes(out_prefix=tmp_path / "c", ld_bfile=tmp_path / "ref", **kw)
     assert (tmp_path / "a.weights.tsv").read_bytes() == (tmp_path / "c.weights.tsv").read_bytes()

@@ -96,6 +96,7 @@ rule prs_bayes:
     input:
         unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
         sumstats=res("{cohort}", "prs/{trait}.discovery.tsv.gz"),
+        split=res("{cohort}", "prs/{trait}.split.tsv"),
     output:
         weights=res("{cohort}", "prs/{trait}.bayes.weights.tsv"),
         scores=res("{cohort}", "prs/{trait}.bayes.scores.tsv.gz"),

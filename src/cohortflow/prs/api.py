@@ -22,6 +22,7 @@ from cohortflow.io.plink import Bed, open_bed
 from cohortflow.prs.base import write_scores
 from cohortflow.prs.bayes import prs_bayes
 from cohortflow.prs.scoring import score_bed
+from cohortflow.prs.split import read_split
 
 BAYES_COLUMN = "bayes_auto"
 
@@ -42,10 +43,17 @@ def score_weight_table(bed: Bed, weights_path: str | Path, *, column: str, out: 
 
 
 def prs_bayes_scores(*, bfile: str | Path, sumstats: str | Path, out_prefix: str | Path, threads: int = 1,
-                     **options) -> dict:
-    """:func:`cohortflow.prs.bayes.prs_bayes` (``OUT.weights.tsv``, ``OUT.bayes.json``), then the score
-    of every sample of ``bfile`` in ``OUT.scores.tsv.gz`` (column :data:`BAYES_COLUMN`; missing calls
-    mean-imputed as plink2 --score does)."""
+                     ld_split: str | Path | None = None, **options) -> dict:
+    """:func:`cohortflow.prs.bayes.prs_bayes` (``OUT.weights.tsv``, ``OUT.json``), then the score of
+    every sample of ``bfile`` in ``OUT.scores.tsv.gz`` (column :data:`BAYES_COLUMN`; missing calls
+    mean-imputed as plink2 --score does). With ``ld_split`` (a split file of
+    :func:`cohortflow.prs.split.split_samples`), LD comes from its discovery samples: the samples
+    of the GWAS itself, whose LD the summary statistics reflect."""
+    if ld_split is not None:
+        if options.get("ld_samples") is not None:
+            raise CohortflowError("give LD samples or a split, not both")
+        table = read_split(ld_split)
+        options["ld_samples"] = table.loc[table["split"] == "discovery", "IID"].tolist()
     summary = prs_bayes(bfile=bfile, sumstats=sumstats, out_prefix=out_prefix, threads=threads, **options)
     score_weight_table(open_bed(bfile), f"{out_prefix}.weights.tsv", column=BAYES_COLUMN,
                        out=f"{out_prefix}.scores.tsv.gz", threads=threads)

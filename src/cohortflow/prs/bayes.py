@@ -293,7 +293,7 @@ def prs_bayes(*, bfile: str | Path, sumstats: str | Path, out_prefix: str | Path
 
     Writes ``{out_prefix}.weights.tsv`` (variant_id chromosome base_pair_location effect_allele
     other_allele weight; .bim order; weight per copy of the .bim A1 allele on the trait's scale)
-    and ``{out_prefix}.bayes.json`` (settings, variants used, h2 and p with their spread across
+    and ``{out_prefix}.json`` (settings, variants used, h2 and p with their spread across
     kept chains, every chain with why it was dropped; aggregate figures only). Returns the JSON
     dict plus ``runtime_s`` (left out of the file so that same inputs give the same bytes).
     """
@@ -323,7 +323,7 @@ def prs_bayes(*, bfile: str | Path, sumstats: str | Path, out_prefix: str | Path
     }
     with atomic_open(f"{out_prefix}.weights.tsv") as fh:
         fh.write(weights.to_csv(sep="\t", index=False, lineterminator="\n", float_format="%.6g"))
-    write_json_atomic(f"{out_prefix}.bayes.json", summary)
+    write_json_atomic(f"{out_prefix}.json", summary)
     for c in result.chains:
         if c["diverged"]:
             log.warning("LDpred2-auto chain %d (p_init %.3g) dropped: %s", c["chain"], c["p_init"], c["reason"])
