@@ -47,9 +47,10 @@ def _fileset(path: Path, geno: np.ndarray, *, chrom=None, sex=None, a1=None, a2=
     return path
 
 
-def _reference(geno: np.ndarray, chrom, sex: np.ndarray, weights: np.ndarray, freq_samples=None):
+def _reference(geno: np.ndarray, chrom, sex: np.ndarray, weights: np.ndarray, freq_samples=None, count_a2=None):
     """Dense re-implementation of plink2 --score's SCORE_SUM with default mean imputation:
-    (sums samples x k, mean dosage per variant)."""
+    (sums samples x k, mean A1 dosage per variant); ``count_a2`` (variants x k): the weight is on
+    A2 (dosage full - A1 dosage, full = 2, or 1 on chrY/MT, 0 for non-males on chrY)."""
     m, n = geno.shape
     males = sex == 1
     use = np.zeros(n, dtype=bool)
@@ -74,7 +75,15 @@ def _reference(geno: np.ndarray, chrom, sex: np.ndarray, weights: np.ndarray, fr
         else:
             mean[v] = x[called].mean() if called.any() else 1.0
             dosage[v] = np.where(x >= 0, x, mean[v])
-    return dosage.T @ weights, mean
+    if count_a2 is None:
+        return dosage.T @ weights, mean
+    full = np.array([[0.0 if str(c).upper() in ("Y", "24") and sex[i] != 1 else
+                      1.0 if str(c).upper() in ("Y", "24", "MT", "26") else 2.0 for i in range(n)] for c in chrom])
+    sums = np.zeros((n, weights.shape[1]))
+    for c in range(weights.shape[1]):
+        counted = np.where(count_a2[:, c][:, None], full - dosage, dosage)
+        sums[:, c] = counted.T @ weights[:, c]
+    return sums, mean
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,6 +110,14 @@ def test_score_bed_matches_dense_reference(tmp_path, n):
         one = score_bed(bed, rows, weights[:, 0])
         assert one.shape == (n,)
         np.testing.assert_allclose(one, expected[:, 0], rtol=1e-12, atol=1e-12)
+        # weights on A2 for some variants and columns (as plink2 counts a score file's A2 allele)
+        count_a2 = rng.random((rows.size, k)) < 0.4
+        expected, _ = _reference(geno[rows], chrom[rows], sex, weights, count_a2=count_a2)
+        np.testing.assert_allclose(score_bed(bed, rows, weights, count_a2=count_a2, threads=2), expected,
+                                   rtol=1e-12, atol=1e-12)
+        expected, _ = _reference(geno[rows], chrom[rows], sex, weights, count_a2=np.repeat(count_a2[:, :1], k, 1))
+        np.testing.assert_allclose(score_bed(bed, rows, weights, count_a2=count_a2[:, 0]), expected,
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_result_does_not_depend_on_threads_or_chunking(tmp_path, monkeypatch):
@@ -174,3 +191,142 @@ def test_score_table_numbers_are_printf_g10():
     body = kernels.format_score_table(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets, values, 10)
     assert body.tobytes().decode() == "".join(i + "".join(f"\t{x:.10g}" for x in row) + "\n"
                                               for i, row in zip(ids, values))
+
+
+# --------------------------------------------------------------------------------------------
+# Peer: plink2 --score
+
+
+def _plink2_score(tmp_path: Path, prefix: Path, table: pd.DataFrame, n_columns: int, *extra: str) -> pd.DataFrame:
+    """plink2 --score on ``table`` (ID, allele, W1..Wk): its .sscore as a DataFrame."""
+    path = tmp_path / "plink2.weights.tsv"
+    table.to_csv(path, sep="\t", index=False, float_format="%.17g")
+    cols = "3" if n_columns == 1 else f"3-{n_columns + 2}"
+    subprocess.run(["plink2", "--bfile", str(prefix), "--score", str(path), "1", "2", "header", "cols=+scoresums",
+                    "--score-col-nums", cols, "--threads", "1", *extra, "--out", str(tmp_path / "plink2")],
+                   check=True, capture_output=True)
+    return pd.read_csv(tmp_path / "plink2.sscore", sep="\t")
+
+
+def _quarter_genotypes(rng, m: int, n: int) -> np.ndarray:
+    """Genotypes whose called counts are multiples of 4 and whose mean A1 dosage over the called
+    samples is a multiple of 1/4 (so mean-imputed sums of integer weights are multiples of 1/4)."""
+    geno = np.full((m, n), -1, dtype=np.int8)
+    for v in range(m):
+        called = n - 4 * int(rng.integers(0, 5))
+        total = called * int(rng.integers(1, 8)) // 4  # mean dosage 1/4 .. 7/4
+        counts = np.zeros(called, dtype=np.int8)
+        np.add.at(counts, rng.permutation(np.repeat(np.arange(called), 2))[:total], 1)  # at most 2 each
+        geno[v, rng.permutation(n)[:called]] = counts
+    return geno
+
+
+_COMPLEMENT = str.maketrans("ACGT", "TGCA")
+_PAIRS = [("A", "C"), ("A", "G"), ("C", "A"), ("C", "T"), ("G", "A"), ("G", "T"), ("T", "C"), ("T", "G")]
+
+
+def _catalog_file(path: Path, pgs_id: str, rows: list[tuple]) -> Path:
+    text = f"#pgs_id={pgs_id}\n#trait_reported=test\n#variants_number={len(rows)}\n"
+    text += "chr_name\tchr_position\teffect_allele\tother_allele\teffect_weight\n"
+    text += "".join(f"{c}\t{p}\t{e}\t{o}\t{w}\n" for c, p, e, o, w in rows)
+    path.write_text(text)
+    return path
+
+
+@needs_plink2
+@pytest.mark.parametrize("k", [1, 10])
+def test_exact_sums_equal_plink2(tmp_path, k):
+    rng = np.random.default_rng(10 + k)
+    n, m = 80, 60
+    geno = _quarter_genotypes(rng, m, n)
+    pairs = [_PAIRS[i] for i in rng.integers(0, len(_PAIRS), m)]
+    a1, a2 = [p[0] for p in pairs], [p[1] for p in pairs]
+    a1[-1], a2[-1] = "A", "T"  # ambiguous: dropped by us, so not given to plink2 either
+    prefix = _fileset(tmp_path / "g", geno, a1=a1, a2=a2)
+    bim = open_bed(prefix).bim
+    swapped = rng.random(m) < 0.4  # the score's effect allele is the .bim A2
+    weights = rng.choice([-3, -2, -1, 1, 2, 3], size=(m, k)).astype(float)
+    files = []
+    for c in range(k):
+        rows = []
+        for v in range(m):
+            effect, other = (a2[v], a1[v]) if swapped[v] else (a1[v], a2[v])
+            if v < m - 1 and rng.random() < 0.2:  # reported on the other strand
+                effect, other = effect.translate(_COMPLEMENT), other.translate(_COMPLEMENT)
+            rows.append(("chr1", bim["pos"][v], effect, other, int(weights[v, c])))
+        files.append(_catalog_file(tmp_path / f"PGS{c:06d}.txt", f"PGS{c:06d}", rows))
+    summary = score_pgs(bfile=prefix, scores=files, min_overlap=0.5, out_prefix=tmp_path / "ours")
+    assert all(s["matched"] == m - 1 and s["ambiguous_dropped"] == 1 and s["flipped"] > 0 and s["swapped"] > 0
+               for s in summary["scores"].values())
+    ours = pd.read_csv(tmp_path / "ours.scores.tsv.gz", sep="\t")
+
+    table = pd.DataFrame({"ID": bim["id"][:-1], "A": np.where(swapped, a2, a1)[:-1]})
+    for c in range(k):
+        table[f"W{c + 1}"] = weights[:-1, c]
+    ref = _plink2_score(tmp_path, prefix, table, k)
+    assert ref["IID"].tolist() == ours["IID"].tolist()
+    assert (geno[:-1] < 0).any(axis=1).sum() > 20  # mean imputation is exercised
+    for c in range(k):
+        got = ours[f"PGS{c:06d}_SUM"].to_numpy()
+        assert np.array_equal(got * 4, np.round(got * 4)) and np.abs(got).max() < 1000  # exact in 6 digits
+        np.testing.assert_allclose(got, ref[f"SCORE{c + 1}_SUM"], rtol=1e-9, atol=0)
+        # AVG = SUM / (2 x variants), the same denominator as plink2's (printed to 6 digits)
+        np.testing.assert_allclose(ours[f"PGS{c:06d}_AVG"], ref[f"SCORE{c + 1}_AVG"], rtol=5e-6, atol=0)
+
+
+def _sexed_fileset(tmp_path: Path, rng, n: int = 120):
+    chrom = ["1"] * 40 + ["2"] * 30 + ["X"] * 25 + ["Y"] * 10 + ["XY"] * 5 + ["MT"] * 10
+    m = len(chrom)
+    sex = rng.choice([1, 2, 0], n, p=[0.45, 0.45, 0.1])
+    geno = rng.integers(0, 3, size=(m, n)).astype(np.int8)
+    haploid_male = np.isin(chrom, ["X", "Y"])[:, None] & (sex == 1)[None, :]
+    geno = np.where(haploid_male & (rng.random((m, n)) < 0.97), geno // 2 * 2, geno)  # a few male hets left
+    geno = np.where(np.array(chrom)[:, None] == "MT", geno // 2 * 2, geno).astype(np.int8)
+    geno[rng.random((m, n)) < 0.06] = -1
+    geno[41] = -1  # no call at all
+    pairs = [_PAIRS[i] for i in rng.integers(0, len(_PAIRS), m)]
+    prefix = _fileset(tmp_path / "sexed", geno, chrom=chrom, sex=sex, a1=[p[0] for p in pairs],
+                      a2=[p[1] for p in pairs])
+    return prefix, geno, np.array(chrom), sex
+
+
+@needs_plink2
+def test_real_weights_match_plink2_incl_sex_chromosomes(tmp_path):
+    rng = np.random.default_rng(21)
+    prefix, geno, chrom, sex = _sexed_fileset(tmp_path, rng)
+    bed = open_bed(prefix)
+    m, k = geno.shape[0], 3
+    weights = np.array([[float(f"{w:.6g}") for w in row] for row in rng.normal(size=(m, k))])
+    swapped = rng.random(m) < 0.5
+    table = pd.DataFrame({"ID": bed.bim["id"], "A": np.where(swapped, bed.bim["a2"], bed.bim["a1"])})
+    for c in range(k):
+        table[f"W{c + 1}"] = weights[:, c]
+    ref = _plink2_score(tmp_path, prefix, table, k)
+    ours = score_bed(bed, np.arange(m), weights, count_a2=swapped, threads=2)
+    for c in range(k):
+        np.testing.assert_allclose(ours[:, c], ref[f"SCORE{c + 1}_SUM"], rtol=5e-6, atol=1e-12)
+    # and plink2's rules written out densely agree with both
+    expected, _ = _reference(geno, chrom, sex, weights, count_a2=np.repeat(swapped[:, None], k, 1))
+    np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+
+
+@needs_plink2
+def test_plink2_keep_imputes_from_the_kept_samples(tmp_path):
+    """plink2 computes the imputation frequencies over the samples it loaded: with --keep, the
+    kept ones. score_bed's default is the whole fileset; a1_mean_dosage(samples=kept) gives
+    plink2's numbers."""
+    rng = np.random.default_rng(5)
+    prefix, geno, chrom, sex = _sexed_fileset(tmp_path, rng)
+    bed = open_bed(prefix)
+    m = geno.shape[0]
+    kept = np.sort(rng.choice(geno.shape[1], size=70, replace=False))
+    bed.fam.iloc[kept][["fid", "iid"]].to_csv(tmp_path / "keep.txt", sep="\t", header=False, index=False)
+    weights = rng.normal(size=(m, 1)).round(4)
+    table = pd.DataFrame({"ID": bed.bim["id"], "A": bed.bim["a1"], "W1": weights[:, 0]})
+    ref = _plink2_score(tmp_path, prefix, table, 1, "--keep", str(tmp_path / "keep.txt"))
+    assert ref["IID"].tolist() == bed.fam["iid"].iloc[kept].tolist()
+    kept_freq = score_bed(bed, np.arange(m), weights, samples=kept,
+                          mean_dosage=a1_mean_dosage(bed, np.arange(m), samples=kept))
+    np.testing.assert_allclose(kept_freq[:, 0], ref["SCORE1_SUM"], rtol=5e-6, atol=1e-12)
+    all_freq = score_bed(bed, np.arange(m), weights, samples=kept)
+    assert np.abs(all_freq[:, 0] - ref["SCORE1_SUM"]).max() > 1e-3  # the default differs from plink2 --keep

@@ -155,12 +155,13 @@ def packed_code_counts(data: np.ndarray, rows: np.ndarray, mask: np.ndarray, out
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def accumulate_haploid(data: np.ndarray, rows: np.ndarray, weights: np.ndarray, mean_dosage: np.ndarray,
-                       include: np.ndarray, acc: np.ndarray) -> None:
-    """acc[s * kp + c] += include[s] x weights[i, c] x the haploid dosage of sample s at row
-    ``rows[i]`` of ``data``: hom A1 1, het 0.5, hom A2 0, missing mean_dosage[i] (plink2's chrY
-    and MT dosages). ``include`` (float per sample, 0 or 1) leaves samples out (chrY: all but
-    males). Parallel over samples; each sample's sum runs over the rows in order."""
+def accumulate_direct(data: np.ndarray, rows: np.ndarray, weights: np.ndarray, dose: np.ndarray,
+                      count_a2: np.ndarray, full: float, include: np.ndarray, acc: np.ndarray) -> None:
+    """acc[s * kp + c] += include[s] x weights[i, c] x the dosage of sample s at row ``rows[i]``
+    of ``data`` (dose[i, code] for its 2-bit code; full - that where count_a2[i, c]), one sample at
+    a time (for the few variants whose dosage rule is per sample: chrY, MT). ``include`` (float per
+    sample, 0 or 1) leaves samples out. Parallel over samples; each sample's sum runs over the rows
+    in order."""
     n = include.shape[0]
     kp = weights.shape[1]
     for s in numba.prange(n):
@@ -169,37 +170,29 @@ def accumulate_haploid(data: np.ndarray, rows: np.ndarray, weights: np.ndarray, 
         byte = s >> 2
         shift = 2 * (s & 3)
         for i in range(rows.shape[0]):
-            code = (np.int64(data[rows[i], byte]) >> shift) & 3
-            if code == 0:
-                d = 1.0
-            elif code == 1:
-                d = mean_dosage[i]
-            elif code == 2:
-                d = 0.5
-            else:
-                continue
+            d = dose[i, (np.int64(data[rows[i], byte]) >> shift) & 3]
             for c in range(kp):
-                acc[s * kp + c] += d * weights[i, c]
+                acc[s * kp + c] += ((full - d) if count_a2[i, c] else d) * weights[i, c]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def group_tables(weights: np.ndarray, mean_dosage: np.ndarray, tables: np.ndarray) -> None:
+def group_tables(weights: np.ndarray, dose: np.ndarray, count_a2: np.ndarray, full: float,
+                 tables: np.ndarray) -> None:
     """Fill ``tables`` (groups x 256 * kp, flat per group): entry [g, idx * kp + c] = sum over
-    j = 0..3 of weights[4g + j, c] x the dosage of the 2-bit code in bits 2j, 2j+1 of idx (code
-    01, missing, counts as mean_dosage[4g + j]). ``weights`` (4 x groups, kp) and ``mean_dosage``
-    cover whole groups (padding rows have zero weights)."""
+    j = 0..3 of weights[4g + j, c] x the dosage of variant 4g + j for code j of idx (bits 2j,
+    2j+1): dose[v, code] (dose[v] holds the A1 dosage of hom A1, missing, het, hom A2), or
+    full - that where count_a2[v, c] (the weight is on A2). ``weights`` (4 x groups, kp), ``dose``
+    and ``count_a2`` cover whole groups (padding rows: zero weights)."""
     n_groups = tables.shape[0]
     kp = weights.shape[1]
     for g in numba.prange(n_groups):
         contrib = np.empty((4, 4, kp))  # variant j, code, column
         for j in range(4):
             v = 4 * g + j
-            for c in range(kp):
-                w = weights[v, c]
-                contrib[j, 0, c] = 2.0 * w
-                contrib[j, 1, c] = mean_dosage[v] * w
-                contrib[j, 2, c] = w
-                contrib[j, 3, c] = 0.0
+            for code in range(4):
+                d = dose[v, code]
+                for c in range(kp):
+                    contrib[j, code, c] = ((full - d) if count_a2[v, c] else d) * weights[v, c]
         table = tables[g]
         for idx in range(256):
             a = idx & 3

@@ -25,7 +25,9 @@ the default keeps a sample's score independent of which other samples are scored
 How: four variants form a group; a 256-row table per group holds the summed contributions of the
 four variants' 2-bit codes per score column (:mod:`cohortflow.prs.kernels`), so each sample costs
 one lookup and one k-wide addition per four variants, read from the .bed bytes without decoding.
-chrY/MT variants (per-sample rules) are added by a direct per-sample loop. Variants are streamed
+chrY/MT variants (per-sample rules) are added by a direct per-sample loop. A weight can also be
+on the .bim A2 allele (``count_a2``), as plink2 scores a file's allele that is A2; no constant is
+added and subtracted, so the sums stay as exact as plink2's. Variants are streamed
 in chunks from a memory map whose pages are released as the chunks are consumed (memory: one
 chunk of .bed rows and its tables, and a samples x k accumulator).
 """
@@ -172,16 +174,20 @@ def a1_mean_dosage(bed: Bed, rows, *, samples=None, threads: int = 1) -> np.ndar
         return _mean_dosage(_PackedRows(bed), bed, rows, ploidy_classes(bed, rows), samples)
 
 
-def score_bed(bed: Bed, rows, weights, *, samples=None, threads: int = 1, mean_dosage=None) -> np.ndarray:
+def score_bed(bed: Bed, rows, weights, *, samples=None, threads: int = 1, mean_dosage=None,
+              count_a2=None) -> np.ndarray:
     """Polygenic scores of the samples of ``bed``: for every sample and score column c, the sum
     over the variants ``rows`` (ascending unique .bim rows, m of them) of weights[v, c] x the
     sample's dosage of the .bim A1 allele (column 5), as plink2 ``--score`` computes SCORE*_SUM.
 
-    ``weights`` (m, k) or (m,) float64 per copy of A1. Missing genotypes: mean imputation, a
-    missing call counts as ``mean_dosage[v]``, by default from the called genotypes of all
-    samples of the fileset (:func:`a1_mean_dosage`: 2 x A1 frequency on autosomes; chrX, chrY, MT
-    as plink2, see the module docstring). ``samples``: .fam rows to return (default all, .fam
-    order); they do not change the default imputation. ``threads``: numba threads.
+    ``weights`` (m, k) or (m,) float64 per copy of A1, or per copy of A2 where ``count_a2``
+    (bool, (m,) or (m, k)) is true (the dosage counted is then 2 - the A1 dosage, 1 - it on
+    chrY/MT, as plink2 counts a score file's allele that is the .bim A2). Missing genotypes: mean imputation, a
+    missing call counts as ``mean_dosage[v]`` (of A1; of A2 it is 2 - that, or 1 - that on
+    chrY/MT), by default from the called genotypes of all samples of the fileset
+    (:func:`a1_mean_dosage`: 2 x A1 frequency on autosomes; chrX, chrY, MT as plink2, see the
+    module docstring). ``samples``: .fam rows to return (default all, .fam order); they do not
+    change the default imputation. ``threads``: numba threads.
 
     Returns float64 (n_out_samples, k) (or (n_out_samples,) for 1-D weights). Each sample's sum
     runs over the variants in the same order whatever ``threads``: results do not depend on it.
@@ -208,6 +214,12 @@ def score_bed(bed: Bed, rows, weights, *, samples=None, threads: int = 1, mean_d
         if not np.all(np.isfinite(mean_dosage)):
             raise CohortflowError("mean_dosage has non-finite values")
     m, k = weights.shape
+    count_a2 = np.zeros((m, 1), dtype=bool) if count_a2 is None else np.asarray(count_a2, dtype=bool)
+    if count_a2.ndim == 1:
+        count_a2 = count_a2[:, None]
+    if count_a2.shape not in ((m, 1), (m, k)):
+        raise CohortflowError(f"count_a2 must be (variants,) or (variants, columns) = ({m}, {k}), "
+                              f"not shape {count_a2.shape}")
     n = bed.n_samples
     n_out = n if samples is None else samples.size
     if m == 0 or k == 0 or n == 0:
@@ -215,6 +227,8 @@ def score_bed(bed: Bed, rows, weights, *, samples=None, threads: int = 1, mean_d
         return out[:, 0] if one_column else out
 
     kp = 1 if k == 1 else -(-k // kernels.VECTOR_WIDTH) * kernels.VECTOR_WIDTH
+    padded_a2 = np.zeros((m, kp), dtype=bool)
+    padded_a2[:, :k] = count_a2
     packed = _PackedRows(bed)
     nb = packed.nb
     acc = np.zeros(4 * nb * kp)
@@ -226,27 +240,33 @@ def score_bed(bed: Bed, rows, weights, *, samples=None, threads: int = 1, mean_d
         if mean_dosage is None and special.size:  # per-sex frequencies, computed up front (few rows)
             fixed_dosage[special] = _mean_dosage(packed, bed, rows[special], classes[special], None)
         if table_part.size:
-            _score_tables(packed, rows[table_part], weights[table_part], fixed_dosage[table_part], kp, granted,
-                          kernels.sample_mask_words(n), acc)
+            _score_tables(packed, rows[table_part], weights[table_part], fixed_dosage[table_part],
+                          padded_a2[table_part], kp, granted, kernels.sample_mask_words(n), acc)
         haploid = np.flatnonzero(classes >= CHR_Y)
         if haploid.size:
-            include = np.ones(n)
-            include[np.setdiff1d(np.arange(n), _males(bed))] = 0.0
+            males = np.zeros(n)
+            males[_males(bed)] = 1.0
             for cls in (CHR_Y, CHR_MT):
                 part = haploid[classes[haploid] == cls]
                 if part.size:
                     padded = np.zeros((part.size, kp))
                     padded[:, :k] = weights[part]
-                    kernels.accumulate_haploid(packed.data, rows[part], padded, fixed_dosage[part],
-                                               include if cls == CHR_Y else np.ones(n), acc)
+                    kernels.accumulate_direct(packed.data, rows[part], padded, _dose_per_code(fixed_dosage[part], 1.0),
+                                              padded_a2[part], 1.0, males if cls == CHR_Y else np.ones(n), acc)
     out = acc.reshape(4 * nb, kp)[:n, :k]
     out = out if samples is None else out[samples]
     out = np.ascontiguousarray(out)
     return out[:, 0] if one_column else out
 
 
-def _score_tables(packed: _PackedRows, rows: np.ndarray, weights: np.ndarray, dosage: np.ndarray, kp: int,
-                  threads: int, mask: np.ndarray, acc: np.ndarray) -> None:
+def _dose_per_code(mean: np.ndarray, full: float) -> np.ndarray:
+    """A1 dosage per .bed code (hom A1, missing, het, hom A2) per variant; ``full`` = 2 (diploid)
+    or 1 (haploid), ``mean`` the A1 mean dosage on that scale."""
+    return np.stack([np.full(mean.shape, full), mean, np.full(mean.shape, full / 2), np.zeros(mean.shape)], axis=1)
+
+
+def _score_tables(packed: _PackedRows, rows: np.ndarray, weights: np.ndarray, dosage: np.ndarray,
+                  count_a2: np.ndarray, kp: int, threads: int, mask: np.ndarray, acc: np.ndarray) -> None:
     """Add the rows' contributions by the 4-variant tables; ``dosage`` NaN = mean dosage computed
     here (diploid, all samples), chunk by chunk while the chunk's rows are in cache."""
     m, k = weights.shape
@@ -260,6 +280,8 @@ def _score_tables(packed: _PackedRows, rows: np.ndarray, weights: np.ndarray, do
     padded_weights[:m, :k] = weights
     padded_dosage = np.zeros(4 * n_groups)
     padded_dosage[:m] = dosage
+    padded_a2 = np.zeros((4 * n_groups, kp), dtype=bool)
+    padded_a2[:m] = count_a2
     to_count = np.isnan(padded_dosage)
     # enough tiles to share among the threads, each small enough for its sums to stay in cache
     nb = packed.nb
@@ -277,7 +299,8 @@ def _score_tables(packed: _PackedRows, rows: np.ndarray, weights: np.ndarray, do
             kernels.packed_code_counts(packed.data, chunk_rows, mask, counts[:stop - start])
             computed = _mean_dosage_from_counts(no_class[:stop - start], counts[:stop - start], None)
             padded_dosage[start:stop][todo] = computed[todo]
+        dose = _dose_per_code(padded_dosage[start:stop], 2.0)
         chunk_tables = tables[:(stop - start) // 4]
-        kernels.group_tables(padded_weights[start:stop], padded_dosage[start:stop], chunk_tables)
+        kernels.group_tables(padded_weights[start:stop], dose, padded_a2[start:stop], 2.0, chunk_tables)
         kernels.accumulate_groups(packed.data, chunk_rows, chunk_tables, kp, tile_bytes, acc)
         packed.release(int(chunk_rows[0]), int(chunk_rows[-1]) + 1)
