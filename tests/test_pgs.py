@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from cohortflow.demo.genome import simulate_genotypes
@@ -24,7 +25,7 @@ from cohortflow.demo.pgs import write_demo_scoring_file
 from cohortflow.errors import CohortflowError
 from cohortflow.io.pgs import read_scoring_file
 from cohortflow.io.plink import open_bed, write_bed
-from cohortflow.prs.pgs import MATCH_COLUMNS, match_counts, match_variants, score_pgs
+from cohortflow.prs.pgs import MATCH_COLUMNS, BimSites, match_counts, match_variants, score_pgs
 from cohortflow.variants.ingest import ingest_vcf
 
 CATALOG_HEADER = """\
@@ -217,6 +218,81 @@ def test_match_categories(tmp_path):
     assert counts["weight_fraction_matched"] == pytest.approx((0.5 + 0.3 + 0.2 + 0.7 + 0.8 + 0.25) / 3.85)
     kept = match_counts(match_variants(table, bim, keep_ambiguous=True))
     assert kept["matched"] == 7 and kept["ambiguous_dropped"] == 0
+
+
+_COMP = {"A": "T", "C": "G", "G": "C", "T": "A"}
+_CHROM = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
+
+
+def _match_one_by_one(table: pd.DataFrame, bim: pd.DataFrame, keep_ambiguous: bool) -> list[tuple]:
+    """The matching rules written row by row: (status, bim_row, swapped, flipped) per scoring row."""
+    def chrom(c):
+        c = str(c).strip().upper().removeprefix("CHR")
+        return _CHROM.get(c, c)
+
+    b_chrom, b_pos = [chrom(c) for c in bim["chrom"]], bim["pos"].tolist()
+    b_a1, b_a2 = bim["a1"].tolist(), bim["a2"].tolist()
+    out = []
+    for r in table.itertuples():
+        if pd.isna(r.pos):
+            out.append(("missing", -1, False, False))
+            continue
+        cands = [i for i in range(len(bim)) if b_chrom[i] == chrom(r.chrom) and b_pos[i] == r.pos]
+        if not cands:
+            out.append(("missing", -1, False, False))
+            continue
+        scored = []
+        for i in cands:
+            a1, a2, ea, oa = b_a1[i], b_a2[i], r.effect_allele, r.other_allele
+            snv = all(a in _COMP for a in (a1, a2))
+            ambiguous = snv and _COMP[a1] == a2
+            fits = lambda e, o, x, y: e == x and (o == "" or o == y)  # noqa: E731
+            flip_ok = snv and not ambiguous and ea in _COMP and (oa == "" or oa in _COMP)
+            fe, fo = (_COMP.get(ea, ""), _COMP.get(oa, "")) if flip_ok else ("", "")
+            level = 0 if fits(ea, oa, a1, a2) else 1 if fits(ea, oa, a2, a1) else \
+                2 if flip_ok and fits(fe, fo, a1, a2) else 3 if flip_ok and fits(fe, fo, a2, a1) else 4
+            scored.append((level, i, ambiguous))
+        best = min(scored)
+        if best[0] == 4:
+            out.append(("allele_mismatch", -1, False, False))
+        elif sum(s[0] == best[0] for s in scored) > 1:
+            out.append(("multiple_matches", -1, False, False))
+        elif best[2] and not keep_ambiguous:
+            out.append(("ambiguous", -1, False, False))
+        else:
+            out.append(("matched", best[1], best[0] in (1, 3), best[0] in (2, 3)))
+    return out
+
+
+def test_matching_agrees_with_the_rules_row_by_row():
+    rng = np.random.default_rng(5)
+    alleles = ["A", "C", "G", "T", "AT", "CTG", "N"]
+    p = [.22, .22, .22, .22, .05, .04, .03]
+    compared = 0
+    for _ in range(60):
+        nb, nt = int(rng.integers(1, 50)), int(rng.integers(1, 50))
+        bim = pd.DataFrame({"chrom": rng.choice(["1", "2", "X", "23", "chr1"], nb),
+                            "id": [f"v{i}" for i in range(nb)], "cm": 0.0, "pos": rng.integers(1, 25, nb),
+                            "a1": rng.choice(alleles, nb, p=p), "a2": rng.choice(alleles, nb, p=p)})
+        pos = pd.array(rng.integers(1, 25, nt), dtype="Int64")
+        pos[rng.random(nt) < 0.1] = pd.NA
+        table = pd.DataFrame({"chrom": rng.choice(["1", "chr2", "X", "CHRX", "3", "chr23"], nt), "pos": pos,
+                              "effect_allele": rng.choice(alleles, nt), "other_allele": rng.choice(alleles + [""], nt),
+                              "weight": rng.normal(size=nt), "line": np.arange(nt) + 2})
+        before = table.copy()
+        for keep in (False, True):
+            expected = _match_one_by_one(table, bim, keep)
+            rows = [e[1] for e in expected if e[1] >= 0]
+            if len(rows) != len(set(rows)):
+                with pytest.raises(CohortflowError, match="not summed"):
+                    match_variants(table, bim, keep_ambiguous=keep)
+                continue
+            for sites in (bim, BimSites(bim), BimSites(pa.Table.from_pandas(bim, preserve_index=False))):
+                m = match_variants(table, sites, keep_ambiguous=keep)
+                assert list(zip(m["status"], m["bim_row"], m["swapped"], m["flipped"])) == expected
+            compared += 1
+        pd.testing.assert_frame_equal(table, before)  # the caller's table is left alone
+    assert compared > 60
 
 
 def test_duplicated_weights_are_an_error(tmp_path):

@@ -355,7 +355,8 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
     if other_col is None and infer_col is None and id_parts is not None:
         # plink2 style chrom:pos:ref:alt -> the other allele is whichever of ref/alt is not effect
         if id_parts.shape[1] >= 4:
-            ref, alt = id_parts[2].fillna("").str.upper().to_numpy(object), id_parts[3].fillna("").str.upper().to_numpy(object)
+            ref = id_parts[2].fillna("").str.upper().to_numpy(object)
+            alt = id_parts[3].fillna("").str.upper().to_numpy(object)
             eff = effect.to_numpy(zero_copy_only=False)
             other = pa.array(np.where(eff == alt, ref, np.where(eff == ref, alt, "")), type=pa.string())
     other_ok = _alleles(other)[1]

@@ -3,28 +3,34 @@
 What ``pgsc_calc`` and ``plink2 --score`` do, in one pass over the .bed:
 
 1. each score's variants are matched to the .bim by chromosome (``chr1`` = ``1``; 23/24/25/26 =
-   X/Y/XY/MT), position and alleles (see :func:`match_variants` for the rules);
-2. per sample, SUM = sum over matched variants of weight x effect-allele dosage, a missing call
-   counting as 2 x the cohort's effect allele frequency (plink2 ``--score``'s default mean
-   imputation, frequencies from all samples of the fileset), and AVG = SUM / (2 x matched
-   variants), plink2's ``SCORE1_AVG`` under mean imputation (its denominator counts imputed
-   variants too, unlike its ALLELE_CT column).
+   X/Y/XY/MT), position and alleles (see :func:`match_variants` for the rules); the .bim is
+   indexed once (:class:`BimSites`) and every step is an array operation;
+2. per sample, SUM = sum over matched variants of weight x effect-allele dosage, computed for all
+   scores together from the packed .bed bytes by :func:`cohortflow.prs.scoring.score_bed`: a
+   missing call counts as 2 x the cohort's effect allele frequency (plink2 ``--score``'s default
+   mean imputation, frequencies from all samples of the fileset; chrX/chrY/MT as plink2, see
+   :mod:`cohortflow.prs.scoring`), and AVG = SUM / (2 x matched variants), plink2's
+   ``SCORE1_AVG`` under mean imputation (its denominator counts imputed variants too, unlike its
+   ALLELE_CT column).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+from isal import igzip
 
 from cohortflow.errors import CohortflowError
-from cohortflow.io.atomic import atomic_open, write_json_atomic, write_table_atomic
+from cohortflow.io.atomic import atomic_path, write_json_atomic, write_table_atomic
 from cohortflow.io.pgs import read_scoring_file
 from cohortflow.io.pheno import is_binary, read_pheno_table, to_binary01
 from cohortflow.io.plink import open_bed
-from cohortflow.prs.api import auc, score_genotypes
+from cohortflow.prs import kernels
+from cohortflow.prs.scoring import score_bed
 
 MATCH_COLUMNS = ["pgs_id", "trait_reported", "n_variants", "matched", "swapped", "flipped", "ambiguous_dropped",
                  "missing", "other_dropped", "fraction_matched", "weight_fraction_matched"]
@@ -34,23 +40,104 @@ _COMPLEMENT = str.maketrans("ACGT", "TGCA")
 _CHROM_ALIASES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
 
 
-def normalise_chrom(values) -> np.ndarray:
-    """Chromosome names on one scale: no ``chr`` prefix, upper case, plink's 23-26 as X/Y/XY/MT."""
-    out = pd.Series(np.asarray(values, dtype=object)).astype(str).str.strip().str.upper()
+def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct values) of strings given as a list, numpy array, pandas Series/array or
+    Arrow array; a missing value is a distinct value of its own (NaN / None)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pd.arrays.ArrowStringArray(pa.chunked_array([values]).cast(pa.string())
+                                            if isinstance(values, pa.Array) else values.cast(pa.string()))
+    elif isinstance(values, pd.arrays.NumpyExtensionArray) or not isinstance(
+            values, (np.ndarray, pd.Series, pd.Index, pd.api.extensions.ExtensionArray)):
+        values = np.asarray(values, dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+
+
+def _normalise_chrom_names(names: np.ndarray) -> np.ndarray:
+    out = pd.Series(names, dtype=object).astype(str).str.strip().str.upper()
     out = out.str.replace(r"^CHR", "", regex=True)
     return out.replace(_CHROM_ALIASES).to_numpy(dtype=object)
 
 
-def _complement(alleles: np.ndarray) -> np.ndarray:
-    return np.array([a.translate(_COMPLEMENT) for a in alleles], dtype=object)
+def normalise_chrom(values) -> np.ndarray:
+    """Chromosome names on one scale: no ``chr`` prefix, upper case, plink's 23-26 as X/Y/XY/MT
+    (computed once per distinct name)."""
+    codes, names = _factorize(values)
+    return _normalise_chrom_names(names)[codes] if len(codes) else np.array([], dtype=object)
 
 
-def _is_snv(alleles: np.ndarray) -> np.ndarray:
-    return np.array([len(a) == 1 and a in "ACGT" for a in alleles], dtype=bool)
+class _Vocabulary:
+    """Integer codes for strings, shared by the arrays encoded with one vocabulary."""
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+
+    def encode(self, values, normalise) -> np.ndarray:
+        codes, distinct = _factorize(values)
+        names = normalise(distinct)
+        lookup = np.array([self.index.setdefault(name, len(self.index)) for name in names], dtype=np.int64)
+        return lookup[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+    def strings(self) -> list[str]:
+        return list(self.index)
 
 
-def match_variants(table: pd.DataFrame, bim: pd.DataFrame, *, keep_ambiguous: bool = False) -> pd.DataFrame:
-    """Match the rows of a scoring table (:func:`cohortflow.io.pgs.read_scoring_file`) to a .bim.
+def _upper(names: np.ndarray) -> list[str]:
+    return [str(a).upper() for a in names]
+
+
+# a (chromosome, position) key: chromosome code above bit 42, position below
+_POS_BITS = 42
+
+
+class BimSites:
+    """A .bim indexed for matching (chromosome names normalised, alleles as integer codes, sites
+    sorted by (chromosome, position)); build once, match many scoring tables against it.
+
+    ``bim``: a DataFrame or an Arrow table with columns chrom, id, pos, a1, a2 (as
+    :class:`cohortflow.io.plink.Bed` holds them)."""
+
+    def __init__(self, bim):
+        column = (lambda name: bim.column(name)) if isinstance(bim, pa.Table) else (lambda name: bim[name])
+        self.n = bim.num_rows if isinstance(bim, pa.Table) else len(bim)
+        self.ids = column("id")
+        self.chroms = _Vocabulary()
+        self.alleles = _Vocabulary()
+        self.alleles.index[""] = 0  # an unknown other allele
+        chrom = self.chroms.encode(column("chrom"), _normalise_chrom_names)
+        pos = np.asarray(column("pos"), dtype=np.int64)
+        self.a1 = self.alleles.encode(column("a1"), _upper)
+        self.a2 = self.alleles.encode(column("a2"), _upper)
+        ok = (pos >= 0) & (pos < (1 << _POS_BITS))
+        key = np.where(ok, (chrom << _POS_BITS) | np.where(ok, pos, 0), -1 - np.arange(self.n, dtype=np.int64))
+        self.order = np.argsort(key, kind="stable")  # equal keys (multi-allelic sites) in .bim order
+        self.sorted_key = key[self.order]
+
+    def variant_id(self, row: int) -> str:
+        return str(self.ids[row])
+
+    def site_keys(self, chrom, pos: np.ndarray, has_pos: np.ndarray) -> np.ndarray:
+        """Keys of (chromosome, position) pairs; -1 where there is no position or it is out of range."""
+        codes = self.chroms.encode(chrom, _normalise_chrom_names)
+        ok = has_pos & (pos >= 0) & (pos < (1 << _POS_BITS))
+        return np.where(ok, (codes << _POS_BITS) | np.where(ok, pos, 0), -1)
+
+    def allele_properties(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per allele code: is it an SNV (one of A, C, G, T), and the code of its complement (-1
+        when not an SNV or the complement is not in the vocabulary)."""
+        names = self.alleles.strings()
+        snv = np.array([len(a) == 1 and a in "ACGT" for a in names], dtype=bool)
+        complement = np.array([self.alleles.index.get(a.translate(_COMPLEMENT), -1) if ok else -1
+                               for a, ok in zip(names, snv)], dtype=np.int64)
+        return snv, complement
+
+
+_STATUS = np.array(["matched", *DROP_REASONS], dtype=object)  # index 0 matched, then DROP_REASONS
+
+
+def match_variants(table: pd.DataFrame, bim, *, keep_ambiguous: bool = False) -> pd.DataFrame:
+    """Match the rows of a scoring table (:func:`cohortflow.io.pgs.read_scoring_file`) to a .bim
+    (a DataFrame, an Arrow table or a :class:`BimSites` built from one).
 
     Candidates are the .bim variants at the row's chromosome and position (several at a
     multi-allelic site). A candidate matches, best first:
@@ -61,6 +148,7 @@ def match_variants(table: pd.DataFrame, bim: pd.DataFrame, *, keep_ambiguous: bo
     An unknown other allele (``""``) matches any. Flips are tried only for SNVs whose .bim alleles
     are not complementary. A match to an A/T or C/G SNV is ambiguous (strand cannot be told) and
     is dropped unless ``keep_ambiguous``, in which case it is used as written (never flipped).
+    Alleles are compared in upper case.
 
     Returns ``table`` with added columns ``bim_row`` (-1 when unused), ``status`` (``matched`` or a
     :data:`DROP_REASONS` entry: ``missing`` = no .bim variant at the position or no position,
@@ -68,65 +156,87 @@ def match_variants(table: pd.DataFrame, bim: pd.DataFrame, *, keep_ambiguous: bo
     than one .bim variant matches equally well), ``swapped`` and ``flipped`` (booleans).
     Two scoring rows matched to the same .bim variant raise CohortflowError (duplicated weights
     are not summed: a scoring file listing a variant twice is taken to be an error).
+
+    All steps are array operations (strings become integer codes once per distinct value).
     """
-    out = table.copy().reset_index(drop=True)
+    sites = bim if isinstance(bim, BimSites) else BimSites(bim)
+    out = table.copy(deep=False)  # new columns go on a shallow copy; the caller's table is unchanged
+    out.index = pd.RangeIndex(len(out))
     n = len(out)
-    status = np.full(n, "missing", dtype=object)
+    pos_values = pd.array(out["pos"], dtype="Int64")
+    has_pos = ~np.asarray(pos_values.isna(), dtype=bool)
+    pos = np.asarray(pos_values.fillna(-1), dtype=np.int64)
+    key = sites.site_keys(out["chrom"], pos, has_pos)
+    ea = sites.alleles.encode(out["effect_allele"], _upper)
+    oa = sites.alleles.encode(out["other_allele"], _upper)
+
+    left = np.searchsorted(sites.sorted_key, key, "left")
+    n_cand = np.where(key >= 0, np.searchsorted(sites.sorted_key, key, "right") - left, 0)
+    status = np.full(n, 1 + DROP_REASONS.index("missing"), dtype=np.int64)
     bim_row = np.full(n, -1, dtype=np.int64)
     swapped = np.zeros(n, dtype=bool)
     flipped = np.zeros(n, dtype=bool)
-
-    has_pos = out["pos"].notna().to_numpy()
-    sc = pd.DataFrame({"score_row": np.flatnonzero(has_pos),
-                       "chrom": normalise_chrom(out["chrom"].to_numpy()[has_pos]),
-                       "pos": out["pos"].to_numpy()[has_pos].astype(np.int64)})
-    bk = pd.DataFrame({"bim_row": np.arange(len(bim), dtype=np.int64), "chrom": normalise_chrom(bim["chrom"]),
-                       "pos": bim["pos"].to_numpy(np.int64), "a1": bim["a1"].astype(str).str.upper().to_numpy(),
-                       "a2": bim["a2"].astype(str).str.upper().to_numpy()})
-    cand = sc.merge(bk, on=["chrom", "pos"], how="inner", sort=False)
-    if len(cand):
-        rows = cand["score_row"].to_numpy()
-        ea = out["effect_allele"].to_numpy(dtype=object)[rows]
-        oa = out["other_allele"].to_numpy(dtype=object)[rows]
-        a1 = cand["a1"].to_numpy(dtype=object)
-        a2 = cand["a2"].to_numpy(dtype=object)
-        oa_any = oa == ""
-        bim_snv = _is_snv(a1) & _is_snv(a2)
-        ambiguous = bim_snv & (_complement(a1) == a2)
-        can_flip = bim_snv & ~ambiguous & _is_snv(ea) & (oa_any | _is_snv(oa))
-        ea_c, oa_c = _complement(ea), _complement(oa)
-        levels = [
-            (ea == a1) & (oa_any | (oa == a2)),
-            (ea == a2) & (oa_any | (oa == a1)),
-            can_flip & (ea_c == a1) & (oa_any | (oa_c == a2)),
-            can_flip & (ea_c == a2) & (oa_any | (oa_c == a1)),
-        ]
-        level = np.select(levels, [0, 1, 2, 3], default=4)
-        cand = cand.assign(level=level, ambiguous=ambiguous)
-        cand = cand.sort_values(["score_row", "level", "bim_row"], kind="stable")
-        best_level = cand.groupby("score_row", sort=False)["level"].transform("min")
-        n_best = (cand["level"] == best_level).groupby(cand["score_row"], sort=False).transform("sum")
-        first = cand.drop_duplicates("score_row", keep="first")
-        n_first = n_best.loc[first.index].to_numpy()
-        r = first["score_row"].to_numpy()
-        lev = first["level"].to_numpy()
-        st = np.where(lev == 4, "allele_mismatch",
-                      np.where(n_first > 1, "multiple_matches",
-                               np.where(first["ambiguous"].to_numpy() & (not keep_ambiguous), "ambiguous", "matched")))
+    total = int(n_cand.sum())
+    if total:
+        single = total == np.count_nonzero(n_cand)
+        if single:  # one candidate per row (no multi-allelic site): nothing to rank
+            pair_row = np.flatnonzero(n_cand)
+            pair_bim = sites.order[left[pair_row]]
+        else:
+            pair_row = np.repeat(np.arange(n, dtype=np.int64), n_cand)
+            offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n_cand) - n_cand, n_cand)
+            pair_bim = sites.order[np.repeat(left, n_cand) + offset]
+        snv, comp = sites.allele_properties()
+        e, o = ea[pair_row], oa[pair_row]
+        a1, a2 = sites.a1[pair_bim], sites.a2[pair_bim]
+        o_any = o == 0
+        bim_snv = snv[a1] & snv[a2]
+        ambiguous = bim_snv & (comp[a1] == a2)
+        can_flip = bim_snv & ~ambiguous & snv[e] & (o_any | snv[o])
+        e_c, o_c = comp[e], comp[o]
+        level = np.select([
+            (e == a1) & (o_any | (o == a2)),
+            (e == a2) & (o_any | (o == a1)),
+            can_flip & (e_c == a1) & (o_any | (o_c == a2)),
+            can_flip & (e_c == a2) & (o_any | (o_c == a1)),
+        ], [0, 1, 2, 3], default=4)
+        if single:
+            starts = np.arange(len(pair_row))
+            n_best = np.ones(len(pair_row), dtype=np.int64)
+        else:
+            # per row, candidates by level then .bim row (they come in .bim order within a row)
+            order = np.argsort(pair_row * 5 + level, kind="stable")
+            pair_row, pair_bim, level, ambiguous = pair_row[order], pair_bim[order], level[order], ambiguous[order]
+            starts = np.flatnonzero(np.r_[True, pair_row[1:] != pair_row[:-1]])
+            sizes = np.diff(np.r_[starts, total])
+            n_best = np.add.reduceat((level == np.repeat(level[starts], sizes)).astype(np.int64), starts)
+        best = level[starts]
+        r = pair_row[starts]
+        st = np.where(best == 4, 1 + DROP_REASONS.index("allele_mismatch"),
+                      np.where(n_best > 1, 1 + DROP_REASONS.index("multiple_matches"),
+                               np.where(ambiguous[starts] & (not keep_ambiguous), 1 + DROP_REASONS.index("ambiguous"),
+                                        0)))
         status[r] = st
-        used = st == "matched"
-        bim_row[r[used]] = first["bim_row"].to_numpy()[used]
-        swapped[r[used]] = np.isin(lev[used], (1, 3))
-        flipped[r[used]] = np.isin(lev[used], (2, 3))
+        used = st == 0
+        bim_row[r[used]] = pair_bim[starts][used]
+        swapped[r[used]] = (best[used] == 1) | (best[used] == 3)
+        flipped[r[used]] = best[used] >= 2
 
     used = np.flatnonzero(bim_row >= 0)
-    if len(np.unique(bim_row[used])) != len(used):
-        rows_by_variant = pd.Series(used).groupby(bim_row[used]).agg(list)
-        dup = next(v for v in rows_by_variant if len(v) > 1)
-        lines = ", ".join(str(x) for x in out["line"].to_numpy()[dup])
-        raise CohortflowError(f"lines {lines} all match .bim variant {bim['id'].iloc[int(bim_row[dup[0]])]}; "
-                              "remove the duplicated weights (they are not summed)")
-    return out.assign(bim_row=bim_row, status=status, swapped=swapped, flipped=flipped)
+    rows_used = bim_row[used]
+    if rows_used.size > 1 and not np.all(rows_used[1:] > rows_used[:-1]):  # sorted files need no sort
+        distinct, counts = np.unique(rows_used, return_counts=True)
+        if np.any(counts > 1):
+            variant = distinct[np.argmax(counts > 1)]  # the first repeated variant in .bim order
+            dup = used[rows_used == variant]
+            lines = ", ".join(str(x) for x in out["line"].to_numpy()[dup])
+            raise CohortflowError(f"lines {lines} all match .bim variant {sites.variant_id(int(variant))}; "
+                                  "remove the duplicated weights (they are not summed)")
+    out["bim_row"] = bim_row
+    out["status"] = _STATUS[status]
+    out["swapped"] = swapped
+    out["flipped"] = flipped
+    return out
 
 
 def match_counts(matched: pd.DataFrame) -> dict:
@@ -153,6 +263,17 @@ def match_counts(matched: pd.DataFrame) -> dict:
 
 
 
+def _auc(score: np.ndarray, case: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for ``case`` (1) against control (0): the
+    Mann-Whitney statistic from mid-ranks (ties count one half)."""
+    ranks = pd.Series(score).rank(method="average").to_numpy()
+    n1 = int((case == 1).sum())
+    n0 = len(case) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    return float((ranks[case == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 def _trait_metrics(score: np.ndarray, iids: np.ndarray, pheno: Path, traits: list[str]) -> dict:
     """Per trait: n and r, r2 (quantitative) or auc, n_cases, n_controls (binary)."""
     table = read_pheno_table(pheno, columns=list(traits), require_numeric=True)
@@ -166,7 +287,7 @@ def _trait_metrics(score: np.ndarray, iids: np.ndarray, pheno: Path, traits: lis
         res: dict = {"type": "binary" if binary else "quantitative", "n": int(ok.sum())}
         if binary:
             res.update({"n_cases": int((yy == 1).sum()), "n_controls": int((yy == 0).sum()),
-                        "auc": auc(s, yy.astype(int)) if ok.sum() and np.std(s) > 0 else float("nan")})
+                        "auc": _auc(s, yy.astype(int)) if ok.sum() and np.std(s) > 0 else float("nan")})
         else:
             r = float(np.corrcoef(s, yy)[0, 1]) if ok.sum() > 2 and np.std(s) > 0 and np.std(yy) > 0 else float("nan")
             res.update({"r": r, "r2": r * r})
@@ -174,18 +295,37 @@ def _trait_metrics(score: np.ndarray, iids: np.ndarray, pheno: Path, traits: lis
     return out
 
 
+def _write_score_table(path: Path, iids: np.ndarray, names: list[str], values: np.ndarray) -> None:
+    """``IID`` and the value columns, tab-separated, values as %.10g, gzip (ISA-L level 1, mtime 0:
+    same values, same bytes), written atomically."""
+    encoded = [str(iid).encode() for iid in iids]
+    id_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    id_offsets[1:] = np.cumsum([len(e) for e in encoded])
+    id_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    body = kernels.format_score_table(id_bytes, id_offsets, np.ascontiguousarray(values, dtype=np.float64), 10)
+    text = ("\t".join(["IID", *names]) + "\n").encode() + body.tobytes()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(igzip.compress(text, compresslevel=1, mtime=0))
+
+
 def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, keep_ambiguous: bool = False,
               pheno: str | Path | None = None, traits: list[str] | None = None, out_prefix: str | Path,
-              threads: int = 1, block_size: int = 4096) -> dict:
+              threads: int = 1) -> dict:
     """Score the published polygenic scores ``scores`` (scoring-file paths) on ``bfile``.
 
-    Each score's variants are matched with :func:`match_variants`; a score whose matched fraction
-    is below ``min_overlap`` raises CohortflowError (with the counts per reason) before anything is
-    written. Genotypes are streamed in blocks of ``block_size`` matched variants.
+    Each score's variants are matched with :func:`match_variants` (the .bim indexed once for all
+    files); a score whose matched fraction is below ``min_overlap`` raises CohortflowError (with
+    the counts per reason) before anything is written. All scores are then computed together in
+    one pass over the matched variants' packed .bed rows (:func:`cohortflow.prs.scoring.score_bed`,
+    ``threads`` numba threads). Missing genotypes: mean imputation, plink2 ``--score``'s default
+    (a missing call counts as 2 x the A1 frequency among all samples' called genotypes, so a
+    swapped variant's missing call counts as 2 x the effect allele's frequency).
 
     Writes:
     - ``{out_prefix}.scores.tsv.gz``: ``IID`` then ``{pgs_id}_SUM`` and ``{pgs_id}_AVG`` per score,
-      .fam order (individual-level; stays in the cohort);
+      .fam order (individual-level; stays in the cohort); AVG = SUM / (2 x matched variants of
+      that score), the same denominator for every sample (plink2's SCORE*_AVG under mean
+      imputation);
     - ``{out_prefix}.match.tsv``: one row per score, columns :data:`MATCH_COLUMNS` (see
       :func:`match_counts`);
     - ``{out_prefix}.summary.json``: ``n_samples``, ``min_overlap``, ``keep_ambiguous``,
@@ -201,62 +341,56 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
         raise CohortflowError("pheno and traits go together: give both or neither")
     if not scores:
         raise CohortflowError("no scoring files given")
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     bed = open_bed(bfile)
+    sites = BimSites(bed.bim_table)
 
     entries = []
     seen: dict[str, str] = {}
-    for path in scores:
-        header, table = read_scoring_file(path)
-        pgs_id = header["pgs_id"]
-        if pgs_id in seen:
-            raise CohortflowError(f"pgs_id {pgs_id!r} is also the ID of {seen[pgs_id]}", path=path)
-        seen[pgs_id] = str(path)
-        try:
-            matched = match_variants(table, bed.bim, keep_ambiguous=keep_ambiguous)
-        except CohortflowError as err:
-            raise CohortflowError(err.problem, path=path) from None
-        counts = match_counts(matched)
-        if counts["fraction_matched"] < min_overlap or counts["matched"] == 0:
-            reasons = ", ".join(f"{k} {v}" for k, v in counts["dropped_by_reason"].items() if v)
-            raise CohortflowError(
-                f"score {pgs_id}: only {counts['matched']} of {counts['n_variants']} variants matched the genotypes "
-                f"({counts['fraction_matched']:.1%}, min_overlap {min_overlap:.0%}); not matched: {reasons}"
-                + ("" if keep_ambiguous else " (ambiguous A/T, C/G SNPs are dropped unless keep_ambiguous)"),
-                path=path)
-        entries.append((header, matched, counts))
+    # files are inflated and parsed in `threads` threads (ISA-L and Arrow release the GIL), matched
+    # in order here; the first bad file in the given order raises
+    with ThreadPoolExecutor(max_workers=max(1, min(int(threads), len(scores)))) as pool:
+        tables = pool.map(read_scoring_file, scores)
+        for path, (header, table) in zip(scores, tables):
+            pgs_id = header["pgs_id"]
+            if pgs_id in seen:
+                raise CohortflowError(f"pgs_id {pgs_id!r} is also the ID of {seen[pgs_id]}", path=path)
+            seen[pgs_id] = str(path)
+            try:
+                matched = match_variants(table, sites, keep_ambiguous=keep_ambiguous)
+            except CohortflowError as err:
+                raise CohortflowError(err.problem, path=path) from None
+            counts = match_counts(matched)
+            if counts["fraction_matched"] < min_overlap or counts["matched"] == 0:
+                reasons = ", ".join(f"{k} {v}" for k, v in counts["dropped_by_reason"].items() if v)
+                raise CohortflowError(
+                    f"score {pgs_id}: only {counts['matched']} of {counts['n_variants']} variants matched the "
+                    f"genotypes ({counts['fraction_matched']:.1%}, min_overlap {min_overlap:.0%}); "
+                    f"not matched: {reasons}"
+                    + ("" if keep_ambiguous else " (ambiguous A/T, C/G SNPs are dropped unless keep_ambiguous)"),
+                    path=path)
+            entries.append((header, matched, counts))
 
-    # one weight column per score on the A1 count: swapped variants get -weight plus 2 x weight constant
-    union = np.unique(np.concatenate([m["bim_row"].to_numpy()[m["bim_row"].to_numpy() >= 0] for _, m, _ in entries]))
+    # one weight column per score; a swapped variant's weight is on the .bim A2 allele (counted as
+    # plink2 counts a score file's allele that is A2, no constant added and subtracted)
+    used_rows = [m["bim_row"].to_numpy() for _, m, _ in entries]
+    union = np.unique(np.concatenate([r[r >= 0] for r in used_rows]))
     weights = np.zeros((len(union), len(entries)))
-    constant = np.zeros(len(entries))
-    for s, (_, matched, _) in enumerate(entries):
-        used = matched[matched["bim_row"] >= 0]
-        sign = np.where(used["swapped"].to_numpy(), -1.0, 1.0)
-        weights[np.searchsorted(union, used["bim_row"].to_numpy()), s] = sign * used["weight"].to_numpy()
-        constant[s] = 2.0 * used["weight"].to_numpy()[used["swapped"].to_numpy()].sum()
-    in_score = weights != 0
-    sums = np.zeros((bed.n_samples, len(entries)))
-    for start in range(0, len(union), block_size):
-        rows = union[start:start + block_size]
-        geno = bed.read_rows(rows)
-        called = geno >= 0
-        n_called = called.sum(axis=1)
-        a1_freq = np.where(called, geno, 0).sum(axis=1) / np.maximum(2 * n_called, 1)
-        for s in range(len(entries)):
-            sel = in_score[start:start + block_size, s]
-            if sel.any():
-                sums[:, s] += score_genotypes(geno[sel], weights[start:start + block_size, s][sel], a1_freq[sel])
-    sums += constant
+    count_a2 = np.zeros((len(union), len(entries)), dtype=bool)
+    for s, ((_, matched, _), rows) in enumerate(zip(entries, used_rows)):
+        used = rows >= 0
+        at = np.searchsorted(union, rows[used])
+        weights[at, s] = matched["weight"].to_numpy(float)[used]
+        count_a2[at, s] = matched["swapped"].to_numpy(bool)[used]
+    sums = score_bed(bed, union, weights, count_a2=count_a2, threads=threads)
 
     iids = bed.fam["iid"].to_numpy()
-    columns = {"IID": iids}
+    names, values = [], np.empty((len(iids), 2 * len(entries)))
     for s, (header, _, counts) in enumerate(entries):
-        columns[f"{header['pgs_id']}_SUM"] = sums[:, s]
-        columns[f"{header['pgs_id']}_AVG"] = sums[:, s] / (2.0 * counts["matched"])
+        names += [f"{header['pgs_id']}_SUM", f"{header['pgs_id']}_AVG"]
+        values[:, 2 * s] = sums[:, s]
+        values[:, 2 * s + 1] = sums[:, s] / (2.0 * counts["matched"])
     out_prefix = Path(str(out_prefix))
-    with atomic_open(f"{out_prefix}.scores.tsv.gz", "w") as fh:
-        pd.DataFrame(columns).to_csv(fh, sep="\t", index=False, lineterminator="\n", float_format="%.10g")
+    _write_score_table(Path(f"{out_prefix}.scores.tsv.gz"), iids, names, values)
 
     match_rows = [{"pgs_id": h["pgs_id"], "trait_reported": h.get("trait_reported", ""),
                    **{k: c[k] for k in MATCH_COLUMNS[2:]}} for h, _, c in entries]
