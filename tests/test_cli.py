@@ -5,8 +5,9 @@ import pytest
 
 from cohortflow.cli import build_parser, main
 
-SUBCOMMANDS = ["simulate-demo", "alignment-qc", "ingest", "merge", "qc", "pca", "project-pcs", "gwas", "gwas-summary", "prs",
-               "sc", "spatial", "gene-scores", "disease-score", "report", "check-truth"]
+SUBCOMMANDS = ["simulate-demo", "alignment-qc", "ingest", "merge", "qc", "pca", "project-pcs", "gwas", "gwas-summary",
+               "sumstats", "prs", "sc", "spatial", "gene-scores", "disease-score", "report", "check-truth"]
+PRS_METHODS = ["split", "discovery-gwas", "ct", "bayes", "score", "evaluate"]
 
 
 def test_every_stage_has_a_subcommand():
@@ -14,7 +15,7 @@ def test_every_stage_has_a_subcommand():
     assert sorted(choices) == sorted(SUBCOMMANDS)
 
 
-@pytest.mark.parametrize("command", [*SUBCOMMANDS, "prs ct", "prs score"])
+@pytest.mark.parametrize("command", [*SUBCOMMANDS, *(f"prs {m}" for m in PRS_METHODS)])
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([*command.split(), "--help"])

@@ -75,6 +75,43 @@ def align_row(sample: str, *, passed: bool = True, depth: float = 15.2) -> list:
             "true" if passed else "false", "" if passed else f"mean_depth={depth}<10", "female"]  # fmt: skip
 
 
+def write_prs(res: Path, trait: str) -> None:
+    """The aggregate PRS files of one trait: evaluation (as cohortflow.prs.evaluate writes it), the
+    C+T and Bayesian summaries, and the three figures."""
+    binary = trait == "disease"
+    main = "auc" if binary else "incremental_r2"
+
+    def metric(value, lo, hi):
+        return {"value": value, "ci_low": lo, "ci_high": hi, "n_boot_valid": 1000}
+
+    methods = [
+        {"method": "ct", "columns": ["ct_p<5e-08", "ct_p<0.0001"], "selected_column": "ct_p<5e-08",
+         "selected_label": "p<5e-08", "n_test": 397, "n_validation": 398,
+         "metrics": {main: metric(0.318, 0.25, 0.378), "r": metric(0.605, 0.54, 0.666)}},
+        {"method": "bayes", "columns": ["bayes_auto"], "selected_column": "bayes_auto", "selected_label": "auto",
+         "n_test": 397, "n_validation": 398,
+         "metrics": {main: metric(0.421, 0.35, 0.49), "r": metric(0.7, 0.64, 0.75)}},
+    ]
+    write_json(res / "prs" / f"{trait}.evaluate.json", {
+        "trait": trait, "trait_type": "binary" if binary else "quantitative", "main_metric": main,
+        "ci": "percentile 95% intervals of 1000 bootstrap resamples of the test samples (seed 1)",
+        "covariates": ["sex", "age", "PC1"], "methods": methods,
+        "samples": {"in_split": {"discovery": 1191, "validation": 398, "test": 397}},
+        "groups": {"source": "label", "column": "population", "rows": [
+            {"method": "bayes", "column": "bayes_auto", "group": "POP1", "n": 130, "metric": main, "value": 0.44,
+             "ci_low": 0.3, "ci_high": 0.55},
+            {"method": "bayes", "column": "bayes_auto", "group": "POP9", "n": "<5", "metric": main, "value": None,
+             "ci_low": None, "ci_high": None}]},
+    })  # fmt: skip
+    write_json(res / "prs" / f"{trait}.ct.json", {"n_aligned": 13751, "clump": {
+        "p1": 1.0, "r2": 0.1, "kb": 250, "n_index_variants": 5689}})
+    write_json(res / "prs" / f"{trait}.bayes.json", {
+        "variants": {"used": 13751}, "h2": {"estimate": 0.47}, "p": {"estimate": 0.0011}, "n_chains_kept": 7,
+        "n_chains_diverged": 1, "warnings": ["1 of 8 chains diverged (h2 above 1) and were dropped."]})
+    for name in ("distribution", "deciles", "thresholds"):
+        write_png(res / "prs" / f"{trait}.{name}.png")
+
+
 def write_full_fixture(root: Path, *, n_align: int = 3) -> Path:
     """A results folder with every stage's report inputs."""
     res = root / "results" / "demo"
@@ -134,12 +171,7 @@ def write_full_fixture(root: Path, *, n_align: int = 3) -> Path:
              ["2:500100:C:T", 2, 500100, "T", "C", -0.22, 0.03, "1.5e-9", "CFG2050", 1200],
              ["3:77000:G:A", 3, 77000, "A", "G", 0.3, 0.05, "2e-8", "CFG3007", 5400]],
         )  # fmt: skip
-        write_json(
-            res / "prs" / f"{trait}.performance.json",
-            {"n_train": 1588, "n_test": 397, "n_variants": 120, "p_threshold": 1e-4, "r": 0.41, "r2": 0.168,
-             "deciles": [{"decile": 1, "n": 40, "mean": -0.4}]},
-        )  # fmt: skip
-        write_png(res / "prs" / f"{trait}.png")
+        write_prs(res, trait)
         ranking = [
             {"rank": 1, "cell_type": "Monocyte", "n_cells": 1200, "mean_norm_score": 0.81, "assoc_stat": 2.1,
              "mc_p": 0.004975, "mc_z": 6.2},
@@ -267,7 +299,7 @@ def test_full_fixture_has_every_section_and_embedded_figures(tmp_path):
         assert section in page.ids, section
         assert f'href="#{section}"' in text, f"no contents link to {section}"
     pngs = sorted(res.rglob("*.png"))
-    assert len(page.images) == len(pngs) == 15
+    assert len(page.images) == len(pngs) == 19
     embedded = set()
     for img in page.images:
         assert img["src"].startswith("data:image/png;base64,")
@@ -285,6 +317,15 @@ def test_full_fixture_has_every_section_and_embedded_figures(tmp_path):
     assert "quant_trait: 6 genome-wide significant loci; strongest near CFG1203 (p = 3.0e-20). " \
            "Lambda GC 1.01 with PC covariates (1.42 without)." in text  # fmt: skip
     assert "the trait&#39;s genetic signal is enriched in Monocyte cells (p = 0.005)." in text
+    # PRS: test-split metrics with CIs per method, chosen C+T threshold, groups with small counts masked
+    prs = [r for r in page.tables["tbl-prs-quant_trait"][1:] if r]
+    assert ["Clumping + thresholding", "p<5e-08", "Incremental R²", "0.318", "0.250 to 0.378", "397"] in prs
+    assert ["Bayesian (LDpred2-auto model)", "auto", "Incremental R²", "0.421", "0.350 to 0.490", "397"] in prs
+    groups = [r for r in page.tables["tbl-prs-groups-quant_trait"][1:] if r]
+    assert groups[1][1:] == ["POP9", "<5", "Incremental R²", "not reported", "n/a"]
+    assert "Polygenic scores for quant_trait, Incremental R² in held-out test samples: Bayesian 0.421 " \
+           "(95% CI 0.350 to 0.490); clumping + thresholding 0.318 (95% CI 0.250 to 0.378)." in text
+    assert "Gibbs chains kept / dropped as diverged" in text and "1 of 8 chains diverged" in text
     assert "highest in region region_2" in text
     # Unknown per-sample columns (here an inferred sex) are never shown.
     assert "female" not in text and "inferred_sex" not in text
@@ -437,7 +478,7 @@ def test_unknown_keys_and_wrong_types_render(tmp_path):
     res = tmp_path / "results" / "c"
     write_json(res / "gwas" / "t.summary.json", {"lambda_gc": "NA", "n": None, "n_loci": "many", "extra": {"a": [1]}})
     write_json(res / "singlecell" / "summary.json", {"n_cells_out": "x", "cell_type_counts": {"A": "NA"}, "new": [1]})
-    write_json(res / "prs" / "t.performance.json", {"r2": None, "whatever": {"deep": {"deeper": 1}}})
+    write_json(res / "prs" / "t.evaluate.json", {"methods": None, "whatever": {"deep": {"deeper": 1}}})
     text = build(res, tmp_path / "r.html")
     assert "n/a" in text and 'id="single-cell"' in text and 'id="prs-t"' in text
 
@@ -643,7 +684,7 @@ def test_published_scores_subsection(tmp_path):
 
     (res / "prs" / "pgs.match.tsv").unlink()
     (res / "prs" / "pgs.summary.json").unlink()
-    write_json(res / "prs" / "t.performance.json", {"r2": 0.1})
+    write_prs(res, "t")
     text = build(res, tmp_path / "r2.html")
     assert 'id="prs-t"' in text and "prs-published" not in text and "PGS Catalog" not in text
 

@@ -316,8 +316,11 @@ def suppress_count(value: Any, min_count: int) -> tuple[str, float | None, bool]
     """(text, sort key, suppressed) for a count of individuals or cells.
 
     Counts below ``min_count`` are shown as ``<min_count`` (small-cell suppression), sorted as 0 so
-    the sort order cannot reveal them.
+    the sort order cannot reveal them. A count a stage already masked (``"<5"``, ``"suppressed"``)
+    stays masked.
     """
+    if isinstance(value, str) and (value.strip().startswith("<") or value.strip() == "suppressed"):
+        return (f"<{min_count}", 0.0, True)
     n = to_int(value)
     if n is None:
         return ("n/a", None, False)
