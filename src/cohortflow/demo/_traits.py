@@ -112,10 +112,44 @@ def choose_causal_variant(
     )
 
 
+def choose_secondary_variants(
+    chrom: ChromosomeVariants,
+    primary: int,
+    *,
+    n: int,
+    window_bp: int,
+    min_maf: float,
+    r2_range: tuple[float, float],
+    exclude: set[int],
+    rng: np.random.Generator,
+) -> list[tuple[int, float]]:
+    """Up to ``n`` (index, r with the primary) of common SNVs within ``window_bp`` of the ``primary``
+    variant whose r^2 with it (true dosages) lies strictly inside ``r2_range``: further causal
+    variants of the same locus (allelic heterogeneity), in partial LD with the first."""
+    pos = chrom.positions
+    lo, hi = np.searchsorted(pos, [pos[primary] - window_bp, pos[primary] + window_bp + 1])
+    x = chrom.dosage(primary)
+    candidates = []
+    for j in range(lo, hi):
+        if j == primary or j in exclude:
+            continue
+        d = chrom.dosage(j)
+        eaf = d.mean() / 2
+        if min(eaf, 1 - eaf) < min_maf:
+            continue
+        r = float(np.corrcoef(x, d)[0, 1])
+        if r2_range[0] < r * r < r2_range[1]:
+            candidates.append((j, r))
+    if not candidates:
+        return []
+    pick = np.sort(rng.choice(len(candidates), size=min(n, len(candidates)), replace=False))
+    return [candidates[k] for k in pick]
+
+
 def simulate_quantitative(
     dosages: np.ndarray,
     *,
-    variance_explained: float,
+    variance_explained: float | np.ndarray,
     sex: np.ndarray,
     age: np.ndarray,
     population: np.ndarray,
@@ -124,21 +158,31 @@ def simulate_quantitative(
     age_effect: float,
     age_centre: float,
     rng: np.random.Generator,
+    signs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Quantitative trait on a ~unit-variance scale: genetic + sex + age + population shift + noise.
 
-    ``dosages`` is (individuals, loci) ALT counts. Each locus explains ``variance_explained`` of the
-    total variance (HWE expectation); signs are random. Returns (trait, betas, noise_sd).
+    ``dosages`` is (individuals, variants) ALT counts. Each variant explains its
+    ``variance_explained`` (one value for all, or one per variant) of the total variance (HWE
+    expectation, ignoring LD between variants); ``signs`` of the effects are random unless given.
+    Returns (trait, betas, noise_sd).
     """
     freq = dosages.mean(axis=0) / 2
-    signs = rng.choice(np.array([-1.0, 1.0]), size=dosages.shape[1])
-    betas = signs * np.sqrt(variance_explained / (2 * freq * (1 - freq)))
+    if signs is None:
+        signs = rng.choice(np.array([-1.0, 1.0]), size=dosages.shape[1])
+    variance = np.broadcast_to(np.asarray(variance_explained, dtype=float), (dosages.shape[1],))
+    betas = signs * np.sqrt(variance / (2 * freq * (1 - freq)))
     genetic = (dosages - 2 * freq) @ betas
     male = (sex == 1).astype(np.float64)
     covariate = sex_effect * (male - 0.5) + age_effect * (age - age_centre)
     shift = population_shift[population]
+    # genetic variance: HWE variance of each variant plus the covariances of variants in LD
+    k = dosages.shape[1]
+    cov = np.cov(dosages, rowvar=False).reshape(k, k) if k else np.zeros((0, 0))
+    np.fill_diagonal(cov, 2 * freq * (1 - freq))
+    genetic_variance = float(betas @ cov @ betas)
     expected_other = (
-        variance_explained * dosages.shape[1]
+        genetic_variance
         + sex_effect**2 / 4
         + age_effect**2 * np.var(age)
         + np.var(population_shift[population])

@@ -16,8 +16,12 @@ Planted model (defaults), checked with plink2 at 2,000 and 1,000 individuals:
   tiny genome (one 4 Mb msprime chromosome per contig gave lambda 1.44 with PCs);
 * ``quant_trait``: ``n_quant_causal`` common SNVs (MAF >= 0.15, population frequencies within 0.05
   of the overall one), each in its own gene and explaining ``quant_h2 / n_quant_causal`` of the
-  variance, plus sex and age effects and population mean shifts (stratification: a GWAS without
-  PCs is inflated);
+  variance; at each of these loci ``n_quant_secondary`` further causal SNVs (MAF >= 0.05, within
+  20 kb, r^2 with the first between 0.1 and 0.6) explaining ``quant_secondary_variance`` each,
+  with the sign that strengthens the locus's marginal signal (allelic heterogeneity, as at many
+  height and lipid loci: clumping keeps one variant per locus, an LD-aware score can use them all);
+  plus sex and age effects and population mean shifts (stratification: a GWAS without PCs is
+  inflated);
 * ``disease``: ``n_disease_causal`` common SNVs (MAF >= 0.35) in other genes with odds ratio
   ``disease_odds_ratio`` per allele (direction random), logistic model with prevalence
   ``disease_prevalence``, sex/age effects and population log-odds shifts.
@@ -40,6 +44,7 @@ from cohortflow.demo._traits import (
     ChromosomeVariants,
     Gene,
     choose_causal_variant,
+    choose_secondary_variants,
     locus_slots,
     simulate_binary,
     simulate_quantitative,
@@ -270,7 +275,9 @@ def simulate_genotypes(
     mutation_rate: float = 0.6e-8,
     block_length: int = 25_000,
     n_quant_causal: int = 6,
-    quant_h2: float = 0.33,
+    quant_h2: float = 0.2,
+    n_quant_secondary: int = 2,
+    quant_secondary_variance: float = 0.008,
     quant_population_shift: float = 0.2,
     n_disease_causal: int = 4,
     disease_odds_ratio: float = 2.8,
@@ -368,15 +375,32 @@ def simulate_genotypes(
         used_genes.add(gene.name)
         causal.append((c, index, gene))
     dosages = np.stack([by_chrom[c].dosage(i) for c, i, _ in causal], axis=1)
+    # further causal variants at each quantitative locus, in partial LD with its first variant
+    secondary_rng = _rng(seed, "secondary")
+    secondary: list[tuple[str, int, int, float]] = []  # chromosome, index, locus number, r with the first
+    taken = {(c, i) for c, i, _ in causal}
+    for locus, (c, index, _) in enumerate(causal[:n_quant_causal]):
+        for j, r in choose_secondary_variants(by_chrom[c], index, n=n_quant_secondary, window_bp=20_000,
+                                              min_maf=0.05, r2_range=(0.1, 0.6),
+                                              exclude={i for cc, i in taken if cc == c}, rng=secondary_rng):
+            secondary.append((c, j, locus, r))
+            taken.add((c, j))
+    secondary_dosages = np.stack([by_chrom[c].dosage(j) for c, j, _, _ in secondary], axis=1) if secondary \
+        else np.zeros((n_individuals, 0))
 
     centred = np.arange(n_populations) - (n_populations - 1) / 2
     quant_shift = quant_population_shift * centred
     disease_shift = disease_population_shift * centred
     trait_rng = _rng(seed, "traits")
     quant_effects = {"sex_male": 0.8, "age_per_year": 0.03, "age_centre": age_centre}
-    quant, betas, noise_sd = simulate_quantitative(
-        dosages[:, :n_quant_causal],
-        variance_explained=quant_h2 / max(n_quant_causal, 1),
+    primary_signs = trait_rng.choice(np.array([-1.0, 1.0]), size=n_quant_causal)
+    # a further variant's effect has the sign that adds to its locus's first variant through LD
+    secondary_signs = np.array([primary_signs[locus] * np.sign(r) for _, _, locus, r in secondary])
+    quant, all_betas, noise_sd = simulate_quantitative(
+        np.column_stack([dosages[:, :n_quant_causal], secondary_dosages]),
+        variance_explained=np.concatenate([np.full(n_quant_causal, quant_h2 / max(n_quant_causal, 1)),
+                                           np.full(len(secondary), quant_secondary_variance)]),
+        signs=np.concatenate([primary_signs, secondary_signs]),
         sex=sex,
         age=age,
         population=population,
@@ -386,6 +410,8 @@ def simulate_genotypes(
         age_centre=age_centre,
         rng=trait_rng,
     )
+    betas, secondary_betas = all_betas[:n_quant_causal], all_betas[n_quant_causal:]
+    quant_genetic = np.column_stack([dosages[:, :n_quant_causal], secondary_dosages]) @ all_betas
     disease_effects = {"sex_male_log_or": 0.3, "age_log_or_per_year": 0.03, "age_centre": age_centre}
     is_case, log_ors, intercept = simulate_binary(
         dosages[:, n_quant_causal:],
@@ -445,6 +471,11 @@ def simulate_genotypes(
         return records
 
     quant_causal = causal_records(causal[:n_quant_causal], betas, "quantitative")
+    quant_secondary = causal_records([(c, j, causal[locus][2]) for c, j, locus, _ in secondary], secondary_betas,
+                                     "quantitative")
+    for record, (c, j, locus, r) in zip(quant_secondary, secondary):
+        record["locus_variant_id"] = quant_causal[locus]["variant_id"]
+        record["r2_with_locus_variant"] = round(r * r, 4)
     disease_causal = causal_records(causal[n_quant_causal:], log_ors, "binary")
     observed_quant = quant[~quant_missing]
     truth = {
@@ -477,7 +508,9 @@ def simulate_genotypes(
                 "type": "quantitative",
                 "causal_variants": quant_causal,
                 "causal_genes": [r["gene"] for r in quant_causal],
-                "h2": quant_h2,
+                "secondary_variants": quant_secondary,
+                # realised: variance of the planted genetic values over the trait's variance
+                "h2": round(float(np.var(quant_genetic) / np.var(quant)), 4),
                 "model": (
                     "trait = sum(beta * (ALT dosage - 2 * eaf)) + covariate effects + population shift"
                     " + N(0, noise_sd^2)"
