@@ -96,7 +96,7 @@ def test_split_errors(sim, tmp_path):
         split_samples(bfile=sim, pheno=d / "p.tsv", trait="q", fractions=(0.98, 0.01, 0.01))
     bad = tmp_path / "bad.tsv"
     bad.write_text("#FID\tIID\tsplit\ns1\ts1\ttraining\n")
-    with pytest.raises(CohortflowError, match=r"bad.tsv: line 2: split 'training' is not one of"):
+    with pytest.raises(CohortflowError, match=r"bad.tsv: sample 's1': split 'training' is not one of"):
         read_split(bad)
 
 

@@ -80,9 +80,9 @@ from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.gwas.api import covariate_design
 from cohortflow.io.atomic import write_json_atomic, write_table_atomic
 from cohortflow.io.pheno import is_binary, read_pheno_table, to_binary01
+from cohortflow.prs.split import SPLITS, read_split
 from cohortflow.threads import thread_limit
 
-SPLITS = ("discovery", "validation", "test")
 NOT_SCORE_COLUMNS = frozenset({"#FID", "FID", "IID", "#IID", "split", "ALLELE_CT", "NAMED_ALLELE_DOSAGE_SUM"})
 MAIN_METRIC = {"quantitative": "incremental_r2", "binary": "auc"}
 SELECTION_METRIC = {"quantitative": "partial_r2", "binary": "auc"}
@@ -451,14 +451,10 @@ def read_scores(paths) -> tuple[pd.DataFrame, dict[str, str]]:
 
 
 def read_split_table(path: str | Path) -> pd.Series:
-    """The split file (``#FID IID split`` or ``IID split``) as a Series IID -> split name."""
-    table = read_pheno_table(path, columns=["split"])
-    split = table["split"]
-    bad = ~split.isin(SPLITS)
-    if bad.any():
-        iid = split.index[np.flatnonzero(bad.to_numpy())[0]]
-        value = "no split value" if split[iid] is None else f"split {split[iid]!r}"
-        raise InputFormatError(f"sample {iid!r}: {value} is not one of {', '.join(SPLITS)}", path=path)
+    """The split file (:func:`cohortflow.prs.split.read_split`) as a Series IID -> split name, with
+    validation and test samples present."""
+    table = read_split(path)
+    split = pd.Series(table["split"].to_numpy(), index=pd.Index(table["IID"], name="IID"))
     if not (split == "test").any():
         raise InputFormatError("no test samples: performance is reported on the test split only", path=path)
     if not (split == "validation").any():

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohortflow.errors import CohortflowError
+from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.gwas.api import _prepare, run_gwas
 from cohortflow.io.atomic import atomic_open
+from cohortflow.io.pheno import read_pheno_table
 from cohortflow.io.plink import open_bed
 
 SPLITS = ("discovery", "validation", "test")
@@ -61,23 +62,16 @@ def split_samples(*, bfile: str | Path, pheno: str | Path, trait: str, covar: st
 
 
 def read_split(path: str | Path) -> pd.DataFrame:
-    """A split file (``#FID IID split`` or ``IID split``) as a DataFrame with columns IID, split."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise CohortflowError(f"cannot read the split file ({exc})", path=path) from None
-    if "IID" not in table.columns or "split" not in table.columns:
-        raise CohortflowError(f"a split file needs IID and split columns (has {', '.join(table.columns)})", path=path)
-    bad = ~table["split"].isin(SPLITS)
+    """A split file (``#FID IID split``, ``FID IID split`` or ``IID split``, as phenotype files are
+    read) as a DataFrame with columns IID, split (file order); a value other than discovery,
+    validation or test is an InputFormatError naming the sample."""
+    split = read_pheno_table(path, columns=["split"])["split"]
+    bad = ~split.isin(SPLITS)
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise CohortflowError(f"split {table['split'].iloc[row]!r} is not one of {', '.join(SPLITS)}",
-                              path=path, record=f"line {row + 2}")
-    if table["IID"].duplicated().any():
-        raise CohortflowError(f"sample {table.loc[table['IID'].duplicated(), 'IID'].iloc[0]!r} appears twice",
-                              path=path)
-    return table[["IID", "split"]]
+        iid = split.index[np.flatnonzero(bad.to_numpy())[0]]
+        value = "no split value" if split[iid] is None else f"split {split[iid]!r}"
+        raise InputFormatError(f"sample {iid!r}: {value} is not one of {', '.join(SPLITS)}", path=path)
+    return pd.DataFrame({"IID": split.index.to_numpy(), "split": split.to_numpy()})
 
 
 def discovery_gwas(*, bfile: str | Path, pheno: str | Path, trait: str, split: str | Path,
