@@ -254,3 +254,24 @@ def test_prs_commands_chain(sim, tmp_path, capsys):
     assert main(["prs", "ct", *base, "--sumstats", f"{out}.discovery.tsv.gz", "--clump-p1", "0.01",
                  "--out", f"{out}.bad"]) == 1
     assert "cohortflow: error: p-value thresholds must be in (0, clump_p1" in capsys.readouterr().err
+
+
+def test_bayes_uses_the_effective_case_control_n(sim, tmp_path):
+    from cohortflow.prs.api import prs_bayes_scores
+
+    d = sim.parent
+    split_samples(bfile=sim, pheno=d / "p.tsv", trait="b", covar=d / "c.tsv", covar_names=COVARS, seed=3,
+                  out=tmp_path / "b.split.tsv")
+    discovery_gwas(bfile=sim, pheno=d / "p.tsv", trait="b", split=tmp_path / "b.split.tsv", covar=d / "c.tsv",
+                   covar_names=COVARS, out=tmp_path / "b.discovery.tsv.gz")
+    summary = prs_bayes_scores(bfile=sim, sumstats=tmp_path / "b.discovery.tsv.gz", out_prefix=tmp_path / "b.bayes",
+                               ld_split=tmp_path / "b.split.tsv", n_chains=2, burn_in=20, n_iter=20)
+    split = read_split(tmp_path / "b.split.tsv")
+    cases = set(pd.read_csv(d / "p.tsv", sep="\t").query("b == 2")["IID"])
+    discovery = split.loc[split["split"] == "discovery", "IID"]
+    n_cases = int(discovery.isin(cases).sum())
+    n_controls = len(discovery) - n_cases
+    assert summary["sample_size"]["n_cases"] == n_cases and summary["sample_size"]["n_controls"] == n_controls
+    np.testing.assert_allclose(summary["sample_size"]["factor"],
+                               4 / (1 / n_cases + 1 / n_controls) / len(discovery), rtol=1e-6)
+    assert json.loads((tmp_path / "b.bayes.json").read_text())["sample_size"] == summary["sample_size"]

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from cohortflow.errors import CohortflowError
+from cohortflow.gwas.api import read_gwas_meta
 from cohortflow.io.atomic import atomic_open, write_json_atomic
 from cohortflow.io.plink import Bed, open_bed
 from cohortflow.prs import bayes_kernels
@@ -282,6 +283,23 @@ def _judge_chains(avg_beta, avg_corr, p_path, h2_path, status, sweeps, *, burn_i
     return chains
 
 
+def _case_control_n(aligned: pd.DataFrame, sumstats: Path) -> dict:
+    """A case-control GWAS of this package (its ``-meta.yaml`` sidecar gives n_cases and n_controls)
+    informs as much as 4 / (1/cases + 1/controls) individuals, not cases + controls: each variant's
+    n is scaled by that ratio in place (LDpred2's advice for binary traits). Returns how n was set."""
+    meta = read_gwas_meta(sumstats)
+    try:
+        cases, controls = int(meta["n_cases"]), int(meta["n_controls"])
+    except (KeyError, ValueError):
+        return {"n": "as in the summary statistics (or the n option where they have none)"}
+    if cases <= 0 or controls <= 0:
+        return {"n": "as in the summary statistics"}
+    factor = 4.0 / (1.0 / cases + 1.0 / controls) / (cases + controls)
+    aligned["n"] = aligned["n"].to_numpy(float) * factor
+    return {"n": "effective case-control n: each variant's n x 4 / (1/cases + 1/controls) / (cases + controls)",
+            "n_cases": cases, "n_controls": controls, "factor": round(factor, 6)}
+
+
 def prs_bayes(*, bfile: str | Path, sumstats: str | Path, out_prefix: str | Path, ld_bfile: str | Path | None = None,
               ld_samples=None, n: float | None = None, seed: int = 1, n_chains: int = DEFAULT_N_CHAINS,
               burn_in: int = DEFAULT_BURN_IN, n_iter: int = DEFAULT_N_ITER, shrink_corr: float = DEFAULT_SHRINK_CORR,
@@ -303,6 +321,7 @@ def prs_bayes(*, bfile: str | Path, sumstats: str | Path, out_prefix: str | Path
     ld_bed = open_bed(ld_bfile) if ld_bfile is not None else None
     table, read_log = read_base(sumstats, bim=bed.bim, n=n)
     aligned = align_sumstats(table, bed.bim, keep_ambiguous=keep_ambiguous, source=str(sumstats))
+    sample_size = _case_control_n(aligned, sumstats)
     result = ldpred_auto(aligned, bed, ld_bed=ld_bed, ld_samples=ld_samples, n=n, seed=seed, n_chains=n_chains,
                          burn_in=burn_in, n_iter=n_iter, shrink_corr=shrink_corr, allow_jump_sign=allow_jump_sign,
                          max_block_variants=max_block_variants, max_block_bp=max_block_bp, blocks_bed=blocks_bed,
@@ -316,7 +335,8 @@ def prs_bayes(*, bfile: str | Path, sumstats: str | Path, out_prefix: str | Path
     summary = {
         "method": "LDpred2-auto model, Gibbs sampler (cohortflow.prs.bayes)",
         "sumstats": str(sumstats), "bfile": str(bfile), "ld_bfile": None if ld_bfile is None else str(ld_bfile),
-        "sumstats_read": read_log, "match": aligned.attrs.get("match", {}), "variants": result.variants,
+        "sumstats_read": read_log, "match": aligned.attrs.get("match", {}), "sample_size": sample_size,
+        "variants": result.variants,
         "ld": result.ld, "settings": result.settings, "h2": result.h2, "p": result.p,
         "n_chains_kept": result.n_kept, "n_chains_diverged": len(result.chains) - result.n_kept,
         "chains": result.chains, "warnings": result.warnings,
