@@ -71,29 +71,45 @@ _U1 = np.uint64(1)
 VECTOR_WIDTH = 4
 
 
+def _vector_sum_codegen(context, builder, signature, args):
+    """dst[i:i+4] = (...((dst[i:i+4] + src1[j1:j1+4]) + src2[j2:j2+4]) ...) for the arguments
+    (dst, i, src1, j1, src2, j2, ...): 4-wide float64 vectors, the additions in that order."""
+    vector = ir.VectorType(ir.DoubleType(), VECTOR_WIDTH)
+
+    def pointer(k):
+        data = context.make_array(signature.args[k])(context, builder, args[k]).data
+        index = context.cast(builder, args[k + 1], signature.args[k + 1], types.intp)
+        return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
+
+    target = pointer(0)
+    total = builder.load(target, align=8)
+    for k in range(2, len(args), 2):
+        total = builder.fadd(total, builder.load(pointer(k), align=8))
+    builder.store(total, target, align=8)
+    return context.get_dummy_value()
+
+
+def _float_vectors(*arrays) -> bool:
+    return all(isinstance(a, types.Array) and a.dtype == types.float64 and a.ndim == 1 for a in arrays)
+
+
 @intrinsic
-def _add_f64x4(typingctx, destination, destination_index, source, source_index):
-    """destination[i:i+4] += source[j:j+4] as one 4-wide vector load/add/store (float64, 1-D,
-    contiguous; the caller keeps both ranges in bounds). numba's own loop does this one element at
-    a time: LLVM cannot rule out that the two arrays overlap."""
-    if not all(isinstance(a, types.Array) and a.dtype == types.float64 and a.ndim == 1
-               for a in (destination, source)):
+def _add_f64x4(typingctx, dst, i, src, j):
+    """dst[i:i+4] += src[j:j+4] as one 4-wide vector load/add/store (float64, 1-D, contiguous;
+    the caller keeps the ranges in bounds). numba's own loop does this one element at a time:
+    LLVM cannot rule out that the two arrays overlap."""
+    if not _float_vectors(dst, src):
         return None
-    sig = types.void(destination, destination_index, source, source_index)
+    return types.void(dst, i, src, j), _vector_sum_codegen
 
-    def codegen(context, builder, signature, args):
-        vector = ir.VectorType(ir.DoubleType(), VECTOR_WIDTH)
-        dst = context.make_array(signature.args[0])(context, builder, args[0]).data
-        src = context.make_array(signature.args[2])(context, builder, args[2]).data
-        i = context.cast(builder, args[1], signature.args[1], types.intp)
-        j = context.cast(builder, args[3], signature.args[3], types.intp)
-        dst_ptr = builder.bitcast(builder.gep(dst, [i]), vector.as_pointer())
-        src_ptr = builder.bitcast(builder.gep(src, [j]), vector.as_pointer())
-        total = builder.fadd(builder.load(dst_ptr, align=8), builder.load(src_ptr, align=8))
-        builder.store(total, dst_ptr, align=8)
-        return context.get_dummy_value()
 
-    return sig, codegen
+@intrinsic
+def _add4_f64x4(typingctx, dst, i, src1, j1, src2, j2, src3, j3, src4, j4):
+    """dst[i:i+4] = (((dst[i:i+4] + src1[j1:..]) + src2[j2:..]) + src3[j3:..]) + src4[j4:..]: the
+    same additions, in the same order, as four :func:`_add_f64x4`, with one load and store of dst."""
+    if not _float_vectors(dst, src1, src2, src3, src4):
+        return None
+    return types.void(dst, i, src1, j1, src2, j2, src3, j3, src4, j4), _vector_sum_codegen
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -203,32 +219,40 @@ def group_tables(weights: np.ndarray, dose: np.ndarray, count_a2: np.ndarray, fu
                 table[idx * kp + c] = ((contrib[0, a, c] + contrib[1, b, c]) + contrib[2, d, c]) + contrib[3, e, c]
 
 
-@numba.njit(cache=True, nogil=True)
-def _group_indices(r0: np.ndarray, r1: np.ndarray, r2: np.ndarray, r3: np.ndarray, b0: int, b1: int,
-                   out: np.ndarray) -> None:
-    """The table index of every sample of bytes [b0, b1) of a group's four rows: sample 4b + j
-    gets the 2-bit fields j of r0[b], r1[b], r2[b], r3[b] as bits 0-1, 2-3, 4-5, 6-7."""
-    for b in range(b0, b1):
-        x0 = np.uint32(r0[b])
-        x1 = np.uint32(r1[b])
-        x2 = np.uint32(r2[b])
-        x3 = np.uint32(r3[b])
-        i = 4 * (b - b0)
+def _spread_table() -> np.ndarray:
+    """For each byte (four 2-bit fields), a uint32 with field j in the low bits of byte j."""
+    table = np.zeros(256, dtype=np.uint32)
+    for b in range(256):
         for j in range(4):
-            sh = np.uint32(2 * j)
-            out[i + j] = np.uint8(((x0 >> sh) & 3) | (((x1 >> sh) & 3) << 2) | (((x2 >> sh) & 3) << 4)
-                                  | (((x3 >> sh) & 3) << 6))
+            table[b] |= ((b >> (2 * j)) & 3) << (8 * j)
+    return table
+
+
+SPREAD = _spread_table()
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _group_indices(spread: np.ndarray, r0: np.ndarray, r1: np.ndarray, r2: np.ndarray, r3: np.ndarray, b0: int,
+                   b1: int, out: np.ndarray) -> None:
+    """The table index of every sample of bytes [b0, b1) of a group's four rows, four samples per
+    uint32 of ``out`` (byte j = sample 4b + j: its fields of r0[b], r1[b], r2[b], r3[b] as bits
+    0-1, 2-3, 4-5, 6-7), from the ``SPREAD`` table: four lookups per four samples."""
+    for b in range(b0, b1):
+        out[b - b0] = (spread[r0[b]] | (spread[r1[b]] << np.uint32(2)) | (spread[r2[b]] << np.uint32(4))
+                       | (spread[r3[b]] << np.uint32(6)))
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def accumulate_groups(data: np.ndarray, rows: np.ndarray, tables: np.ndarray, kp: int, tile_bytes: int,
-                      acc: np.ndarray) -> None:
+                      spread: np.ndarray, acc: np.ndarray) -> None:
     """acc[s * kp + c] += tables[g, idx(s, g) * kp + c] for every group g (rows 4g..4g+3 of
     ``rows``, indices into ``data``, variants x bytes), every sample s (``acc``: 4 x bytes x kp,
     flat; samples past the real ones get padding codes and are to be ignored) and column c.
+    ``spread`` is :data:`SPREAD`.
 
-    Parallel over tiles of ``tile_bytes`` bytes (4 samples each); a tile's sums are carried in a
-    local copy while the groups are added, in order, and then written back, so each sample's sum
+    Parallel over tiles of ``tile_bytes`` bytes (4 samples each). A tile's sums are carried in a
+    local copy; four groups are added per pass (sum + t1 + t2 + t3 + t4, in that order, so one load
+    and store of the sum per four groups) and the sums written back at the end. Each sample's sum
     runs over the groups in order whatever the tiling, chunking or thread count. ``kp`` is 1 or a
     multiple of VECTOR_WIDTH."""
     n_groups = tables.shape[0]
@@ -238,21 +262,50 @@ def accumulate_groups(data: np.ndarray, rows: np.ndarray, tables: np.ndarray, kp
         b0 = tile * tile_bytes
         b1 = min(nb, b0 + tile_bytes)
         ns = 4 * (b1 - b0)
-        idx = np.empty(ns, dtype=np.uint8)
+        packed_idx = np.empty((4, b1 - b0), dtype=np.uint32)
         base = 4 * b0 * kp
-        local = acc[base:base + ns * kp].copy()  # the running sums continue: chunking changes nothing
-        for g in range(n_groups):
-            _group_indices(data[rows[4 * g]], data[rows[4 * g + 1]], data[rows[4 * g + 2]], data[rows[4 * g + 3]],
-                           b0, b1, idx)
-            table = tables[g]
+        local = acc[base:base + ns * kp].copy()
+        g = 0
+        while g + 4 <= n_groups:
+            for q in range(4):
+                r = 4 * (g + q)
+                _group_indices(spread, data[rows[r]], data[rows[r + 1]], data[rows[r + 2]], data[rows[r + 3]],
+                               b0, b1, packed_idx[q])
+            i0 = packed_idx[0].view(np.uint8)
+            i1 = packed_idx[1].view(np.uint8)
+            i2 = packed_idx[2].view(np.uint8)
+            i3 = packed_idx[3].view(np.uint8)
+            t0 = tables[g]
+            t1 = tables[g + 1]
+            t2 = tables[g + 2]
+            t3 = tables[g + 3]
             if kp == 1:
                 for s in range(ns):
-                    local[s] += table[idx[s]]
+                    local[s] = (((local[s] + t0[i0[s]]) + t1[i1[s]]) + t2[i2[s]]) + t3[i3[s]]
             else:
                 for s in range(ns):
-                    t = np.int64(idx[s]) * kp
+                    j0 = np.int64(i0[s]) * kp
+                    j1 = np.int64(i1[s]) * kp
+                    j2 = np.int64(i2[s]) * kp
+                    j3 = np.int64(i3[s]) * kp
                     for c in range(0, kp, VECTOR_WIDTH):
-                        _add_f64x4(local, s * kp + c, table, t + c)
+                        _add4_f64x4(local, s * kp + c, t0, j0 + c, t1, j1 + c, t2, j2 + c, t3, j3 + c)
+            g += 4
+        while g < n_groups:  # the last groups of the chunk, one at a time
+            r = 4 * g
+            _group_indices(spread, data[rows[r]], data[rows[r + 1]], data[rows[r + 2]], data[rows[r + 3]],
+                           b0, b1, packed_idx[0])
+            i0 = packed_idx[0].view(np.uint8)
+            t0 = tables[g]
+            if kp == 1:
+                for s in range(ns):
+                    local[s] += t0[i0[s]]
+            else:
+                for s in range(ns):
+                    j0 = np.int64(i0[s]) * kp
+                    for c in range(0, kp, VECTOR_WIDTH):
+                        _add_f64x4(local, s * kp + c, t0, j0 + c)
+            g += 1
         acc[base:base + ns * kp] = local
 
 

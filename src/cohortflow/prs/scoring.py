@@ -302,5 +302,5 @@ def _score_tables(packed: _PackedRows, rows: np.ndarray, weights: np.ndarray, do
         dose = _dose_per_code(padded_dosage[start:stop], 2.0)
         chunk_tables = tables[:(stop - start) // 4]
         kernels.group_tables(padded_weights[start:stop], dose, padded_a2[start:stop], 2.0, chunk_tables)
-        kernels.accumulate_groups(packed.data, chunk_rows, chunk_tables, kp, tile_bytes, acc)
+        kernels.accumulate_groups(packed.data, chunk_rows, chunk_tables, kp, tile_bytes, kernels.SPREAD, acc)
         packed.release(int(chunk_rows[0]), int(chunk_rows[-1]) + 1)
