@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from isal import igzip
 
 from cohortflow.errors import CohortflowError
@@ -42,12 +43,20 @@ _CHROM_ALIASES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
 
 def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
     """(codes, distinct values) of strings given as a list, numpy array, pandas Series/array or
-    Arrow array; a missing value is a distinct value of its own (NaN / None)."""
+    Arrow array; a missing value is a distinct value of its own (NaN). Arrow-backed strings are
+    dictionary-encoded by Arrow (no Python object per value)."""
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.array
+    if isinstance(values, pd.api.extensions.ExtensionArray) and hasattr(values, "__arrow_array__"):
+        values = values.__arrow_array__()
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        values = pd.arrays.ArrowStringArray(pa.chunked_array([values]).cast(pa.string())
-                                            if isinstance(values, pa.Array) else values.cast(pa.string()))
-    elif isinstance(values, pd.arrays.NumpyExtensionArray) or not isinstance(
-            values, (np.ndarray, pd.Series, pd.Index, pd.api.extensions.ExtensionArray)):
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        encoded = pc.dictionary_encode(values.cast(pa.string()), null_encoding="encode")
+        distinct = np.asarray([np.nan if v is None else v for v in encoded.dictionary.to_pylist()], dtype=object)
+        return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), distinct
+    if isinstance(values, pd.arrays.NumpyExtensionArray) or not isinstance(
+            values, (np.ndarray, pd.api.extensions.ExtensionArray)):
         values = np.asarray(values, dtype=object)
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
     return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
@@ -66,24 +75,25 @@ def normalise_chrom(values) -> np.ndarray:
     return _normalise_chrom_names(names)[codes] if len(codes) else np.array([], dtype=object)
 
 
-class _Vocabulary:
-    """Integer codes for strings, shared by the arrays encoded with one vocabulary."""
-
-    def __init__(self):
-        self.index: dict[str, int] = {}
-
-    def encode(self, values, normalise) -> np.ndarray:
-        codes, distinct = _factorize(values)
-        names = normalise(distinct)
-        lookup = np.array([self.index.setdefault(name, len(self.index)) for name in names], dtype=np.int64)
-        return lookup[codes] if len(codes) else np.zeros(0, dtype=np.int64)
-
-    def strings(self) -> list[str]:
-        return list(self.index)
+def _encode(values, normalise, index: dict[str, int], extra: dict[str, int] | None) -> np.ndarray:
+    """Codes of ``values`` (normalised per distinct value) in ``index``; a name not there gets a
+    new code in ``extra`` (numbered after ``index``), or -1 when ``extra`` is None."""
+    codes, distinct = _factorize(values)
+    lookup = np.empty(len(distinct), dtype=np.int64)
+    for i, name in enumerate(normalise(distinct)):
+        code = index.get(name)
+        if code is None:
+            code = -1 if extra is None else extra.setdefault(name, len(index) + len(extra))
+        lookup[i] = code
+    return lookup[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
 def _upper(names: np.ndarray) -> list[str]:
     return [str(a).upper() for a in names]
+
+
+def _is_snv(name: str) -> bool:
+    return len(name) == 1 and name in "ACGT"
 
 
 # a (chromosome, position) key: chromosome code above bit 42, position below
@@ -92,7 +102,8 @@ _POS_BITS = 42
 
 class BimSites:
     """A .bim indexed for matching (chromosome names normalised, alleles as integer codes, sites
-    sorted by (chromosome, position)); build once, match many scoring tables against it.
+    sorted by (chromosome, position)); build once, match many scoring tables against it (also
+    from several threads: it is not modified by matching).
 
     ``bim``: a DataFrame or an Arrow table with columns chrom, id, pos, a1, a2 (as
     :class:`cohortflow.io.plink.Bed` holds them)."""
@@ -101,35 +112,52 @@ class BimSites:
         column = (lambda name: bim.column(name)) if isinstance(bim, pa.Table) else (lambda name: bim[name])
         self.n = bim.num_rows if isinstance(bim, pa.Table) else len(bim)
         self.ids = column("id")
-        self.chroms = _Vocabulary()
-        self.alleles = _Vocabulary()
-        self.alleles.index[""] = 0  # an unknown other allele
-        chrom = self.chroms.encode(column("chrom"), _normalise_chrom_names)
+        self.chroms: dict[str, int] = {}
+        self.alleles: dict[str, int] = {"": 0}  # code 0: an unknown other allele
+        chrom = _encode(column("chrom"), _normalise_chrom_names, {}, self.chroms)
         pos = np.asarray(column("pos"), dtype=np.int64)
-        self.a1 = self.alleles.encode(column("a1"), _upper)
-        self.a2 = self.alleles.encode(column("a2"), _upper)
+        extra: dict[str, int] = {}
+        self.a1 = _encode(column("a1"), _upper, self.alleles, extra)
+        self.a2 = _encode(column("a2"), _upper, self.alleles, extra)
+        self.alleles.update(extra)
+        names = list(self.alleles)
+        self.snv = np.array([_is_snv(a) for a in names], dtype=bool)
+        self.complement = np.array([self.alleles.get(a.translate(_COMPLEMENT), -1) if _is_snv(a) else -1
+                                    for a in names], dtype=np.int64)
         ok = (pos >= 0) & (pos < (1 << _POS_BITS))
         key = np.where(ok, (chrom << _POS_BITS) | np.where(ok, pos, 0), -1 - np.arange(self.n, dtype=np.int64))
         self.order = np.argsort(key, kind="stable")  # equal keys (multi-allelic sites) in .bim order
         self.sorted_key = key[self.order]
+        # end of each run of equal keys (multi-allelic sites), so one search finds all candidates
+        starts = np.flatnonzero(np.r_[True, self.sorted_key[1:] != self.sorted_key[:-1]])
+        self.run_end = np.repeat(np.r_[starts[1:], self.n], np.diff(np.r_[starts, self.n]))
 
     def variant_id(self, row: int) -> str:
         return str(self.ids[row])
 
-    def site_keys(self, chrom, pos: np.ndarray, has_pos: np.ndarray) -> np.ndarray:
-        """Keys of (chromosome, position) pairs; -1 where there is no position or it is out of range."""
-        codes = self.chroms.encode(chrom, _normalise_chrom_names)
-        ok = has_pos & (pos >= 0) & (pos < (1 << _POS_BITS))
-        return np.where(ok, (codes << _POS_BITS) | np.where(ok, pos, 0), -1)
+    def candidates(self, chrom, pos: np.ndarray, has_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first index into ``order``, number of .bim variants) at each (chromosome, position);
+        0 variants where there is no position, it is out of range or the chromosome is absent."""
+        codes = _encode(chrom, _normalise_chrom_names, self.chroms, None)
+        ok = has_pos & (codes >= 0) & (pos >= 0) & (pos < (1 << _POS_BITS))
+        key = np.where(ok, (codes << _POS_BITS) | np.where(ok, pos, 0), -1)
+        if self.n == 0:
+            return np.zeros(len(key), dtype=np.int64), np.zeros(len(key), dtype=np.int64)
+        left = np.minimum(np.searchsorted(self.sorted_key, key, "left"), self.n - 1)
+        found = ok & (self.sorted_key[left] == key)
+        return left, np.where(found, self.run_end[left] - left, 0)
 
-    def allele_properties(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per allele code: is it an SNV (one of A, C, G, T), and the code of its complement (-1
-        when not an SNV or the complement is not in the vocabulary)."""
-        names = self.alleles.strings()
-        snv = np.array([len(a) == 1 and a in "ACGT" for a in names], dtype=bool)
-        complement = np.array([self.alleles.index.get(a.translate(_COMPLEMENT), -1) if ok else -1
-                               for a, ok in zip(names, snv)], dtype=np.int64)
-        return snv, complement
+    def allele_codes(self, effect, other) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Codes of the effect and other alleles (alleles absent from the .bim get codes of their
+        own, for this call only), with the per-code SNV flags and complement codes."""
+        extra: dict[str, int] = {}
+        ea = _encode(effect, _upper, self.alleles, extra)
+        oa = _encode(other, _upper, self.alleles, extra)
+        names = list(extra)
+        snv = np.concatenate([self.snv, np.array([_is_snv(a) for a in names], dtype=bool)])
+        complement = np.concatenate([self.complement, np.array(
+            [self.alleles.get(a.translate(_COMPLEMENT), -1) if _is_snv(a) else -1 for a in names], dtype=np.int64)])
+        return ea, oa, snv, complement
 
 
 _STATUS = np.array(["matched", *DROP_REASONS], dtype=object)  # index 0 matched, then DROP_REASONS
@@ -150,10 +178,11 @@ def match_variants(table: pd.DataFrame, bim, *, keep_ambiguous: bool = False) ->
     is dropped unless ``keep_ambiguous``, in which case it is used as written (never flipped).
     Alleles are compared in upper case.
 
-    Returns ``table`` with added columns ``bim_row`` (-1 when unused), ``status`` (``matched`` or a
-    :data:`DROP_REASONS` entry: ``missing`` = no .bim variant at the position or no position,
-    ``allele_mismatch`` = variants there but none with these alleles, ``multiple_matches`` = more
-    than one .bim variant matches equally well), ``swapped`` and ``flipped`` (booleans).
+    Returns ``table`` with added columns ``bim_row`` (-1 when unused), ``status`` (categorical:
+    ``matched`` or a :data:`DROP_REASONS` entry: ``missing`` = no .bim variant at the position or
+    no position, ``allele_mismatch`` = variants there but none with these alleles,
+    ``multiple_matches`` = more than one .bim variant matches equally well), ``swapped`` and
+    ``flipped`` (booleans).
     Two scoring rows matched to the same .bim variant raise CohortflowError (duplicated weights
     are not summed: a scoring file listing a variant twice is taken to be an error).
 
@@ -166,12 +195,9 @@ def match_variants(table: pd.DataFrame, bim, *, keep_ambiguous: bool = False) ->
     pos_values = pd.array(out["pos"], dtype="Int64")
     has_pos = ~np.asarray(pos_values.isna(), dtype=bool)
     pos = np.asarray(pos_values.fillna(-1), dtype=np.int64)
-    key = sites.site_keys(out["chrom"], pos, has_pos)
-    ea = sites.alleles.encode(out["effect_allele"], _upper)
-    oa = sites.alleles.encode(out["other_allele"], _upper)
+    left, n_cand = sites.candidates(out["chrom"], pos, has_pos)
+    ea, oa, snv, comp = sites.allele_codes(out["effect_allele"], out["other_allele"])
 
-    left = np.searchsorted(sites.sorted_key, key, "left")
-    n_cand = np.where(key >= 0, np.searchsorted(sites.sorted_key, key, "right") - left, 0)
     status = np.full(n, 1 + DROP_REASONS.index("missing"), dtype=np.int64)
     bim_row = np.full(n, -1, dtype=np.int64)
     swapped = np.zeros(n, dtype=bool)
@@ -186,7 +212,6 @@ def match_variants(table: pd.DataFrame, bim, *, keep_ambiguous: bool = False) ->
             pair_row = np.repeat(np.arange(n, dtype=np.int64), n_cand)
             offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n_cand) - n_cand, n_cand)
             pair_bim = sites.order[np.repeat(left, n_cand) + offset]
-        snv, comp = sites.allele_properties()
         e, o = ea[pair_row], oa[pair_row]
         a1, a2 = sites.a1[pair_bim], sites.a2[pair_bim]
         o_any = o == 0
@@ -233,7 +258,7 @@ def match_variants(table: pd.DataFrame, bim, *, keep_ambiguous: bool = False) ->
             raise CohortflowError(f"lines {lines} all match .bim variant {sites.variant_id(int(variant))}; "
                                   "remove the duplicated weights (they are not summed)")
     out["bim_row"] = bim_row
-    out["status"] = _STATUS[status]
+    out["status"] = pd.Categorical.from_codes(status, categories=list(_STATUS))
     out["swapped"] = swapped
     out["flipped"] = flipped
     return out
@@ -246,9 +271,10 @@ def match_counts(matched: pd.DataFrame) -> dict:
     matches), ``fraction_matched`` (matched / n_variants), ``weight_fraction_matched`` (sum of
     |weight| matched / sum of |weight|) and ``dropped_by_reason``.
     ``n_variants = matched + ambiguous_dropped + missing + other_dropped``."""
-    st = matched["status"].to_numpy()
-    used = st == "matched"
-    by_reason = {reason: int((st == reason).sum()) for reason in DROP_REASONS}
+    status = pd.Categorical(matched["status"], categories=list(_STATUS))  # as is when already so
+    per_status = np.bincount(status.codes[status.codes >= 0], minlength=len(_STATUS))
+    used = status.codes == 0
+    by_reason = {reason: int(per_status[1 + i]) for i, reason in enumerate(DROP_REASONS)}
     total_weight = float(np.abs(matched["weight"].to_numpy()).sum())
     n = len(matched)
     return {
@@ -344,22 +370,24 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
     bed = open_bed(bfile)
     sites = BimSites(bed.bim_table)
 
+    def read_and_match(path):
+        header, table = read_scoring_file(path)
+        try:
+            matched = match_variants(table, sites, keep_ambiguous=keep_ambiguous)
+        except CohortflowError as err:
+            raise CohortflowError(err.problem, path=path) from None
+        return header, matched, match_counts(matched)
+
     entries = []
     seen: dict[str, str] = {}
-    # files are inflated and parsed in `threads` threads (ISA-L and Arrow release the GIL), matched
-    # in order here; the first bad file in the given order raises
+    # files are read and matched in `threads` threads (ISA-L, Arrow and numpy release the GIL);
+    # their results are taken in the order given, so the first bad file in that order raises
     with ThreadPoolExecutor(max_workers=max(1, min(int(threads), len(scores)))) as pool:
-        tables = pool.map(read_scoring_file, scores)
-        for path, (header, table) in zip(scores, tables):
+        for path, (header, matched, counts) in zip(scores, pool.map(read_and_match, scores)):
             pgs_id = header["pgs_id"]
             if pgs_id in seen:
                 raise CohortflowError(f"pgs_id {pgs_id!r} is also the ID of {seen[pgs_id]}", path=path)
             seen[pgs_id] = str(path)
-            try:
-                matched = match_variants(table, sites, keep_ambiguous=keep_ambiguous)
-            except CohortflowError as err:
-                raise CohortflowError(err.problem, path=path) from None
-            counts = match_counts(matched)
             if counts["fraction_matched"] < min_overlap or counts["matched"] == 0:
                 reasons = ", ".join(f"{k} {v}" for k, v in counts["dropped_by_reason"].items() if v)
                 raise CohortflowError(
@@ -373,7 +401,10 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
     # one weight column per score; a swapped variant's weight is on the .bim A2 allele (counted as
     # plink2 counts a score file's allele that is A2, no constant added and subtracted)
     used_rows = [m["bim_row"].to_numpy() for _, m, _ in entries]
-    union = np.unique(np.concatenate([r[r >= 0] for r in used_rows]))
+    in_any = np.zeros(bed.n_variants, dtype=bool)
+    for rows in used_rows:
+        in_any[rows[rows >= 0]] = True
+    union = np.flatnonzero(in_any)
     weights = np.zeros((len(union), len(entries)))
     count_a2 = np.zeros((len(union), len(entries)), dtype=bool)
     for s, ((_, matched, _), rows) in enumerate(zip(entries, used_rows)):
