@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 
 from cohortflow.errors import CohortflowError
-from cohortflow.gwas.clump_kernels import clump_planes, r2_to_index
+from cohortflow.gwas.clump_kernels import bed_rows_to_planes, clump_planes, r2_to_index
 from cohortflow.io.plink import Bed, open_bed
 from cohortflow.threads import thread_limit
-from cohortflow.variants.pca_kernels import packed_to_planes, packed_to_planes_subset
+from cohortflow.variants.pca_kernels import packed_to_planes_subset
 
 # .bed bytes read at once when building bit planes
 _READ_BYTES = 32 << 20
@@ -117,8 +117,10 @@ def _read_planes(bed: Bed, rows: np.ndarray, sample_idx: np.ndarray) -> tuple[np
     n = int(sample_idx.size)
     n_words = (n + 63) // 64
     padded_words = (n_words + 7) // 8 * 8
-    hom = np.zeros((rows.size, padded_words), dtype=np.uint64)
-    hi = np.zeros((rows.size, padded_words), dtype=np.uint64)
+    hom = np.empty((rows.size, padded_words), dtype=np.uint64)
+    hi = np.empty((rows.size, padded_words), dtype=np.uint64)
+    hom[:, n_words:] = 0
+    hi[:, n_words:] = 0
     all_samples = n == bed.n_samples and np.array_equal(sample_idx, np.arange(n))
     span = max(1, _READ_BYTES // max(bed.bytes_per_variant, 1))
     a = 0
@@ -126,11 +128,11 @@ def _read_planes(bed: Bed, rows: np.ndarray, sample_idx: np.ndarray) -> tuple[np
         b = a + 1  # rows[a:b] are read as one run of at most `span` .bed rows
         while b < rows.size and rows[b] - rows[b - 1] <= 64 and rows[b] - rows[a] < span:
             b += 1
-        raw = bed.read_packed(int(rows[a]), int(rows[b - 1]) + 1)[rows[a:b] - rows[a]]
+        raw = bed.read_packed(int(rows[a]), int(rows[b - 1]) + 1)
+        if rows[b - 1] - rows[a] != b - a - 1:
+            raw = raw[rows[a:b] - rows[a]]
         if all_samples:
-            wide = np.zeros((b - a, 16 * n_words), dtype=np.uint8)
-            wide[:, :raw.shape[1]] = raw
-            packed_to_planes(wide.view(np.uint64), n, False, hom[a:b, :n_words], hi[a:b, :n_words])
+            bed_rows_to_planes(raw, n, hom[a:b], hi[a:b])
         else:
             packed_to_planes_subset(np.ascontiguousarray(raw), sample_idx, False,
                                     hom[a:b, :n_words], hi[a:b, :n_words])

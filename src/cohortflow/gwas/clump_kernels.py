@@ -10,12 +10,13 @@ Genotypes come in two forms:
 
 - int8 allele counts (0, 1, 2) with -1 for a missing call (:func:`genotype_pair_counts`,
   :func:`r2_to_index`, and :func:`clump_greedy`, the plain reference loop);
-- bit planes, 64 samples a uint64 word, as ``cohortflow.variants.pca_kernels.packed_to_planes``
-  builds them from .bed rows: ``hom`` (the call is homozygous) and ``hi`` (the call carries an
+- bit planes, 64 samples a uint64 word, as :func:`bed_rows_to_planes` (and
+  ``cohortflow.variants.pca_kernels.packed_to_planes_subset``) build them from .bed rows: ``hom`` (the call is homozygous) and ``hi`` (the call carries an
   A2 allele), so that A1/A1 = hom & ~hi, A1/A2 = hi & ~hom, A2/A2 = hom & hi, missing = neither.
-  Padding words and bits are zero (missing). :func:`clump_planes` works on these: the pair table
-  is a handful of AND + popcounts a word (3 when neither variant has a missing call, 8 otherwise),
-  and most pairs are settled by an upper bound on r2 without solving the cubic.
+  Padding words and bits are zero (missing). :func:`clump_planes` works on these: the interior of
+  a pair's table is 3 AND + popcounts a word, which with the variants' totals bounds r2 from
+  above (:func:`surely_unlinked`, :func:`r2_exceeds`): most pairs are settled without counting
+  the jointly called marginals (5 popcounts a word more) or solving the cubic.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import math
 import numba
 import numpy as np
 
-from cohortflow.bitops import popcount_u64, trailing_zeros_u64
+from cohortflow.bitops import load_u64, popcount_u64, trailing_zeros_u64
+from cohortflow.variants.pca_kernels import _even_bits
 
 # below this |D| the pair counts as unlinked (plink1.9's SMALL_EPSILON, 2^-44)
 SMALL_EPSILON = 2.0 ** -44
@@ -269,6 +271,45 @@ def clump_greedy(geno: np.ndarray, pos: np.ndarray, p: np.ndarray, order: np.nda
 # bit planes
 # --------------------------------------------------------------------------------------------
 
+_M5 = np.uint64(0x5555555555555555)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def bed_rows_to_planes(raw, n_samples, hom, hi):
+    """Bit planes of all samples of the .bed rows ``raw`` (rows x ceil(n_samples / 4) bytes, as
+    read) into ``hom``/``hi`` words [0, ceil(n_samples / 64)) of each row (bits past n_samples
+    zero); 32 samples from each 8 bytes, rows in parallel."""
+    n_words = (n_samples + 63) // 64
+    n_bytes = raw.shape[1]
+    rem = n_samples % 64
+    last_mask = (np.uint64(1) << np.uint64(rem)) - np.uint64(1) if rem else ~np.uint64(0)
+    for v in numba.prange(raw.shape[0]):
+        row = raw[v]
+        for w in range(n_words):
+            first = 16 * w
+            if first + 16 <= n_bytes:
+                x0 = load_u64(row, first)
+                x1 = load_u64(row, first + 8)
+            else:  # the row's last bytes
+                x0 = np.uint64(0)
+                x1 = np.uint64(0)
+                for k in range(first, min(first + 8, n_bytes)):
+                    x0 |= np.uint64(row[k]) << np.uint64(8 * (k - first))
+                for k in range(first + 8, n_bytes):
+                    x1 |= np.uint64(row[k]) << np.uint64(8 * (k - first - 8))
+            lo0 = x0 & _M5
+            hi0 = (x0 >> np.uint64(1)) & _M5
+            lo1 = x1 & _M5
+            hi1 = (x1 >> np.uint64(1)) & _M5
+            h = _even_bits(~(lo0 ^ hi0) & _M5) | (_even_bits(~(lo1 ^ hi1) & _M5) << np.uint64(32))
+            a = _even_bits(hi0) | (_even_bits(hi1) << np.uint64(32))
+            if w == n_words - 1:
+                h &= last_mask
+                a &= last_mask
+            hom[v, w] = h
+            hi[v, w] = a
+
+
 @numba.njit(cache=True, nogil=True)
 def plane_totals(hom: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Per row: called samples, heterozygotes and A1/A1 homozygotes (columns N_CALLED, N_HET,
@@ -323,12 +364,9 @@ def _table_complete(hom, hi, j, het_i, hom_i, n_words):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _table_general(hom, hi, j, het_i, hom_i, called_i, n_words):
-    """Interior and jointly called marginal counts of index planes against row j: (hh, x, tt,
-    het_i, hom_i, het_j, hom_j, n_joint), 8 popcounts a word."""
-    hh = np.uint64(0)
-    x = np.uint64(0)
-    tt = np.uint64(0)
+def _table_marginals(hom, hi, j, het_i, hom_i, called_i, n_words):
+    """Marginals of the 3x3 table of index planes against row j over the jointly called samples:
+    (het_i, hom_i, het_j, hom_j, n_joint), 5 popcounts a word."""
     r_het = np.uint64(0)
     r_hom = np.uint64(0)
     c_het = np.uint64(0)
@@ -337,22 +375,14 @@ def _table_general(hom, hi, j, het_i, hom_i, called_i, n_words):
     for w in range(n_words):
         a = hom[j, w]
         b = hi[j, w]
-        het_j = b & ~a
-        hom_j = a & ~b
         called_j = a | b
-        hw = het_i[w]
-        tw = hom_i[w]
         cw = called_i[w]
-        hh += popcount_u64(hw & het_j)
-        x += popcount_u64((hw & hom_j) | (tw & het_j))
-        tt += popcount_u64(tw & hom_j)
-        r_het += popcount_u64(hw & called_j)
-        r_hom += popcount_u64(tw & called_j)
-        c_het += popcount_u64(cw & het_j)
-        c_hom += popcount_u64(cw & hom_j)
+        r_het += popcount_u64(het_i[w] & called_j)
+        r_hom += popcount_u64(hom_i[w] & called_j)
+        c_het += popcount_u64(cw & b & ~a)
+        c_hom += popcount_u64(cw & a & ~b)
         joint += popcount_u64(cw & called_j)
-    return (np.int64(hh), np.int64(x), np.int64(tt), np.int64(r_het), np.int64(r_hom), np.int64(c_het),
-            np.int64(c_hom), np.int64(joint))
+    return np.int64(r_het), np.int64(r_hom), np.int64(c_het), np.int64(c_hom), np.int64(joint)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -396,7 +426,7 @@ def pair_linked(hom, hi, totals, n_samples, i, j, het_i, hom_i, called_i, thresh
 
     The interior of the table costs 3 popcounts a word. Without missing calls at either variant
     the marginals are the totals; otherwise :func:`surely_unlinked` settles most pairs, and the
-    rest count the jointly called marginals too (8 popcounts a word)."""
+    rest count the jointly called marginals too (5 popcounts a word more)."""
     n_words = hom.shape[1]
     hh, x, tt = _table_complete(hom, hi, j, het_i, hom_i, n_words)
     if totals[i, N_CALLED] == n_samples and totals[j, N_CALLED] == n_samples:
@@ -406,8 +436,7 @@ def pair_linked(hom, hi, totals, n_samples, i, j, het_i, hom_i, called_i, thresh
         if surely_unlinked(hh, x, tt, totals[i, N_CALLED], totals[i, N_HET] + 2 * totals[i, N_HOM_A1],
                            totals[j, N_CALLED], totals[j, N_HET] + 2 * totals[j, N_HOM_A1], n_samples, threshold):
             return False
-        hh, x, tt, r_het, r_hom, c_het, c_hom, joint = _table_general(hom, hi, j, het_i, hom_i, called_i,
-                                                                      n_words)
+        r_het, r_hom, c_het, c_hom, joint = _table_marginals(hom, hi, j, het_i, hom_i, called_i, n_words)
         k11, k12, k21, k22, center = haplotype_counts_from_table(hh, x, tt, r_het, r_hom, c_het, c_hom, joint)
     return r2_exceeds(float(k11), float(k12), float(k21), float(k22), float(center), threshold)
 
@@ -431,7 +460,8 @@ def planes_r2(hom, hi, i, j):
     hom_i = np.empty(n_words, dtype=np.uint64)
     called_i = np.empty(n_words, dtype=np.uint64)
     index_planes(hom, hi, i, het_i, hom_i, called_i)
-    hh, x, tt, r_het, r_hom, c_het, c_hom, joint = _table_general(hom, hi, j, het_i, hom_i, called_i, n_words)
+    hh, x, tt = _table_complete(hom, hi, j, het_i, hom_i, n_words)
+    r_het, r_hom, c_het, c_hom, joint = _table_marginals(hom, hi, j, het_i, hom_i, called_i, n_words)
     k11, k12, k21, k22, center = haplotype_counts_from_table(hh, x, tt, r_het, r_hom, c_het, c_hom, joint)
     return _haplotype_r2(float(k11), float(k12), float(k21), float(k22), float(center))
 
