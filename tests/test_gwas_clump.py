@@ -52,7 +52,7 @@ def _trait_sumstats(geno: np.ndarray, bim: pd.DataFrame, rng: np.random.Generato
                          "p_value": text.astype(float), "errcode": ""})
 
 
-def _plink_clump(tmp_path, prefix, ss: pd.DataFrame, *, p1, r2, kb) -> pd.DataFrame:
+def _plink_clump(tmp_path, prefix, ss: pd.DataFrame, *, p1, r2, kb, p2=P2) -> pd.DataFrame:
     plink = require_tool("plink1.9")
     assoc = tmp_path / "assoc.tsv"
     # non-default field names, so --clump-snp-field/--clump-field are exercised
@@ -60,7 +60,7 @@ def _plink_clump(tmp_path, prefix, ss: pd.DataFrame, *, p1, r2, kb) -> pd.DataFr
         assoc, sep="\t", index=False)
     out = tmp_path / "peer"
     subprocess.run([plink, "--bfile", str(prefix), "--clump", str(assoc), "--clump-p1", str(p1),
-                    "--clump-p2", str(P2), "--clump-r2", str(r2), "--clump-kb", str(kb),
+                    "--clump-p2", str(p2), "--clump-r2", str(r2), "--clump-kb", str(kb),
                     "--clump-snp-field", "ID", "--clump-field", "PVAL", "--allow-no-sex",
                     "--out", str(out)], check=True, capture_output=True)
     table = pd.read_csv(f"{out}.clumped", sep=r"\s+")
@@ -68,11 +68,11 @@ def _plink_clump(tmp_path, prefix, ss: pd.DataFrame, *, p1, r2, kb) -> pd.DataFr
     return table
 
 
-def _compare(tmp_path, prefix, ss, settings) -> int:
+def _compare(tmp_path, prefix, ss, settings, p2=P2) -> int:
     compared = 0
     for p1, r2, kb in settings:
-        peer = _plink_clump(tmp_path, prefix, ss, p1=p1, r2=r2, kb=kb)
-        ours = clump_loci(ss, prefix, p1=p1, p2=P2, r2=r2, kb=kb)
+        peer = _plink_clump(tmp_path, prefix, ss, p1=p1, r2=r2, kb=kb, p2=p2)
+        ours = clump_loci(ss, prefix, p1=p1, p2=p2, r2=r2, kb=kb)
         assert set(ours["variant_id"]) == set(peer["SNP"]), (p1, r2, kb)
         # same order (p, then .bim order), same clump sizes and significant-member counts
         assert ours["variant_id"].tolist() == peer["SNP"].tolist(), (p1, r2, kb)
@@ -197,3 +197,181 @@ def test_no_index_candidates_and_sample_subset(tmp_path):
     subset = clump_loci(ss, tmp_path / "x", p1=0.05, r2=0.9, samples=[f"s{i}" for i in range(30)])
     assert subset["variant_id"].tolist() == ["a"] and subset.attrs["n_ld_samples"] == 30
     assert clump_loci(ss, tmp_path / "x", p1=0.05, r2=0.9)["variant_id"].tolist() == ["a", "b"]
+
+
+# ------------------------------------------------------------------------------------------------
+# the bit-plane kernels against the plain int8 ones
+# ------------------------------------------------------------------------------------------------
+
+def _ld_genotypes(rng: np.random.Generator, n_variants: int, n_samples: int, missing: float,
+                  switch: float = 0.05) -> np.ndarray:
+    """int8 genotypes (variants x samples) with LD decaying along the rows: each haplotype copies
+    one of a few founder haplotypes and switches founder with probability ``switch`` a variant;
+    a founder's allele changes from one variant to the next with probability 0.15."""
+    n_hap = 2 * n_samples
+    founders = np.empty((n_variants, 12), dtype=bool)
+    founders[0] = rng.random(12) < 0.5
+    for v in range(1, n_variants):
+        founders[v] = founders[v - 1] ^ (rng.random(12) < 0.15)
+    source = np.empty((n_variants, n_hap), dtype=np.int64)
+    source[0] = rng.integers(0, 12, n_hap)
+    for v in range(1, n_variants):
+        moves = rng.random(n_hap) < switch
+        source[v] = np.where(moves, rng.integers(0, 12, n_hap), source[v - 1])
+    hap = np.take_along_axis(founders, source, axis=1).astype(np.int8)
+    geno = hap[:, 0::2] + hap[:, 1::2]
+    return np.where(rng.random(geno.shape) < missing, -1, geno).astype(np.int8)
+
+
+def _planes(geno: np.ndarray, samples: np.ndarray | None = None):
+    from cohortflow.gwas.clump_kernels import bed_rows_to_planes
+    from cohortflow.io.plink import encode_bed_block
+    from cohortflow.variants.pca_kernels import packed_to_planes_subset
+
+    raw = encode_bed_block(geno)
+    n = geno.shape[1] if samples is None else len(samples)
+    words = (n + 63) // 64
+    hom = np.zeros((len(geno), (words + 7) // 8 * 8), dtype=np.uint64)
+    hi = np.zeros_like(hom)
+    if samples is None:
+        bed_rows_to_planes(raw, n, hom, hi)
+    else:
+        packed_to_planes_subset(raw, np.asarray(samples, dtype=np.int64), False, hom[:, :words], hi[:, :words])
+    return hom, hi
+
+
+@pytest.mark.parametrize("n_samples", [1, 63, 64, 65, 200, 333])
+def test_plane_r2_equals_int8_r2(n_samples):
+    """Pair tables counted on bit planes (every sample count around the 64-bit words, .bed tails
+    of 1-3 samples) give bit-identical r2 to the int8 3x3 counts; a sample subset in another
+    order through the subset path gives the subset's r2."""
+    from cohortflow.gwas.clump_kernels import planes_r2
+
+    rng = np.random.default_rng(n_samples)
+    geno = _ld_genotypes(rng, 24, n_samples, missing=0.1)
+    hom, hi = _planes(geno)
+    for i in range(len(geno)):
+        for j in range(len(geno)):
+            want = haplotype_r2(genotype_pair_counts(geno[i], geno[j]))
+            got = planes_r2(hom, hi, i, j)
+            assert (np.isnan(want) and np.isnan(got)) or got == want, (i, j)
+    subset = rng.permutation(n_samples)[: max(1, n_samples // 2)]
+    hom_s, hi_s = _planes(geno, subset)
+    sub = geno[:, subset]
+    for i, j in [(0, 1), (3, 4), (10, 20), (5, 5)]:
+        want = haplotype_r2(genotype_pair_counts(sub[i], sub[j]))
+        got = planes_r2(hom_s, hi_s, i, j)
+        assert (np.isnan(want) and np.isnan(got)) or got == want
+
+
+def test_r2_bounds_settle_pairs_exactly():
+    """The r2 upper bounds never decide a pair the other way from the exact r2, thresholds equal
+    to the r2 itself (and one ulp below) included; the bounds do settle most unlinked pairs."""
+    from cohortflow.gwas.clump_kernels import (
+        N_CALLED, N_HET, N_HOM_A1, _haplotype_r2, index_planes, pair_linked, plane_totals, r2_exceeds,
+        surely_unlinked)
+
+    rng = np.random.default_rng(8)
+    geno = _ld_genotypes(rng, 60, 300, missing=0.0, switch=0.1)
+    geno[30:] = np.where(rng.random(geno[30:].shape) < 0.03, -1, geno[30:])  # rows 30+ with missing calls
+    hom, hi = _planes(geno)
+    totals = plane_totals(hom, hi)
+    words = hom.shape[1]
+    het_i, hom_i, called_i = (np.empty(words, dtype=np.uint64) for _ in range(3))
+    settled = exact_above = 0
+    for i in range(len(geno)):
+        index_planes(hom, hi, i, het_i, hom_i, called_i)
+        for j in range(len(geno)):
+            c = genotype_pair_counts(geno[i], geno[j]).astype(float)
+            k = (2 * c[8] + c[7] + c[5], 2 * c[6] + c[7] + c[3], 2 * c[2] + c[5] + c[1], 2 * c[0] + c[3] + c[1], c[4])
+            r2 = _haplotype_r2(*k)
+            if np.isnan(r2):
+                continue
+            thresholds = [r2, np.nextafter(r2, -1.0), np.nextafter(r2, 2.0), 0.1, 0.5, 0.0]
+            for thr in thresholds:
+                thr = float(min(max(thr, 0.0), 1.0))
+                assert r2_exceeds(*k, thr) == (r2 > thr), (i, j, thr)
+                assert pair_linked(hom, hi, totals, 300, i, j, het_i, hom_i, called_i, thr) == (r2 > thr), (i, j, thr)
+            # interior counts exact whatever is missing (missing calls have no plane bits)
+            hh, x, tt = int(c[4]), int(c[5] + c[7]), int(c[8])
+            a1 = [int(totals[v, N_HET] + 2 * totals[v, N_HOM_A1]) for v in (i, j)]
+            for thr in (r2, 0.1, 0.3):
+                if surely_unlinked(hh, x, tt, int(totals[i, N_CALLED]), a1[0], int(totals[j, N_CALLED]), a1[1],
+                                   300, float(thr)):
+                    assert r2 <= thr, (i, j, thr)
+                    settled += thr == 0.1
+                elif thr == 0.1 and r2 > 0.1:
+                    exact_above += 1
+    assert settled > 300 and exact_above > 50
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.02])
+def test_clump_planes_equals_reference_loop(missing):
+    """Batched, tiled, threaded clumping on planes = the one-at-a-time int8 loop, for every batch
+    size, tile size and thread count (ties in p, strong and weak LD, with and without missing
+    calls)."""
+    import numba
+
+    from cohortflow.gwas.clump_kernels import clump_greedy, clump_planes
+    from cohortflow.threads import thread_limit
+
+    rng = np.random.default_rng(21)
+    m, n = 900, 150
+    geno = _ld_genotypes(rng, m, n, missing=missing, switch=0.02)
+    pos = np.cumsum(rng.integers(1, 400, m)).astype(np.int64)
+    p = np.round(rng.random(m), 2)  # many ties
+    order = np.lexsort((np.arange(m), p)).astype(np.int64)
+    order = order[p[order] <= 0.6]  # some rows only claimable
+    hom, hi = _planes(geno)
+    for r2 in (0.1, 0.6):
+        radius = 20_000
+        want = clump_greedy(geno, pos, p, order, radius, r2, 0.3)
+        lo = np.searchsorted(pos, pos - radius, side="left").astype(np.int64)
+        hi_row = np.searchsorted(pos, pos + radius, side="right").astype(np.int64)
+        assert 20 < want[0].sum() < len(order) - 20
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            for max_batch, tile_rows in [(1, 64), (7, 128), (1024, 64)]:
+                with thread_limit(threads):
+                    got = clump_planes(hom, hi, n, pos, p, order, lo, hi_row, r2, 0.3, max_batch, tile_rows)
+                for k, name in enumerate(["is_index", "n_clumped", "n_clumped_p2", "start", "end"]):
+                    ref = want[0] if k == 0 else want[k + 1]
+                    assert np.array_equal(got[k][want[0]], ref[want[0]]), (r2, threads, max_batch, name)
+                assert np.array_equal(got[0], want[0])
+
+
+def test_clump_loci_threads_identical(tmp_path):
+    rng = np.random.default_rng(31)
+    geno = _ld_genotypes(rng, 1500, 120, missing=0.01, switch=0.03)
+    pos = np.cumsum(rng.integers(1, 300, len(geno)))
+    bim = pd.DataFrame({"chrom": np.where(np.arange(len(geno)) < 900, "1", "2"), "id": [f"v{i}" for i in range(len(geno))],
+                        "cm": 0.0, "pos": pos, "a1": "A", "a2": "G"})
+    bim.loc[bim["chrom"] == "2", "pos"] -= int(pos[899])
+    fam = pd.DataFrame({"fid": [f"s{i}" for i in range(120)], "iid": [f"s{i}" for i in range(120)],
+                        "father": "0", "mother": "0", "sex": 1, "pheno": "-9"})
+    fam.loc[5, "father"] = "s1"  # a non-founder: LD from the founders only (subset path)
+    write_bed(tmp_path / "t", geno, bim, fam)
+    ss = pd.DataFrame({"variant_id": bim["id"], "p_value": rng.random(len(geno)), "errcode": ""})
+    one = clump_loci(ss, tmp_path / "t", p1=0.5, p2=0.05, r2=0.2, kb=20, threads=1)
+    two = clump_loci(ss, tmp_path / "t", p1=0.5, p2=0.05, r2=0.2, kb=20, threads=2)
+    chrom2 = one["variant_id"].str[1:].astype(int) >= 900
+    assert len(one) > 50 and 0 < chrom2.sum() < len(one)
+    pd.testing.assert_frame_equal(one, two)
+    assert one.attrs == two.attrs and one.attrs["n_ld_samples"] == 119
+
+
+def test_clump_matches_plink19_on_dummy_genotypes_p1_1(tmp_path):
+    """The benchmark's kind of input, small: plink2 --dummy genotypes (neighbours in some LD, 2%
+    missing) over 3 Mb, uniform p-values, every variant an index candidate (p1 = 1; plink1.9
+    wants p2 >= p1)."""
+    plink2 = require_tool("plink2")
+    prefix = tmp_path / "dummy"
+    subprocess.run([plink2, "--dummy", "400", "6000", "0.02", "acgt", "--seed", "3", "--make-bed",
+                    "--out", str(prefix)], check=True, capture_output=True)
+    rng = np.random.default_rng(4)
+    bim = pd.read_csv(f"{prefix}.bim", sep="\t", header=None, dtype=str)
+    bim[3] = np.sort(rng.choice(np.arange(1, 3_000_001), size=len(bim), replace=False)).astype(str)
+    bim.to_csv(f"{prefix}.bim", sep="\t", header=False, index=False)
+    text = np.array([f"{v:.6g}" for v in rng.random(len(bim))])
+    ss = pd.DataFrame({"variant_id": bim[1], "p_text": text, "p_value": text.astype(float), "errcode": ""})
+    n = _compare(tmp_path, prefix, ss, [(1, 0.1, 250), (1, 0.5, 50)], p2=1)
+    assert n > 3000
