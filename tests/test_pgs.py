@@ -11,6 +11,7 @@ import glob
 import gzip
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -423,3 +424,205 @@ def test_demo_scoring_file_is_deterministic(demo, tmp_path):
         write_demo_scoring_file(truth_json=demo / "truth.json", bim=demo / "geno.bim", out=out)
         digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Peer: the PGS Catalog's own matcher (pgscatalog-match 0.4.0, as pgsc_calc runs it)
+#
+# pgscatalog-match pins polars==0.20.30, so it lives in a venv of its own: set PGSCATALOG_BIN to
+# that venv's bin directory, or put pgscatalog-match on PATH (.ci/run installs it in .ci/pgsc).
+# Same outcome per scoring-file row, except where the two differ by design (asserted as such):
+# - a row several .bim variants match equally well (a multi-allelic site, other allele unknown):
+#   pgscatalog keeps the first candidate (or excludes the row when that one is ambiguous); we drop
+#   the row (multiple_matches): which variant the weight belongs to is not known;
+# - strand flips of indels: pgscatalog complements multi-base alleles without reversing them; we
+#   flip SNVs only (a strand flip reverses an indel too; complementing alone is not a flip);
+# - chromosome names: we read chr1 = 1 and 23-26 = X/Y/XY/MT; pgscatalog compares the names as
+#   written and leaves out .bim variants off 1-22, X, Y;
+# - two rows on one variant: pgscatalog excludes both; we refuse the file (weights not summed).
+
+def _pgscatalog_bin() -> Path | None:
+    candidates = [os.environ.get("PGSCATALOG_BIN"), Path(__file__).resolve().parents[1] / ".ci" / "pgsc" / "bin"]
+    on_path = shutil.which("pgscatalog-match")
+    if on_path:
+        candidates.insert(1, Path(on_path).parent)
+    for c in candidates:
+        if c and (Path(c) / "pgscatalog-match").exists() and (Path(c) / "pgscatalog-format").exists():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="module")
+def pgscatalog() -> Path:
+    found = _pgscatalog_bin()
+    if found is None:
+        pytest.skip("pgscatalog-match not found: set PGSCATALOG_BIN to the bin directory of a venv with "
+                    "pgscatalog-match==0.4.0 (.ci/run installs one in .ci/pgsc)")
+    return found
+
+
+def _bim_file(path: Path, rows: list[tuple]) -> pd.DataFrame:
+    """.bim of (chrom, pos, a1, a2) rows, IDs chrom:pos:a2:a1 (unique)."""
+    bim = pd.DataFrame({"chrom": [r[0] for r in rows], "id": [f"{r[0]}:{r[1]}:{r[3]}:{r[2]}" for r in rows], "cm": 0,
+                        "pos": [r[1] for r in rows], "a1": [r[2] for r in rows], "a2": [r[3] for r in rows]})
+    bim.to_csv(path, sep="\t", header=False, index=False)
+    return bim
+
+
+def _catalog_rows_file(path: Path, rows: list[tuple]) -> Path:
+    text = f"#pgs_id=PGS999001\n#trait_reported=test\n#genome_build=GRCh38\n#variants_number={len(rows)}\n"
+    text += "chr_name\tchr_position\teffect_allele\tother_allele\teffect_weight\n"
+    text += "".join(f"{c}\t{p}\t{e}\t{o}\t{w}\n" for c, p, e, o, w in rows)
+    path.write_text(text)
+    return path
+
+
+def _pgscatalog_outcomes(tool: Path, tmp_path: Path, score: Path, bim: Path, keep_ambiguous: bool) -> list[tuple]:
+    """Per scoring-file row: ("matched", ID, match_type, duplicate_best_match), ("excluded", ambiguous)
+    or ("unmatched",), from pgscatalog-match's variant log."""
+    fmt, out = tmp_path / f"fmt{keep_ambiguous}", tmp_path / f"out{keep_ambiguous}"
+    fmt.mkdir()
+    out.mkdir()
+    subprocess.run([str(tool / "pgscatalog-format"), "-s", str(score), "-t", "GRCh38", "-o", str(fmt),
+                    "-l", str(fmt / "log.json"), "--threads", "1"], check=True, capture_output=True)
+    subprocess.run([str(tool / "pgscatalog-match"), "-d", "test", "-s", str(fmt / f"normalised_{score.name}"),
+                    "-t", str(bim), "--outdir", str(out), "--min_overlap", "0",
+                    *(["--keep_ambiguous"] if keep_ambiguous else [])], check=True, capture_output=True)
+    log = pd.read_csv(out / "test_log.csv.gz", dtype={"ID": str, "match_type": str, "match_status": str})
+    outcomes = []
+    for _, rows in log.groupby("row_nr", sort=True):
+        matched = rows[rows["match_status"] == "matched"]
+        excluded = rows[rows["match_status"] == "excluded"]
+        if len(matched):
+            r = matched.iloc[0]
+            outcomes.append(("matched", r["ID"], r["match_type"], bool(r["duplicate_best_match"])))
+        elif len(excluded):
+            outcomes.append(("excluded", bool(excluded.iloc[0]["ambiguous"])))
+        else:
+            outcomes.append(("unmatched",))
+    return outcomes
+
+
+_MATCH_TYPES = {(False, False): ("refalt", "no_oa_ref"), (True, False): ("altref", "no_oa_alt"),
+                (False, True): ("refalt_flip", "no_oa_ref_flip"), (True, True): ("altref_flip", "no_oa_alt_flip")}
+
+
+def _ours_as_pgscatalog(m: pd.DataFrame, bim: pd.DataFrame) -> list[tuple]:
+    """Our outcome per row in pgscatalog's terms (multiple_matches kept as is: a designed difference)."""
+    out = []
+    for r in m.itertuples():
+        if r.status == "matched":
+            out.append(("matched", bim["id"][r.bim_row], _MATCH_TYPES[(r.swapped, r.flipped)][r.other_allele == ""]))
+        elif r.status == "ambiguous":
+            out.append(("excluded", True))
+        elif r.status in ("missing", "allele_mismatch"):
+            out.append(("unmatched",))
+        else:
+            out.append((r.status,))
+    return out
+
+
+def test_matching_agrees_with_pgscatalog_match(tmp_path, pgscatalog):
+    bim_rows = [("1", 100, "G", "A"), ("1", 200, "C", "T"), ("1", 300, "G", "A"), ("1", 400, "G", "T"),
+                ("1", 500, "T", "A"), ("1", 700, "G", "A"), ("1", 800, "C", "A"), ("1", 900, "G", "A"),
+                ("1", 900, "C", "A"), ("1", 950, "G", "A"), ("1", 950, "T", "C"), ("1", 1000, "AC", "A"),
+                ("1", 1100, "G", "A"), ("1", 1200, "C", "G"), ("2", 50, "G", "C"), ("X", 10, "A", "G"),
+                ("MT", 20, "C", "T")]
+    bim = _bim_file(tmp_path / "t.bim", bim_rows)
+    rows = [  # chrom, pos, effect, other, weight
+        ("1", 100, "G", "A", 0.5),      # direct
+        ("1", 200, "T", "C", -0.3),     # swapped
+        ("1", 300, "C", "T", 0.2),      # strand flipped
+        ("1", 400, "A", "C", 0.7),      # flipped and swapped
+        ("1", 500, "T", "A", 0.1),      # A/T: ambiguous
+        ("1", 600, "A", "G", 0.4),      # no variant there
+        ("1", 700, "C", "A", 0.6),      # variant there, other alleles
+        ("1", 800, "A", "", 0.25),      # other allele unknown, effect = A2
+        ("1", 900, "C", "A", -0.8),     # second variant of a multi-allelic site
+        ("1", 950, "A", "G", 0.3),      # G/A swapped beats T/C flipped (multi-allelic site)
+        ("1", 1100, "C", "", 0.35),     # other allele unknown, flipped
+        ("1", 1200, "G", "C", 0.45),    # C/G: ambiguous
+        ("2", 50, "C", "G", 0.55),      # G/C ambiguous, swapped
+        ("X", 10, "T", "C", 0.65),      # flipped on X
+    ]
+    score = _catalog_rows_file(tmp_path / "s.txt", rows)
+    _, table = read_scoring_file(score)
+    for keep in (False, True):
+        ours = _ours_as_pgscatalog(match_variants(table, bim, keep_ambiguous=keep), bim)
+        theirs = _pgscatalog_outcomes(pgscatalog, tmp_path, score, tmp_path / "t.bim", keep)
+        assert [t[:3] for t in theirs] == ours, keep
+    assert [o[0] for o in ours].count("matched") == len(rows) - 2  # no variant / other alleles
+
+    # the designed differences, one at a time
+    differences = [
+        # multi-allelic site, other allele unknown: both G/A and C/A have A as A2
+        ([("1", 900, "G", "A"), ("1", 900, "C", "A")], ("1", 900, "A", "", 0.3), ("multiple_matches",),
+         ("matched", "1:900:A:G", "no_oa_alt", True)),
+        # indel "flip" by complementing without reversing
+        ([("1", 1000, "AC", "A")], ("1", 1000, "TG", "T", 0.8), ("unmatched",),
+         ("matched", "1:1000:A:AC", "refalt_flip", False)),
+        # chromosome names
+        ([("1", 1100, "G", "A")], ("chr1", 1100, "G", "A", 0.9), ("matched", "1:1100:A:G", "refalt"),
+         ("unmatched",)),
+        ([("MT", 20, "C", "T")], ("MT", 20, "C", "T", 0.9), ("matched", "MT:20:T:C", "refalt"), ("unmatched",)),
+    ]
+    anchor = (("22", 5, "G", "A"), ("22", 5, "G", "A", 1.0))  # pgscatalog-match fails when nothing matches
+    for i, (variants, row, ours_expected, theirs_expected) in enumerate(differences):
+        d = tmp_path / f"difference{i}"
+        d.mkdir()
+        b = _bim_file(d / "t.bim", variants + [anchor[0]])
+        s = _catalog_rows_file(d / "s.txt", [row, anchor[1]])
+        ours = _ours_as_pgscatalog(match_variants(read_scoring_file(s)[1], b), b)
+        assert ours[0] == ours_expected, i
+        theirs = _pgscatalog_outcomes(pgscatalog, d, s, d / "t.bim", False)
+        assert (theirs[0] if theirs[0][0] == "matched" else theirs[0][:1]) == theirs_expected, i
+
+    # two rows on one variant: pgscatalog excludes both, we refuse the file
+    d = tmp_path / "duplicated"
+    d.mkdir()
+    b = _bim_file(d / "t.bim", [("1", 100, "G", "A"), ("1", 200, "C", "T")])
+    s = _catalog_rows_file(d / "s.txt", [("1", 100, "G", "A", 0.5), ("1", 100, "A", "G", 0.2), ("1", 200, "C", "T", 1)])
+    theirs = _pgscatalog_outcomes(pgscatalog, d, s, d / "t.bim", False)
+    assert [t[0] for t in theirs] == ["excluded", "excluded", "matched"]
+    with pytest.raises(CohortflowError, match="not summed"):
+        match_variants(read_scoring_file(s)[1], b)
+
+
+def test_matching_agrees_with_pgscatalog_match_on_random_sites(tmp_path, pgscatalog):
+    """Random SNV sites (several per position at times) and scoring rows in every orientation;
+    rows several variants match equally well are the designed difference."""
+    rng = np.random.default_rng(11)
+    snvs = ["A", "C", "G", "T"]
+    variants = []
+    for pos in range(1, 401):
+        a1, a2 = rng.choice(snvs, 2, replace=False)
+        variants.append(("1", pos * 10, str(a1), str(a2)))
+        if rng.random() < 0.25:  # a second variant at the site, sharing its A2 (multi-allelic, split)
+            variants.append(("1", pos * 10, str(rng.choice([b for b in snvs if b not in (a1, a2)])), str(a2)))
+    bim = _bim_file(tmp_path / "t.bim", variants)
+    comp = str.maketrans("ACGT", "TGCA")
+    rows = []
+    for pos in rng.choice(np.arange(1, 451), 300, replace=False):  # some positions have no variant
+        a1, a2 = rng.choice(snvs, 2, replace=False) if rng.random() < 0.2 else \
+            next(v[2:] for v in variants if v[1] == pos * 10) if any(v[1] == pos * 10 for v in variants) else ("A", "C")
+        e, o = (a2, a1) if rng.random() < 0.5 else (a1, a2)
+        if rng.random() < 0.3:
+            e, o = e.translate(comp), o.translate(comp)
+        rows.append(("1", int(pos) * 10, e, "" if rng.random() < 0.2 else o, 0.1))
+    score = _catalog_rows_file(tmp_path / "s.txt", rows)
+    _, table = read_scoring_file(score)
+    seen = {}
+    for keep in (False, True):
+        m = match_variants(table, bim, keep_ambiguous=keep)
+        ours = _ours_as_pgscatalog(m, bim)
+        theirs = _pgscatalog_outcomes(pgscatalog, tmp_path, score, tmp_path / "t.bim", keep)
+        for o, t in zip(ours, theirs, strict=True):
+            if o == ("multiple_matches",):  # pgscatalog: the first of the equal best matches, excluded if ambiguous
+                assert (t[0] == "matched" and t[3]) or (t[0] == "excluded" and t[1] and not keep), t
+            else:
+                assert t[:3] == o
+            key = o[0] if o[0] != "matched" else o[2]
+            seen[key] = seen.get(key, 0) + 1
+    # every outcome was exercised
+    every = ("unmatched", "excluded", "multiple_matches", *(t for pair in _MATCH_TYPES.values() for t in pair))
+    assert all(seen.get(k, 0) > 0 for k in every), sorted(seen.items())
