@@ -313,6 +313,25 @@ def test_min_overlap_error_counts_reasons(tmp_path):
     assert not list(tmp_path.glob("o.*"))
 
 
+def test_bad_scoring_inputs_are_one_line_errors(tmp_path):
+    prefix, _ = _fileset(tmp_path)
+    columns = "chr_name\tchr_position\teffect_allele\tother_allele\teffect_weight\n"
+    (tmp_path / "elsewhere.txt").write_text(columns + "7\t100\tG\tA\t0.5\n")
+    (tmp_path / "truncated.txt.gz").write_bytes(gzip.compress((columns + "1\t100\tG\tA\t0.5\n").encode())[:25])
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00\x01")
+    cases = {
+        "elsewhere.txt": r"score elsewhere: only 0 of 1 variants matched the genotypes \(0.0%, min_overlap 0%\); "
+                         r"not matched: missing 1$",
+        "truncated.txt.gz": r"truncated.txt.gz: cannot inflate the gzip file",
+        "binary.txt": r"binary.txt: not a text or gzip file$",
+    }
+    for name, problem in cases.items():
+        with pytest.raises(CohortflowError, match=problem) as err:
+            score_pgs(bfile=prefix, scores=[tmp_path / name], min_overlap=0, out_prefix=tmp_path / "o")
+        assert "\n" not in str(err.value)
+    assert not list(tmp_path.glob("o.*"))
+
+
 def _plink2_score(tmp_path: Path, prefix: Path, matched: pd.DataFrame, bim: pd.DataFrame) -> pd.DataFrame:
     """plink2 --score on the matched variants, the weight on the .bim allele the effect allele is."""
     used = matched[matched["status"] == "matched"]

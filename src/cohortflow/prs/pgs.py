@@ -394,7 +394,8 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
                     f"score {pgs_id}: only {counts['matched']} of {counts['n_variants']} variants matched the "
                     f"genotypes ({counts['fraction_matched']:.1%}, min_overlap {min_overlap:.0%}); "
                     f"not matched: {reasons}"
-                    + ("" if keep_ambiguous else " (ambiguous A/T, C/G SNPs are dropped unless keep_ambiguous)"),
+                    + (" (ambiguous A/T, C/G SNPs are dropped unless keep_ambiguous)"
+                       if counts["ambiguous_dropped"] else ""),
                     path=path)
             entries.append((header, matched, counts))
 
