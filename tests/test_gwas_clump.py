@@ -375,3 +375,29 @@ def test_clump_matches_plink19_on_dummy_genotypes_p1_1(tmp_path):
     ss = pd.DataFrame({"variant_id": bim[1], "p_text": text, "p_value": text.astype(float), "errcode": ""})
     n = _compare(tmp_path, prefix, ss, [(1, 0.1, 250), (1, 0.5, 50)], p2=1)
     assert n > 3000
+
+
+def test_read_planes_in_runs(tmp_path, monkeypatch):
+    """Planes read from the .bed in runs (gaps over 64 rows start a new read; a run stops at the
+    read size) are those of the rows asked for, with the padding words zero (missing)."""
+    from cohortflow.gwas import clump as clump_module
+
+    rng = np.random.default_rng(41)
+    geno = _ld_genotypes(rng, 400, 70, missing=0.05)
+    bim = pd.DataFrame({"chrom": "1", "id": [f"v{i}" for i in range(400)], "cm": 0.0, "pos": np.arange(400) + 1,
+                        "a1": "A", "a2": "G"})
+    fam = pd.DataFrame({"fid": [f"s{i}" for i in range(70)], "iid": [f"s{i}" for i in range(70)],
+                        "father": "0", "mother": "0", "sex": 1, "pheno": "-9"})
+    write_bed(tmp_path / "r", geno, bim, fam)
+    bed = open_bed(tmp_path / "r")
+    rows = np.concatenate([np.arange(0, 10), np.arange(12, 60, 3), np.arange(200, 230), [399]]).astype(np.int64)
+    want_hom, want_hi = _planes(geno[rows])
+    assert want_hom.shape[1] == 8 and not want_hom[:, 2:].any()
+    for read_bytes in (18 * 5, 18 * 1000):  # runs of 5 .bed rows at most, or whole
+        monkeypatch.setattr(clump_module, "_READ_BYTES", read_bytes)
+        hom, hi = clump_module._read_planes(bed, rows, np.arange(70))
+        assert np.array_equal(hom, want_hom) and np.array_equal(hi, want_hi)
+    subset = np.array([69, 3, 10, 11, 40], dtype=np.int64)
+    hom, hi = clump_module._read_planes(bed, rows, subset)
+    want_hom, want_hi = _planes(geno[rows], subset)
+    assert np.array_equal(hom, want_hom) and np.array_equal(hi, want_hi)

@@ -123,11 +123,12 @@ def _read_planes(bed: Bed, rows: np.ndarray, sample_idx: np.ndarray) -> tuple[np
     hi[:, n_words:] = 0
     all_samples = n == bed.n_samples and np.array_equal(sample_idx, np.arange(n))
     span = max(1, _READ_BYTES // max(bed.bytes_per_variant, 1))
+    # runs of rows less than 64 apart are read whole, at most `span` .bed rows at a time
+    run_ends = np.append(np.flatnonzero(np.diff(rows) > 64) + 1, rows.size)
     a = 0
     while a < rows.size:
-        b = a + 1  # rows[a:b] are read as one run of at most `span` .bed rows
-        while b < rows.size and rows[b] - rows[b - 1] <= 64 and rows[b] - rows[a] < span:
-            b += 1
+        b = min(int(run_ends[np.searchsorted(run_ends, a, side="right")]),
+                int(np.searchsorted(rows, rows[a] + span, side="left")))
         raw = bed.read_packed(int(rows[a]), int(rows[b - 1]) + 1)
         if rows[b - 1] - rows[a] != b - a - 1:
             raw = raw[rows[a:b] - rows[a]]

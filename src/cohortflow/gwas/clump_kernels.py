@@ -364,6 +364,31 @@ def _table_complete(hom, hi, j, het_i, hom_i, n_words):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _table_complete2(hom, hi, j, k, het_i, hom_i, n_words):
+    """:func:`_table_complete` of rows j and k at once (index planes loaded once for both)."""
+    hh_j = np.uint64(0)
+    x_j = np.uint64(0)
+    tt_j = np.uint64(0)
+    hh_k = np.uint64(0)
+    x_k = np.uint64(0)
+    tt_k = np.uint64(0)
+    for w in range(n_words):
+        hw = het_i[w]
+        tw = hom_i[w]
+        a = hom[j, w]
+        b = hi[j, w]
+        hh_j += popcount_u64(hw & b & ~a)
+        x_j += popcount_u64((hw & a & ~b) | (tw & b & ~a))
+        tt_j += popcount_u64(tw & a & ~b)
+        a = hom[k, w]
+        b = hi[k, w]
+        hh_k += popcount_u64(hw & b & ~a)
+        x_k += popcount_u64((hw & a & ~b) | (tw & b & ~a))
+        tt_k += popcount_u64(tw & a & ~b)
+    return (np.int64(hh_j), np.int64(x_j), np.int64(tt_j), np.int64(hh_k), np.int64(x_k), np.int64(tt_k))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _table_marginals(hom, hi, j, het_i, hom_i, called_i, n_words):
     """Marginals of the 3x3 table of index planes against row j over the jointly called samples:
     (het_i, hom_i, het_j, hom_j, n_joint), 5 popcounts a word."""
@@ -420,15 +445,8 @@ def surely_unlinked(hh, x, tt, called_i, a1_i, called_j, a1_j, n_samples, thresh
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def pair_linked(hom, hi, totals, n_samples, i, j, het_i, hom_i, called_i, threshold) -> bool:
-    """r2 of rows i and j above ``threshold``; ``het_i``/``hom_i``/``called_i`` are row i's
-    heterozygote, A1/A1 and called planes (see :func:`index_planes`).
-
-    The interior of the table costs 3 popcounts a word. Without missing calls at either variant
-    the marginals are the totals; otherwise :func:`surely_unlinked` settles most pairs, and the
-    rest count the jointly called marginals too (5 popcounts a word more)."""
-    n_words = hom.shape[1]
-    hh, x, tt = _table_complete(hom, hi, j, het_i, hom_i, n_words)
+def _linked_given_interior(hom, hi, totals, n_samples, i, j, het_i, hom_i, called_i, hh, x, tt, threshold):
+    """:func:`pair_linked` once the interior counts (hh, x, tt) are known."""
     if totals[i, N_CALLED] == n_samples and totals[j, N_CALLED] == n_samples:
         k11, k12, k21, k22, center = haplotype_counts_from_table(
             hh, x, tt, totals[i, N_HET], totals[i, N_HOM_A1], totals[j, N_HET], totals[j, N_HOM_A1], n_samples)
@@ -436,9 +454,21 @@ def pair_linked(hom, hi, totals, n_samples, i, j, het_i, hom_i, called_i, thresh
         if surely_unlinked(hh, x, tt, totals[i, N_CALLED], totals[i, N_HET] + 2 * totals[i, N_HOM_A1],
                            totals[j, N_CALLED], totals[j, N_HET] + 2 * totals[j, N_HOM_A1], n_samples, threshold):
             return False
-        r_het, r_hom, c_het, c_hom, joint = _table_marginals(hom, hi, j, het_i, hom_i, called_i, n_words)
+        r_het, r_hom, c_het, c_hom, joint = _table_marginals(hom, hi, j, het_i, hom_i, called_i, hom.shape[1])
         k11, k12, k21, k22, center = haplotype_counts_from_table(hh, x, tt, r_het, r_hom, c_het, c_hom, joint)
     return r2_exceeds(float(k11), float(k12), float(k21), float(k22), float(center), threshold)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def pair_linked(hom, hi, totals, n_samples, i, j, het_i, hom_i, called_i, threshold) -> bool:
+    """r2 of rows i and j above ``threshold``; ``het_i``/``hom_i``/``called_i`` are row i's
+    heterozygote, A1/A1 and called planes (see :func:`index_planes`).
+
+    The interior of the table costs 3 popcounts a word. Without missing calls at either variant
+    the marginals are the totals; otherwise :func:`surely_unlinked` settles most pairs, and the
+    rest count the jointly called marginals too (5 popcounts a word more)."""
+    hh, x, tt = _table_complete(hom, hi, j, het_i, hom_i, hom.shape[1])
+    return _linked_given_interior(hom, hi, totals, n_samples, i, j, het_i, hom_i, called_i, hh, x, tt, threshold)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -541,11 +571,25 @@ def _link_batch(hom, hi, totals, n_samples, members, n_members, window_lo, windo
             het_s = het_m[s]
             hom_s = hom_m[s]
             called_s = called_m[s]
-            for j in range(j0, j1):
+            j = j0
+            while j < j1:  # rows two at a time (the member's planes loaded once for both)
                 if taken[j] or j == i:
+                    j += 1
                     continue
-                if pair_linked(hom, hi, totals, n_samples, i, j, het_s, hom_s, called_s, threshold):
+                j2 = j + 1
+                while j2 < j1 and (taken[j2] or j2 == i):
+                    j2 += 1
+                if j2 < j1:
+                    hh, x, tt, hh2, x2, tt2 = _table_complete2(hom, hi, j, j2, het_s, hom_s, n_words)
+                    if _linked_given_interior(hom, hi, totals, n_samples, i, j2, het_s, hom_s, called_s,
+                                              hh2, x2, tt2, threshold):
+                        bits[s, (j2 - base) >> 6] |= np.uint64(1) << np.uint64((j2 - base) & 63)
+                else:
+                    hh, x, tt = _table_complete(hom, hi, j, het_s, hom_s, n_words)
+                if _linked_given_interior(hom, hi, totals, n_samples, i, j, het_s, hom_s, called_s, hh, x, tt,
+                                          threshold):
                     bits[s, (j - base) >> 6] |= np.uint64(1) << np.uint64((j - base) & 63)
+                j = j2 + 1
 
 
 @numba.njit(cache=True, nogil=True)
