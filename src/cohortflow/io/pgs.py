@@ -182,12 +182,18 @@ def _per_distinct(values: pa.Array, function) -> pa.Array:
     return pc.take(function(encoded.dictionary), encoded.indices)
 
 
-def _alleles(values: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(the values trimmed and in upper case, whether each is a nucleotide sequence A/C/G/T/N)."""
+def _alleles(values: pa.Array, *, allow_empty: bool = False) -> tuple[pa.Array, pa.Array | None]:
+    """(the values trimmed and in upper case, per row whether it is not a nucleotide sequence
+    A/C/G/T/N (nor empty, when ``allow_empty``) or None when all are), computed per distinct value."""
     encoded = pc.dictionary_encode(values)
     alleles = pc.utf8_upper(pc.utf8_trim_whitespace(encoded.dictionary))
-    return pc.take(alleles, encoded.indices), pc.take(pc.match_substring_regex(alleles, _ALLELE_PATTERN),
-                                                      encoded.indices)
+    ok = pc.match_substring_regex(alleles, _ALLELE_PATTERN)
+    if allow_empty:
+        ok = pc.or_(ok, pc.equal(alleles, ""))
+    normalised = pc.take(alleles, encoded.indices)
+    if pc.all(ok).as_py() is not False:
+        return normalised, None
+    return normalised, pc.invert(pc.take(ok, encoded.indices))
 
 
 def _first(mask) -> int | None:
@@ -339,19 +345,22 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
     if bad is not None:
         fail(f"weight {weight_text[bad].as_py()!r} is not a finite number", bad, weight_col)
 
-    effect, is_allele = _alleles(fields[effect_col])
-    bad = _first(pc.invert(is_allele))
+    effect, invalid = _alleles(fields[effect_col])
+    bad = None if invalid is None else _first(invalid)
     if bad is not None:
         fail(f"effect allele {fields[effect_col][bad].as_py()!r} is not a nucleotide sequence", bad, effect_col)
 
     other_col = _pick(columns, _OTHER_NAMES)
     blank = pa.array([""] * n, type=pa.string()) if other_col is None else None
-    other = _alleles(fields[other_col])[0] if other_col is not None else blank
+    other, other_invalid = _alleles(fields[other_col], allow_empty=True) if other_col is not None else (blank, None)
     infer_col = _pick(columns, ("hm_inferotherallele",))
     if infer_col is not None:
-        inferred, is_allele = _alleles(fields[infer_col])
-        usable = pc.and_(pc.equal(other, ""), is_allele)
+        inferred, inferred_invalid = _alleles(fields[infer_col])
+        usable = pc.equal(other, "") if inferred_invalid is None else pc.and_(pc.equal(other, ""),
+                                                                             pc.invert(inferred_invalid))
         other = pc.if_else(usable, inferred, other)
+        if other_invalid is not None:
+            other_invalid = pc.and_(other_invalid, pc.invert(usable))
     if other_col is None and infer_col is None and id_parts is not None:
         # plink2 style chrom:pos:ref:alt -> the other allele is whichever of ref/alt is not effect
         if id_parts.shape[1] >= 4:
@@ -359,8 +368,8 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
             alt = id_parts[3].fillna("").str.upper().to_numpy(object)
             eff = effect.to_numpy(zero_copy_only=False)
             other = pa.array(np.where(eff == alt, ref, np.where(eff == ref, alt, "")), type=pa.string())
-    other_ok = _alleles(other)[1]
-    bad = _first(pc.invert(pc.or_(other_ok, pc.equal(other, ""))))
+            other_invalid = _alleles(other, allow_empty=True)[1]
+    bad = None if other_invalid is None else _first(other_invalid)
     if bad is not None:
         fail(f"other allele {other[bad].as_py()!r} is not a nucleotide sequence", bad, other_col or infer_col)
 
