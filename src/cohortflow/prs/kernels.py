@@ -192,31 +192,41 @@ def accumulate_direct(data: np.ndarray, rows: np.ndarray, weights: np.ndarray, d
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def group_tables(weights: np.ndarray, dose: np.ndarray, count_a2: np.ndarray, full: float,
+def group_tables(weights: np.ndarray, dose: np.ndarray, count_a2: np.ndarray, full: float, n_blocks: int,
                  tables: np.ndarray) -> None:
     """Fill ``tables`` (groups x 256 * kp, flat per group): entry [g, idx * kp + c] = sum over
     j = 0..3 of weights[4g + j, c] x the dosage of variant 4g + j for code j of idx (bits 2j,
     2j+1): dose[v, code] (dose[v] holds the A1 dosage of hom A1, missing, het, hom A2), or
     full - that where count_a2[v, c] (the weight is on A2). ``weights`` (4 x groups, kp), ``dose``
-    and ``count_a2`` cover whole groups (padding rows: zero weights)."""
+    and ``count_a2`` cover whole groups (padding rows: zero weights). Parallel over ``n_blocks``
+    blocks of groups (scratch space allocated once per block).
+
+    The sums are built in stages, ((c0 + c1) + c2) + c3: 16 pairs, 64 triples, 256 entries."""
     n_groups = tables.shape[0]
     kp = weights.shape[1]
-    for g in numba.prange(n_groups):
+    n_blocks = max(1, min(n_groups, n_blocks))
+    per_block = (n_groups + n_blocks - 1) // n_blocks
+    for block in numba.prange(n_blocks):
         contrib = np.empty((4, 4, kp))  # variant j, code, column
-        for j in range(4):
-            v = 4 * g + j
-            for code in range(4):
-                d = dose[v, code]
+        pairs = np.empty((16, kp))
+        triples = np.empty((64, kp))
+        for g in range(block * per_block, min(n_groups, (block + 1) * per_block)):
+            for j in range(4):
+                v = 4 * g + j
+                for code in range(4):
+                    d = dose[v, code]
+                    for c in range(kp):
+                        contrib[j, code, c] = ((full - d) if count_a2[v, c] else d) * weights[v, c]
+            for i in range(16):
                 for c in range(kp):
-                    contrib[j, code, c] = ((full - d) if count_a2[v, c] else d) * weights[v, c]
-        table = tables[g]
-        for idx in range(256):
-            a = idx & 3
-            b = (idx >> 2) & 3
-            d = (idx >> 4) & 3
-            e = idx >> 6
-            for c in range(kp):
-                table[idx * kp + c] = ((contrib[0, a, c] + contrib[1, b, c]) + contrib[2, d, c]) + contrib[3, e, c]
+                    pairs[i, c] = contrib[0, i & 3, c] + contrib[1, i >> 2, c]
+            for i in range(64):
+                for c in range(kp):
+                    triples[i, c] = pairs[i & 15, c] + contrib[2, i >> 4, c]
+            table = tables[g]
+            for idx in range(256):
+                for c in range(kp):
+                    table[idx * kp + c] = triples[idx & 63, c] + contrib[3, idx >> 6, c]
 
 
 def _spread_table() -> np.ndarray:

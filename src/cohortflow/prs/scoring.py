@@ -28,13 +28,13 @@ one lookup and one k-wide addition per four variants, read from the .bed bytes w
 chrY/MT variants (per-sample rules) are added by a direct per-sample loop. A weight can also be
 on the .bim A2 allele (``count_a2``), as plink2 scores a file's allele that is A2; no constant is
 added and subtracted, so the sums stay as exact as plink2's. Variants are streamed
-in chunks from a memory map whose pages are released as the chunks are consumed (memory: one
-chunk of .bed rows and its tables, and a samples x k accumulator).
+in chunks read by pread into one buffer (memory: one chunk of .bed rows and its tables, and a
+samples x k accumulator).
 """
 
 from __future__ import annotations
 
-import mmap
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,30 +87,55 @@ def ploidy_classes(bed: Bed, rows: np.ndarray) -> np.ndarray:
 
 
 class _PackedRows:
-    """The .bed as a read-only (variants x bytes) uint8 array over a memory map."""
+    """Reads the packed .bed rows of given variants into a reused buffer: one pread per run of
+    nearby rows (no memory map: its page faults cost more than the copy, and memory stays one
+    chunk of rows)."""
+
+    MAX_GAP = 4  # rows this close are read together with the ones between
 
     def __init__(self, bed: Bed):
         self.path = Path(f"{bed.prefix}.bed")
         self.nb = bed.bytes_per_variant
-        with open(self.path, "rb") as fh:
-            self.mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        if len(self.mm) < 3 + bed.n_variants * self.nb:
-            raise CohortflowError(f"truncated .bed file ({len(self.mm)} bytes)", path=self.path)
-        if hasattr(self.mm, "madvise"):
-            self.mm.madvise(mmap.MADV_SEQUENTIAL)
-        self.data = np.frombuffer(self.mm, dtype=np.uint8, count=bed.n_variants * self.nb,
-                                  offset=3).reshape(bed.n_variants, self.nb)
+        size = self.path.stat().st_size
+        if size < 3 + bed.n_variants * self.nb:
+            raise CohortflowError(f"truncated .bed file ({size} bytes, {3 + bed.n_variants * self.nb} expected)",
+                                  path=self.path)
+        self.buffer = np.empty(0, dtype=np.uint8)
 
-    def release(self, first_row: int, last_row: int) -> None:
-        """Drop the mapped pages of rows [first_row, last_row) (whole pages only; the page cache
-        keeps them), so resident memory stays about one chunk."""
-        if not hasattr(self.mm, "madvise"):
-            return
-        page = mmap.PAGESIZE
-        lo = (3 + first_row * self.nb) // page * page
-        hi = (3 + last_row * self.nb) // page * page
-        if hi > lo:
-            self.mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    def __enter__(self) -> _PackedRows:
+        self.fd = os.open(self.path, os.O_RDONLY)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(packed rows (variants x bytes, a view of the buffer, valid until the next read), the
+        index of each of ``rows`` (ascending .bim rows, repeats allowed) in it)."""
+        nb = self.nb
+        breaks = np.flatnonzero(np.diff(rows) > self.MAX_GAP) + 1
+        starts = np.r_[0, breaks]
+        ends = np.r_[breaks, rows.size]
+        first = rows[starts]
+        lengths = rows[ends - 1] - first + 1
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+        total = int(lengths.sum())
+        if self.buffer.size < total * nb:
+            self.buffer = np.empty(total * nb, dtype=np.uint8)
+        view = memoryview(self.buffer)
+        for row, length, offset in zip(first.tolist(), lengths.tolist(), offsets.tolist()):
+            done, want = 0, length * nb
+            while done < want:
+                got = os.preadv(self.fd, [view[offset * nb + done:offset * nb + want]], 3 + row * nb + done)
+                if got <= 0:
+                    raise CohortflowError("truncated .bed file", path=self.path)
+                done += got
+        local = rows - np.repeat(first - offsets, ends - starts)
+        return self.buffer[:total * nb].reshape(total, nb), local
+
+
+# .bim rows per read of the counting and per-sample passes
+_READ_ROWS = 4096
 
 
 def _frequency(alleles: np.ndarray, slots: np.ndarray) -> np.ndarray:
@@ -144,10 +169,17 @@ def _males(bed: Bed) -> np.ndarray:
     return np.flatnonzero(bed.fam["sex"].to_numpy() == 1)
 
 
+def _code_counts(packed: _PackedRows, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    counts = np.empty((rows.size, 4), dtype=np.int64)
+    for start in range(0, rows.size, _READ_ROWS):
+        data, local = packed.read(rows[start:start + _READ_ROWS])
+        kernels.packed_code_counts(data, local, mask, counts[start:start + _READ_ROWS])
+    return counts
+
+
 def _mean_dosage(packed: _PackedRows, bed: Bed, rows: np.ndarray, classes: np.ndarray,
                  samples: np.ndarray | None) -> np.ndarray:
-    counts = np.empty((rows.size, 4), dtype=np.int64)
-    kernels.packed_code_counts(packed.data, rows, kernels.sample_mask_words(bed.n_samples, samples), counts)
+    counts = _code_counts(packed, rows, kernels.sample_mask_words(bed.n_samples, samples))
     sexed = np.isin(classes, (CHR_X, CHR_Y))
     counts_male = None
     if sexed.any():
@@ -155,9 +187,7 @@ def _mean_dosage(packed: _PackedRows, bed: Bed, rows: np.ndarray, classes: np.nd
         if samples is not None:
             males = np.intersect1d(males, samples)
         counts_male = np.zeros_like(counts)
-        part = np.empty((int(sexed.sum()), 4), dtype=np.int64)
-        kernels.packed_code_counts(packed.data, rows[sexed], kernels.sample_mask_words(bed.n_samples, males), part)
-        counts_male[sexed] = part
+        counts_male[sexed] = _code_counts(packed, rows[sexed], kernels.sample_mask_words(bed.n_samples, males))
     return _mean_dosage_from_counts(classes, counts, counts_male)
 
 
@@ -170,8 +200,8 @@ def a1_mean_dosage(bed: Bed, rows, *, samples=None, threads: int = 1) -> np.ndar
     samples = _check_samples(bed, samples)
     if rows.size == 0:
         return np.zeros(0)
-    with thread_limit(threads):
-        return _mean_dosage(_PackedRows(bed), bed, rows, ploidy_classes(bed, rows), samples)
+    with thread_limit(threads), _PackedRows(bed) as packed:
+        return _mean_dosage(packed, bed, rows, ploidy_classes(bed, rows), samples)
 
 
 def score_bed(bed: Bed, rows, weights, *, samples=None, threads: int = 1, mean_dosage=None,
@@ -227,32 +257,36 @@ def score_bed(bed: Bed, rows, weights, *, samples=None, threads: int = 1, mean_d
         return out[:, 0] if one_column else out
 
     kp = 1 if k == 1 else -(-k // kernels.VECTOR_WIDTH) * kernels.VECTOR_WIDTH
-    padded_a2 = np.zeros((m, kp), dtype=bool)
-    padded_a2[:, :k] = count_a2
-    packed = _PackedRows(bed)
-    nb = packed.nb
+    count_a2 = np.broadcast_to(count_a2, (m, k))
+    nb = bed.bytes_per_variant
     acc = np.zeros(4 * nb * kp)
     classes = ploidy_classes(bed, rows)
     table_part = np.flatnonzero(classes <= CHR_X)  # diploid and chrX: same dosages for every sample
     special = np.flatnonzero(classes != DIPLOID)
-    with thread_limit(threads) as granted:
+    with thread_limit(threads) as granted, _PackedRows(bed) as packed:
         fixed_dosage = np.full(m, np.nan) if mean_dosage is None else mean_dosage
         if mean_dosage is None and special.size:  # per-sex frequencies, computed up front (few rows)
             fixed_dosage[special] = _mean_dosage(packed, bed, rows[special], classes[special], None)
-        if table_part.size:
+        if table_part.size == m:  # no chrY/MT: no copies
+            _score_tables(packed, rows, weights, fixed_dosage, count_a2, kp, granted, kernels.sample_mask_words(n), acc)
+        elif table_part.size:
             _score_tables(packed, rows[table_part], weights[table_part], fixed_dosage[table_part],
-                          padded_a2[table_part], kp, granted, kernels.sample_mask_words(n), acc)
+                          count_a2[table_part], kp, granted, kernels.sample_mask_words(n), acc)
         haploid = np.flatnonzero(classes >= CHR_Y)
         if haploid.size:
             males = np.zeros(n)
             males[_males(bed)] = 1.0
             for cls in (CHR_Y, CHR_MT):
                 part = haploid[classes[haploid] == cls]
-                if part.size:
-                    padded = np.zeros((part.size, kp))
-                    padded[:, :k] = weights[part]
-                    kernels.accumulate_direct(packed.data, rows[part], padded, _dose_per_code(fixed_dosage[part], 1.0),
-                                              padded_a2[part], 1.0, males if cls == CHR_Y else np.ones(n), acc)
+                for start in range(0, part.size, _READ_ROWS):
+                    piece = part[start:start + _READ_ROWS]
+                    padded = np.zeros((piece.size, kp))
+                    padded[:, :k] = weights[piece]
+                    a2 = np.zeros((piece.size, kp), dtype=bool)
+                    a2[:, :k] = count_a2[piece]
+                    data, local = packed.read(rows[piece])
+                    kernels.accumulate_direct(data, local, padded, _dose_per_code(fixed_dosage[piece], 1.0), a2, 1.0,
+                                              males if cls == CHR_Y else np.ones(n), acc)
     out = acc.reshape(4 * nb, kp)[:n, :k]
     out = out if samples is None else out[samples]
     out = np.ascontiguousarray(out)
@@ -267,22 +301,13 @@ def _dose_per_code(mean: np.ndarray, full: float) -> np.ndarray:
 
 def _score_tables(packed: _PackedRows, rows: np.ndarray, weights: np.ndarray, dosage: np.ndarray,
                   count_a2: np.ndarray, kp: int, threads: int, mask: np.ndarray, acc: np.ndarray) -> None:
-    """Add the rows' contributions by the 4-variant tables; ``dosage`` NaN = mean dosage computed
-    here (diploid, all samples), chunk by chunk while the chunk's rows are in cache."""
+    """Add the contributions of ``rows`` (weights (m, k), count_a2 (m, 1 or k)) by the 4-variant
+    tables, chunk by chunk (weights padded to kp columns and whole groups one chunk at a time, so
+    memory stays one chunk); ``dosage`` NaN = mean dosage computed here (diploid, all samples)
+    while the chunk's rows are in cache."""
     m, k = weights.shape
     groups_per_chunk = int(max(16, min(1024, _TABLE_BYTES // (256 * 8 * kp))))
     chunk = 4 * groups_per_chunk
-    n_groups = -(-m // 4)
-    # whole groups: padding rows repeat the last row with zero weights
-    padded_rows = np.full(4 * n_groups, rows[-1], dtype=np.int64)
-    padded_rows[:m] = rows
-    padded_weights = np.zeros((4 * n_groups, kp))
-    padded_weights[:m, :k] = weights
-    padded_dosage = np.zeros(4 * n_groups)
-    padded_dosage[:m] = dosage
-    padded_a2 = np.zeros((4 * n_groups, kp), dtype=bool)
-    padded_a2[:m] = count_a2
-    to_count = np.isnan(padded_dosage)
     # enough tiles to share among the threads, each small enough for its sums to stay in cache
     nb = packed.nb
     n_tiles = max(threads, -(-nb // _TILE_BYTES))
@@ -291,16 +316,29 @@ def _score_tables(packed: _PackedRows, rows: np.ndarray, weights: np.ndarray, do
     tables = np.empty((groups_per_chunk, 256 * kp))
     counts = np.empty((chunk, 4), dtype=np.int64)
     no_class = np.zeros(chunk, dtype=np.int8)
-    for start in range(0, 4 * n_groups, chunk):
-        stop = min(start + chunk, 4 * n_groups)
-        chunk_rows = padded_rows[start:stop]
-        todo = to_count[start:stop]
+    chunk_rows = np.empty(chunk, dtype=np.int64)
+    chunk_weights = np.zeros((chunk, kp))
+    chunk_a2 = np.zeros((chunk, kp), dtype=bool)
+    chunk_dosage = np.zeros(chunk)
+    for start in range(0, m, chunk):
+        stop = min(start + chunk, m)
+        size = stop - start
+        padded = -(-size // 4) * 4  # whole groups: padding rows repeat the last row with zero weights
+        chunk_rows[:size] = rows[start:stop]
+        chunk_rows[size:padded] = rows[stop - 1]
+        chunk_weights[:size, :k] = weights[start:stop]
+        chunk_weights[size:padded] = 0.0
+        chunk_a2[:size, :k] = count_a2[start:stop]
+        chunk_a2[size:padded] = False
+        chunk_dosage[:size] = dosage[start:stop]
+        chunk_dosage[size:padded] = 0.0
+        data, local = packed.read(chunk_rows[:padded])
+        todo = np.isnan(chunk_dosage[:padded])
         if todo.any():
-            kernels.packed_code_counts(packed.data, chunk_rows, mask, counts[:stop - start])
-            computed = _mean_dosage_from_counts(no_class[:stop - start], counts[:stop - start], None)
-            padded_dosage[start:stop][todo] = computed[todo]
-        dose = _dose_per_code(padded_dosage[start:stop], 2.0)
-        chunk_tables = tables[:(stop - start) // 4]
-        kernels.group_tables(padded_weights[start:stop], dose, padded_a2[start:stop], 2.0, chunk_tables)
-        kernels.accumulate_groups(packed.data, chunk_rows, chunk_tables, kp, tile_bytes, kernels.SPREAD, acc)
-        packed.release(int(chunk_rows[0]), int(chunk_rows[-1]) + 1)
+            kernels.packed_code_counts(data, local, mask, counts[:padded])
+            computed = _mean_dosage_from_counts(no_class[:padded], counts[:padded], None)
+            chunk_dosage[:padded][todo] = computed[todo]
+        chunk_tables = tables[:padded // 4]
+        kernels.group_tables(chunk_weights[:padded], _dose_per_code(chunk_dosage[:padded], 2.0), chunk_a2[:padded],
+                             2.0, 8 * threads, chunk_tables)
+        kernels.accumulate_groups(data, local, chunk_tables, kp, tile_bytes, kernels.SPREAD, acc)
