@@ -376,14 +376,17 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
             matched = match_variants(table, sites, keep_ambiguous=keep_ambiguous)
         except CohortflowError as err:
             raise CohortflowError(err.problem, path=path) from None
-        return header, matched, match_counts(matched)
+        rows = matched["bim_row"].to_numpy()
+        used = rows >= 0  # keep only what scoring needs: the tables can be large
+        return header, match_counts(matched), (rows[used], matched["weight"].to_numpy(float)[used],
+                                               matched["swapped"].to_numpy(bool)[used])
 
     entries = []
     seen: dict[str, str] = {}
     # files are read and matched in `threads` threads (ISA-L, Arrow and numpy release the GIL);
     # their results are taken in the order given, so the first bad file in that order raises
     with ThreadPoolExecutor(max_workers=max(1, min(int(threads), len(scores)))) as pool:
-        for path, (header, matched, counts) in zip(scores, pool.map(read_and_match, scores)):
+        for path, (header, counts, used) in zip(scores, pool.map(read_and_match, scores)):
             pgs_id = header["pgs_id"]
             if pgs_id in seen:
                 raise CohortflowError(f"pgs_id {pgs_id!r} is also the ID of {seen[pgs_id]}", path=path)
@@ -397,22 +400,20 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
                     + (" (ambiguous A/T, C/G SNPs are dropped unless keep_ambiguous)"
                        if counts["ambiguous_dropped"] else ""),
                     path=path)
-            entries.append((header, matched, counts))
+            entries.append((header, used, counts))
 
     # one weight column per score; a swapped variant's weight is on the .bim A2 allele (counted as
     # plink2 counts a score file's allele that is A2, no constant added and subtracted)
-    used_rows = [m["bim_row"].to_numpy() for _, m, _ in entries]
     in_any = np.zeros(bed.n_variants, dtype=bool)
-    for rows in used_rows:
-        in_any[rows[rows >= 0]] = True
+    for _, (rows, _, _), _ in entries:
+        in_any[rows] = True
     union = np.flatnonzero(in_any)
     weights = np.zeros((len(union), len(entries)))
     count_a2 = np.zeros((len(union), len(entries)), dtype=bool)
-    for s, ((_, matched, _), rows) in enumerate(zip(entries, used_rows)):
-        used = rows >= 0
-        at = np.searchsorted(union, rows[used])
-        weights[at, s] = matched["weight"].to_numpy(float)[used]
-        count_a2[at, s] = matched["swapped"].to_numpy(bool)[used]
+    for s, (_, (rows, w, swapped), _) in enumerate(entries):
+        at = np.searchsorted(union, rows)
+        weights[at, s] = w
+        count_a2[at, s] = swapped
     sums = score_bed(bed, union, weights, count_a2=count_a2, threads=threads)
 
     iids = bed.fam["iid"].to_numpy()
