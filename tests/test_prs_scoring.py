@@ -131,6 +131,10 @@ def test_result_does_not_depend_on_threads_or_chunking(tmp_path, monkeypatch):
     monkeypatch.setattr(scoring, "_TABLE_BYTES", 1)  # 16 groups (64 variants) per chunk
     monkeypatch.setattr(scoring, "_TILE_BYTES", 3)
     assert np.array_equal(first, score_bed(bed, rows, weights, threads=2))
+    # rows far apart (read one run each) and runs of neighbours, across chunks
+    sparse = np.unique(np.r_[np.arange(0, 203, 9), np.arange(100, 140), [202]])
+    expected, _ = _reference(geno[sparse], ["1"] * sparse.size, np.zeros(517), weights[sparse])
+    np.testing.assert_allclose(score_bed(bed, sparse, weights[sparse], threads=2), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_missing_call_counts_twice_the_a1_frequency(tmp_path):
