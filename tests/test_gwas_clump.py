@@ -397,7 +397,37 @@ def test_read_planes_in_runs(tmp_path, monkeypatch):
         monkeypatch.setattr(clump_module, "_READ_BYTES", read_bytes)
         hom, hi = clump_module._read_planes(bed, rows, np.arange(70))
         assert np.array_equal(hom, want_hom) and np.array_equal(hi, want_hi)
-    subset = np.array([69, 3, 10, 11, 40], dtype=np.int64)
-    hom, hi = clump_module._read_planes(bed, rows, subset)
-    want_hom, want_hi = _planes(geno[rows], subset)
-    assert np.array_equal(hom, want_hom) and np.array_equal(hi, want_hi)
+    # sample subsets (ascending, as the founders/ld_samples selection gives them): compressed
+    # from all samples' planes, equal to decoding only those samples
+    for subset in ([3, 10, 11, 40, 69], [69], [0, 64], list(range(1, 70)), list(range(0, 70, 2)), list(range(64, 70))):
+        subset = np.array(subset, dtype=np.int64)
+        hom, hi = clump_module._read_planes(bed, rows, subset)
+        want_hom, want_hi = _planes(geno[rows], subset)
+        assert np.array_equal(hom, want_hom) and np.array_equal(hi, want_hi), subset
+
+
+@pytest.mark.parametrize("density", [0.02, 0.5, 0.97, 1.0])
+def test_select_plane_samples_equals_bit_gather(density):
+    from cohortflow.gwas.clump_kernels import COMPRESS_TABLE, select_plane_samples
+
+    rng = np.random.default_rng(int(density * 100))
+    n, rows = 1000, 5
+    words = (n + 63) // 64
+    hom = rng.integers(0, 2**63, size=(rows, words), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    hi = rng.integers(0, 2**63, size=(rows, words), dtype=np.uint64)
+    keep = rng.random(words * 64) < density
+    keep[n:] = False
+    keep_words = np.packbits(keep.reshape(-1, 8)[:, ::-1]).view("<u8")
+    kept = int(keep.sum())
+    out_words = (kept + 63) // 64
+    out_hom = np.zeros((rows, out_words), dtype=np.uint64)
+    out_hi = np.zeros_like(out_hom)
+    select_plane_samples(hom, hi, keep_words, COMPRESS_TABLE, out_hom, out_hi)
+
+    def bits(a):  # little-endian bit order within each word
+        return np.unpackbits(a.view(np.uint8), axis=1, bitorder="little")
+
+    for plane, out in ((hom, out_hom), (hi, out_hi)):
+        want = bits(plane)[:, keep]
+        got = bits(out)
+        assert np.array_equal(got[:, :kept], want) and not got[:, kept:].any()

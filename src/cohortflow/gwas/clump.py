@@ -20,10 +20,17 @@ the binary in ``tests/test_gwas_clump.py``):
 
 Genotypes are read only around the index candidates, cluster by cluster (candidates whose
 windows overlap), straight from the .bed bytes into two bit planes per variant (64 LD samples a
-word, see :mod:`cohortflow.gwas.clump_kernels`). Memory: 2 bits per LD sample per variant of the
-largest cluster (the size of that part of the .bed; with p1 = 1 a cluster is a whole chromosome:
-100,000 variants x 5,000 samples = 128 MB), plus one .bed read block and, with several threads,
-64 x threads x (variants in a window) integers of pending claims.
+word, see :mod:`cohortflow.gwas.clump_kernels`), read once. Index candidates are taken in
+batches of up to 1,024 (in p order); the pairs of a batch are counted tile by tile (rows of
+the chromosome, 256 kB of planes) against every member whose window reaches the tile, so each
+tile comes from memory once per batch, and the tiles are shared among the threads.
+
+Memory: 2 bits per LD sample per variant of the largest cluster (the size of that part of the
+.bed; with p1 = 1 a cluster is a whole chromosome: 100,000 variants x 5,000 samples = 128 MB),
+plus one .bed read (32 MB), the batch's decoded index planes (at most 64 MB; 3 bits per LD
+sample per member) and one bit per member per variant of its window for its links. Index order
+is by p-value, not position, so the planes of the whole cluster are kept rather than a sliding
+window: a batch reaches the whole chromosome.
 """
 
 from __future__ import annotations
@@ -36,16 +43,18 @@ import numpy as np
 import pandas as pd
 
 from cohortflow.errors import CohortflowError
-from cohortflow.gwas.clump_kernels import bed_rows_to_planes, clump_planes, r2_to_index
+from cohortflow.gwas.clump_kernels import (
+    COMPRESS_TABLE, bed_rows_to_planes, clump_planes, r2_to_index, select_plane_samples)
 from cohortflow.io.plink import Bed, open_bed
 from cohortflow.threads import thread_limit
-from cohortflow.variants.pca_kernels import packed_to_planes_subset
 
 # .bed bytes read at once when building bit planes
 _READ_BYTES = 32 << 20
-# index candidates whose pairs are found together (see clump_planes), and the plane bytes of
-# the rows paired with them in one task (fits the L2 cache)
+# index candidates whose pairs are found together (see clump_planes), at most _BATCH_BYTES of
+# their decoded planes, and the plane bytes of the rows paired with them in one task (fits the
+# L2 cache)
 _MAX_BATCH = 1024
+_BATCH_BYTES = 64 << 20
 _TILE_BYTES = 256 << 10
 
 CLUMP_COLUMNS = ["n_clumped", "n_clumped_p2", "clump_start", "clump_end"]
@@ -112,8 +121,8 @@ def _tested(sumstats: pd.DataFrame) -> pd.DataFrame:
 
 def _read_planes(bed: Bed, rows: np.ndarray, sample_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bit planes (hom, hi; rows x words, see clump_kernels) of the ascending .bim ``rows`` for
-    the samples ``sample_idx``, read in runs of nearby rows. Words are padded to a multiple of 8
-    (zero = missing) so the popcount loops run in whole 512-bit vectors."""
+    the ascending sample indices ``sample_idx``, read in runs of nearby rows. Words are padded to
+    a multiple of 8 (zero = missing) so the popcount loops run in whole 512-bit vectors."""
     n = int(sample_idx.size)
     n_words = (n + 63) // 64
     padded_words = (n_words + 7) // 8 * 8
@@ -122,6 +131,10 @@ def _read_planes(bed: Bed, rows: np.ndarray, sample_idx: np.ndarray) -> tuple[np
     hom[:, n_words:] = 0
     hi[:, n_words:] = 0
     all_samples = n == bed.n_samples and np.array_equal(sample_idx, np.arange(n))
+    if not all_samples:  # planes of all samples, then the kept samples' bits compressed
+        keep = np.zeros((bed.n_samples + 63) // 64 * 64, dtype=bool)
+        keep[sample_idx] = True
+        keep_words = np.packbits(keep.reshape(-1, 8)[:, ::-1]).view("<u8")
     span = max(1, _READ_BYTES // max(bed.bytes_per_variant, 1))
     # runs of rows less than 64 apart are read whole, at most `span` .bed rows at a time
     run_ends = np.append(np.flatnonzero(np.diff(rows) > 64) + 1, rows.size)
@@ -135,8 +148,10 @@ def _read_planes(bed: Bed, rows: np.ndarray, sample_idx: np.ndarray) -> tuple[np
         if all_samples:
             bed_rows_to_planes(raw, n, hom[a:b], hi[a:b])
         else:
-            packed_to_planes_subset(np.ascontiguousarray(raw), sample_idx, False,
-                                    hom[a:b, :n_words], hi[a:b, :n_words])
+            full_hom = np.empty((b - a, keep_words.size), dtype=np.uint64)
+            full_hi = np.empty_like(full_hom)
+            bed_rows_to_planes(raw, bed.n_samples, full_hom, full_hi)
+            select_plane_samples(full_hom, full_hi, keep_words, COMPRESS_TABLE, hom[a:b], hi[a:b])
         a = b
     return hom, hi
 
@@ -221,11 +236,13 @@ def clump_loci(sumstats: pd.DataFrame, bfile: str | Path | Bed, *, p1: float = 5
             local_pos = pos[a:b]
             window_lo = np.searchsorted(local_pos, local_pos - radius, side="left").astype(np.int64)
             window_hi = np.searchsorted(local_pos, local_pos + radius, side="right").astype(np.int64)
-            tile_rows = max(64, _TILE_BYTES // (16 * hom_plane.shape[1]) // 64 * 64)
+            words = hom_plane.shape[1]
+            tile_rows = max(64, _TILE_BYTES // (16 * words) // 64 * 64)
+            max_batch = max(1, min(_MAX_BATCH, local_order.size, _BATCH_BYTES // (24 * words)))
             with thread_limit(threads):
                 idx_flag, n_cl, n_cl_p2, start, end = clump_planes(
                     hom_plane, hi_plane, int(sample_idx.size), local_pos, p[part], local_order, window_lo, window_hi,
-                    float(r2), float(p2), _MAX_BATCH, tile_rows)
+                    float(r2), float(p2), max_batch, tile_rows)
             hits = np.flatnonzero(idx_flag)
             is_index[part[hits]] = True
             stats[part[hits]] = np.column_stack([n_cl[hits], n_cl_p2[hits], start[hits], end[hits]])

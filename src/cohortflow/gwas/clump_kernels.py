@@ -11,7 +11,7 @@ Genotypes come in two forms:
 - int8 allele counts (0, 1, 2) with -1 for a missing call (:func:`genotype_pair_counts`,
   :func:`r2_to_index`, and :func:`clump_greedy`, the plain reference loop);
 - bit planes, 64 samples a uint64 word, as :func:`bed_rows_to_planes` (and
-  ``cohortflow.variants.pca_kernels.packed_to_planes_subset``) build them from .bed rows: ``hom`` (the call is homozygous) and ``hi`` (the call carries an
+  :func:`select_plane_samples` for a subset of the samples) build them from .bed rows: ``hom`` (the call is homozygous) and ``hi`` (the call carries an
   A2 allele), so that A1/A1 = hom & ~hi, A1/A2 = hi & ~hom, A2/A2 = hom & hi, missing = neither.
   Padding words and bits are zero (missing). :func:`clump_planes` works on these: the interior of
   a pair's table is 3 AND + popcounts a word, which with the variants' totals bounds r2 from
@@ -308,6 +308,64 @@ def bed_rows_to_planes(raw, n_samples, hom, hi):
                 a &= last_mask
             hom[v, w] = h
             hi[v, w] = a
+
+
+def _compress_table() -> np.ndarray:
+    """[mask, data] -> the bits of the byte ``data`` where ``mask`` has ones, packed low."""
+    table = np.zeros((256, 256), dtype=np.uint8)
+    data = np.arange(256)
+    for mask in range(256):
+        out = np.zeros(256, dtype=np.int64)
+        k = 0
+        for bit in range(8):
+            if mask >> bit & 1:
+                out |= ((data >> bit) & 1) << k
+                k += 1
+        table[mask] = out
+    return table
+
+
+COMPRESS_TABLE = _compress_table()
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def select_plane_samples(hom, hi, keep, table, out_hom, out_hi):
+    """Planes of the samples whose bits are set in ``keep`` (one mask word per plane word), in
+    their order, from planes of all samples: bits compressed a byte at a time through ``table``
+    (:data:`COMPRESS_TABLE`); rows in parallel. Writes words [0, ceil(kept / 64)) of each row."""
+    for v in numba.prange(hom.shape[0]):
+        acc_h = np.uint64(0)
+        acc_a = np.uint64(0)
+        n_bits = 0
+        w_out = 0
+        for w in range(keep.shape[0]):
+            m = keep[w]
+            if m == 0:
+                continue
+            h = hom[v, w]
+            a = hi[v, w]
+            for k in range(8):
+                shift = np.uint64(8 * k)
+                mb = (m >> shift) & np.uint64(0xFF)
+                if mb == 0:
+                    continue
+                count = np.int64(popcount_u64(mb))
+                bits_h = np.uint64(table[mb, (h >> shift) & np.uint64(0xFF)])
+                bits_a = np.uint64(table[mb, (a >> shift) & np.uint64(0xFF)])
+                acc_h |= bits_h << np.uint64(n_bits)
+                acc_a |= bits_a << np.uint64(n_bits)
+                n_bits += count
+                if n_bits >= 64:
+                    out_hom[v, w_out] = acc_h
+                    out_hi[v, w_out] = acc_a
+                    w_out += 1
+                    n_bits -= 64
+                    # the byte's bits that did not fit start the next word
+                    acc_h = bits_h >> np.uint64(count - n_bits) if n_bits else np.uint64(0)
+                    acc_a = bits_a >> np.uint64(count - n_bits) if n_bits else np.uint64(0)
+        if n_bits:
+            out_hom[v, w_out] = acc_h
+            out_hi[v, w_out] = acc_a
 
 
 @numba.njit(cache=True, nogil=True)
