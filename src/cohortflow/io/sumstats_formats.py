@@ -48,9 +48,9 @@ from scipy import special
 
 from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.io.atomic import write_json_atomic
+from cohortflow.io.chrom import normalise_chrom
 from cohortflow.io.plink import read_bim
 from cohortflow.io.sumstats import SSF_COLUMNS, write_sumstats
-from cohortflow.prs.pgs import normalise_chrom
 
 OUTPUT_COLUMNS = SSF_COLUMNS + ["neg_log10_p"]
 

@@ -41,8 +41,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cohortflow.errors import CohortflowError, InputFormatError
+from cohortflow.io.chrom import normalise_chrom
 from cohortflow.io.plink import Bed
-from cohortflow.prs.pgs import match_variants, normalise_chrom
+from cohortflow.prs.pgs import match_variants
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from isal import igzip
 
 from cohortflow.errors import CohortflowError
 from cohortflow.io.atomic import atomic_path, write_json_atomic, write_table_atomic
+from cohortflow.io.chrom import factorize_strings, normalise_chrom_names
 from cohortflow.io.pgs import read_scoring_file
 from cohortflow.io.pheno import is_binary, read_pheno_table, to_binary01
 from cohortflow.io.plink import open_bed
@@ -38,47 +38,12 @@ MATCH_COLUMNS = ["pgs_id", "trait_reported", "n_variants", "matched", "swapped",
 # why a scoring-file variant is not used
 DROP_REASONS = ("missing", "ambiguous", "allele_mismatch", "multiple_matches")
 _COMPLEMENT = str.maketrans("ACGT", "TGCA")
-_CHROM_ALIASES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
-
-
-def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, distinct values) of strings given as a list, numpy array, pandas Series/array or
-    Arrow array; a missing value is a distinct value of its own (NaN). Arrow-backed strings are
-    dictionary-encoded by Arrow (no Python object per value)."""
-    if isinstance(values, (pd.Series, pd.Index)):
-        values = values.array
-    if isinstance(values, pd.api.extensions.ExtensionArray) and hasattr(values, "__arrow_array__"):
-        values = values.__arrow_array__()
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        encoded = pc.dictionary_encode(values.cast(pa.string()), null_encoding="encode")
-        distinct = np.asarray([np.nan if v is None else v for v in encoded.dictionary.to_pylist()], dtype=object)
-        return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), distinct
-    if isinstance(values, pd.arrays.NumpyExtensionArray) or not isinstance(
-            values, (np.ndarray, pd.api.extensions.ExtensionArray)):
-        values = np.asarray(values, dtype=object)
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
-
-
-def _normalise_chrom_names(names: np.ndarray) -> np.ndarray:
-    out = pd.Series(names, dtype=object).astype(str).str.strip().str.upper()
-    out = out.str.replace(r"^CHR", "", regex=True)
-    return out.replace(_CHROM_ALIASES).to_numpy(dtype=object)
-
-
-def normalise_chrom(values) -> np.ndarray:
-    """Chromosome names on one scale: no ``chr`` prefix, upper case, plink's 23-26 as X/Y/XY/MT
-    (computed once per distinct name)."""
-    codes, names = _factorize(values)
-    return _normalise_chrom_names(names)[codes] if len(codes) else np.array([], dtype=object)
 
 
 def _encode(values, normalise, index: dict[str, int], extra: dict[str, int] | None) -> np.ndarray:
     """Codes of ``values`` (normalised per distinct value) in ``index``; a name not there gets a
     new code in ``extra`` (numbered after ``index``), or -1 when ``extra`` is None."""
-    codes, distinct = _factorize(values)
+    codes, distinct = factorize_strings(values)
     lookup = np.empty(len(distinct), dtype=np.int64)
     for i, name in enumerate(normalise(distinct)):
         code = index.get(name)
@@ -114,7 +79,7 @@ class BimSites:
         self.ids = column("id")
         self.chroms: dict[str, int] = {}
         self.alleles: dict[str, int] = {"": 0}  # code 0: an unknown other allele
-        chrom = _encode(column("chrom"), _normalise_chrom_names, {}, self.chroms)
+        chrom = _encode(column("chrom"), normalise_chrom_names, {}, self.chroms)
         pos = np.asarray(column("pos"), dtype=np.int64)
         extra: dict[str, int] = {}
         self.a1 = _encode(column("a1"), _upper, self.alleles, extra)
@@ -138,7 +103,7 @@ class BimSites:
     def candidates(self, chrom, pos: np.ndarray, has_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(first index into ``order``, number of .bim variants) at each (chromosome, position);
         0 variants where there is no position, it is out of range or the chromosome is absent."""
-        codes = _encode(chrom, _normalise_chrom_names, self.chroms, None)
+        codes = _encode(chrom, normalise_chrom_names, self.chroms, None)
         ok = has_pos & (codes >= 0) & (pos >= 0) & (pos < (1 << _POS_BITS))
         key = np.where(ok, (codes << _POS_BITS) | np.where(ok, pos, 0), -1)
         if self.n == 0:
