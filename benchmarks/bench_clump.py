@@ -3,11 +3,14 @@
     .venv/bin/python benchmarks/bench_clump.py                    # 5000 x 100000 over 30 Mb, 1% missing; 1 and 2 threads
     .venv/bin/python benchmarks/bench_clump.py --threads 2 --repeats 5
     .venv/bin/python benchmarks/bench_clump.py --p1 1e-4 --p2 0.01 --r2 0.5
+    .venv/bin/python benchmarks/bench_clump.py --ld-fraction 0.8      # LD from 80% of the samples (plink --keep)
 
 Input: ``plink2 --dummy N M [missing] acgt --seed 1`` genotypes (its neighbouring variants are in
 some LD: about half of them end up clumped at r2 0.1), the .bim positions replaced by M distinct
 random positions over ``--mb`` Mb of chromosome 1, and uniform random p-values for every variant
-(written with 6 significant digits, as both tools then read the same numbers). plink1.9 runs
+(written with 6 significant digits, as both tools then read the same numbers); with
+``--ld-fraction`` LD comes from a random part of the samples (plink1.9 ``--keep``, cohortflow
+``samples=``, as the C+T training split does). plink1.9 runs
 ``--clump`` with ``--clump-p1/p2/r2/kb`` (reads the .bed and the p-value file, writes the
 .clumped); cohortflow reads the same p-value file (pandas), runs ``clump_loci`` and writes the
 index variants as a TSV, in-process with numba kernels compiled beforehand. Each thread count
@@ -71,6 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kb", type=float, default=250)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ld-fraction", type=float, default=1.0, help="LD from this fraction of the samples")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
     plink, plink2 = shutil.which("plink1.9"), shutil.which("plink2")
@@ -82,17 +86,27 @@ def main(argv=None) -> int:
         prefix, assoc = make_inputs(d, plink2, args.samples, args.variants, args.missing, args.mb, args.seed)
         settings = ["--clump-p1", str(args.p1), "--clump-p2", str(args.p2), "--clump-r2", str(args.r2),
                     "--clump-kb", str(args.kb)]
+        ld_samples = None
+        if args.ld_fraction < 1:
+            fam = pd.read_csv(f"{prefix}.fam", sep=r"\s+", header=None, dtype=str)
+            rng = np.random.default_rng(args.seed + 1)
+            kept = fam.iloc[np.sort(rng.choice(len(fam), round(args.ld_fraction * len(fam)), replace=False))]
+            kept[[0, 1]].to_csv(d / "keep.txt", sep="\t", header=False, index=False)
+            settings += ["--keep", str(d / "keep.txt")]
+            ld_samples = kept[1].tolist()
 
         def run_ours(threads: int) -> pd.DataFrame:
             ss = pd.read_csv(assoc, sep="\t").rename(columns={"SNP": "variant_id", "P": "p_value"})
-            leads = clump_loci(ss, prefix, p1=args.p1, p2=args.p2, r2=args.r2, kb=args.kb, threads=threads)
+            leads = clump_loci(ss, prefix, p1=args.p1, p2=args.p2, r2=args.r2, kb=args.kb, samples=ld_samples,
+                               threads=threads)
             leads.to_csv(d / "ours.tsv", sep="\t", index=False)
             return leads
 
         for threads in sorted(set(args.threads)):  # compile the kernels outside the timings
             run_ours(threads)
         print(f"input: plink2 --dummy {args.samples} {args.variants} {args.missing} acgt, {args.mb:g} Mb; "
-              f"p1 {args.p1:g} p2 {args.p2:g} r2 {args.r2:g} kb {args.kb:g}; load {os.getloadavg()[0]:.2f}")
+              f"p1 {args.p1:g} p2 {args.p2:g} r2 {args.r2:g} kb {args.kb:g}; LD samples {args.ld_fraction:g}; "
+              f"load {os.getloadavg()[0]:.2f}")
         print(f"{'threads':>7} {'plink1.9 s':>11} {'cohortflow s':>13} {'ratio':>6}  index variants")
         for threads in args.threads:
             def run_plink():

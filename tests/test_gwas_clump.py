@@ -52,7 +52,7 @@ def _trait_sumstats(geno: np.ndarray, bim: pd.DataFrame, rng: np.random.Generato
                          "p_value": text.astype(float), "errcode": ""})
 
 
-def _plink_clump(tmp_path, prefix, ss: pd.DataFrame, *, p1, r2, kb, p2=P2) -> pd.DataFrame:
+def _plink_clump(tmp_path, prefix, ss: pd.DataFrame, *, p1, r2, kb, p2=P2, extra=()) -> pd.DataFrame:
     plink = require_tool("plink1.9")
     assoc = tmp_path / "assoc.tsv"
     # non-default field names, so --clump-snp-field/--clump-field are exercised
@@ -61,7 +61,7 @@ def _plink_clump(tmp_path, prefix, ss: pd.DataFrame, *, p1, r2, kb, p2=P2) -> pd
     out = tmp_path / "peer"
     subprocess.run([plink, "--bfile", str(prefix), "--clump", str(assoc), "--clump-p1", str(p1),
                     "--clump-p2", str(p2), "--clump-r2", str(r2), "--clump-kb", str(kb),
-                    "--clump-snp-field", "ID", "--clump-field", "PVAL", "--allow-no-sex",
+                    "--clump-snp-field", "ID", "--clump-field", "PVAL", "--allow-no-sex", *extra,
                     "--out", str(out)], check=True, capture_output=True)
     table = pd.read_csv(f"{out}.clumped", sep=r"\s+")
     table["n_p2"] = [0 if s == "NONE" else len(s.split(",")) for s in table["SP2"]]
@@ -375,6 +375,15 @@ def test_clump_matches_plink19_on_dummy_genotypes_p1_1(tmp_path):
     ss = pd.DataFrame({"variant_id": bim[1], "p_text": text, "p_value": text.astype(float), "errcode": ""})
     n = _compare(tmp_path, prefix, ss, [(1, 0.1, 250), (1, 0.5, 50)], p2=1)
     assert n > 3000
+    # LD from a subset of the samples (plink1.9 --keep; ours samples=, the compressed planes)
+    fam = pd.read_csv(f"{prefix}.fam", sep=r"\s+", header=None, dtype=str)
+    kept = fam.iloc[np.sort(rng.choice(len(fam), 250, replace=False))]
+    kept[[0, 1]].to_csv(tmp_path / "keep.txt", sep="\t", header=False, index=False)
+    peer = _plink_clump(tmp_path, prefix, ss, p1=1, r2=0.2, kb=250, p2=1, extra=["--keep", str(tmp_path / "keep.txt")])
+    ours = clump_loci(ss, prefix, p1=1, p2=1, r2=0.2, kb=250, samples=kept[1].tolist(), threads=2)
+    assert ours.attrs["n_ld_samples"] == 250 and len(peer) > 2000
+    assert ours["variant_id"].tolist() == peer["SNP"].tolist()
+    assert ours["n_clumped"].tolist() == peer["TOTAL"].tolist()
 
 
 def test_read_planes_in_runs(tmp_path, monkeypatch):
