@@ -343,8 +343,8 @@ def test_clump_loci_threads_identical(tmp_path):
     rng = np.random.default_rng(31)
     geno = _ld_genotypes(rng, 1500, 120, missing=0.01, switch=0.03)
     pos = np.cumsum(rng.integers(1, 300, len(geno)))
-    bim = pd.DataFrame({"chrom": np.where(np.arange(len(geno)) < 900, "1", "2"), "id": [f"v{i}" for i in range(len(geno))],
-                        "cm": 0.0, "pos": pos, "a1": "A", "a2": "G"})
+    bim = pd.DataFrame({"chrom": np.where(np.arange(len(geno)) < 900, "1", "2"),
+                        "id": [f"v{i}" for i in range(len(geno))], "cm": 0.0, "pos": pos, "a1": "A", "a2": "G"})
     bim.loc[bim["chrom"] == "2", "pos"] -= int(pos[899])
     fam = pd.DataFrame({"fid": [f"s{i}" for i in range(120)], "iid": [f"s{i}" for i in range(120)],
                         "father": "0", "mother": "0", "sex": 1, "pheno": "-9"})

@@ -217,35 +217,36 @@ def clump_loci(sumstats: pd.DataFrame, bfile: str | Path | Bed, *, p1: float = 5
     chrom_of = bim_chrom[sorted_rows]
     rank = np.empty(n, dtype=np.int64)
     rank[order_all] = np.arange(n)
-    for chrom in pd.unique(chrom_of):
-        sel = by_row[chrom_of == chrom]  # tested indices on this chromosome, .bim order
-        if not cand_mask[sel].any():
-            continue
-        pos = bim_pos[rows[sel]]
-        if np.any(np.diff(pos) < 0):
-            bad = int(rows[sel][np.flatnonzero(np.diff(pos) < 0)[0] + 1])
-            raise CohortflowError(f"the .bim is not sorted by position on chromosome {chrom}; "
-                                  "LD clumping needs sorted variants", path=f"{bed.prefix}.bim",
-                                  record=f"line {bad + 1}")
-        for lo, hi in _clusters(pos, cand_mask[sel], radius):
-            a, b = np.searchsorted(pos, lo, side="left"), np.searchsorted(pos, hi, side="right")
-            part = sel[a:b]
-            hom_plane, hi_plane = _read_planes(bed, rows[part], sample_idx)
-            local_cand = np.flatnonzero(cand_mask[part])
-            local_order = local_cand[np.argsort(rank[part[local_cand]], kind="stable")].astype(np.int64)
-            local_pos = pos[a:b]
-            window_lo = np.searchsorted(local_pos, local_pos - radius, side="left").astype(np.int64)
-            window_hi = np.searchsorted(local_pos, local_pos + radius, side="right").astype(np.int64)
-            words = hom_plane.shape[1]
-            tile_rows = max(64, _TILE_BYTES // (16 * words) // 64 * 64)
-            max_batch = max(1, min(_MAX_BATCH, local_order.size, _BATCH_BYTES // (24 * words)))
-            with thread_limit(threads):
+    with thread_limit(threads):
+        for chrom in pd.unique(chrom_of):
+            sel = by_row[chrom_of == chrom]  # tested indices on this chromosome, .bim order
+            if not cand_mask[sel].any():
+                continue
+            pos = bim_pos[rows[sel]]
+            if np.any(np.diff(pos) < 0):
+                bad = int(rows[sel][np.flatnonzero(np.diff(pos) < 0)[0] + 1])
+                raise CohortflowError(f"the .bim is not sorted by position on chromosome {chrom}; "
+                                      "LD clumping needs sorted variants", path=f"{bed.prefix}.bim",
+                                      record=f"line {bad + 1}")
+            for lo, hi in _clusters(pos, cand_mask[sel], radius):
+                a, b = np.searchsorted(pos, lo, side="left"), np.searchsorted(pos, hi, side="right")
+                part = sel[a:b]
+                local_cand = np.flatnonzero(cand_mask[part])
+                local_order = local_cand[np.argsort(rank[part[local_cand]], kind="stable")].astype(np.int64)
+                local_pos = pos[a:b]
+                window_lo = np.searchsorted(local_pos, local_pos - radius, side="left").astype(np.int64)
+                window_hi = np.searchsorted(local_pos, local_pos + radius, side="right").astype(np.int64)
+                hom_plane, hi_plane = _read_planes(bed, rows[part], sample_idx)
+                words = hom_plane.shape[1]
+                tile_rows = max(64, _TILE_BYTES // (16 * words) // 64 * 64)
+                max_batch = max(1, min(_MAX_BATCH, local_order.size, _BATCH_BYTES // (24 * words)))
                 idx_flag, n_cl, n_cl_p2, start, end = clump_planes(
                     hom_plane, hi_plane, int(sample_idx.size), local_pos, p[part], local_order, window_lo, window_hi,
                     float(r2), float(p2), max_batch, tile_rows)
-            hits = np.flatnonzero(idx_flag)
-            is_index[part[hits]] = True
-            stats[part[hits]] = np.column_stack([n_cl[hits], n_cl_p2[hits], start[hits], end[hits]])
+                del hom_plane, hi_plane
+                hits = np.flatnonzero(idx_flag)
+                is_index[part[hits]] = True
+                stats[part[hits]] = np.column_stack([n_cl[hits], n_cl_p2[hits], start[hits], end[hits]])
 
     lead_idx = order_all[is_index[order_all]]
     leads = tested.iloc[lead_idx].copy()

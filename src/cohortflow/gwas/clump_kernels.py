@@ -11,8 +11,9 @@ Genotypes come in two forms:
 - int8 allele counts (0, 1, 2) with -1 for a missing call (:func:`genotype_pair_counts`,
   :func:`r2_to_index`, and :func:`clump_greedy`, the plain reference loop);
 - bit planes, 64 samples a uint64 word, as :func:`bed_rows_to_planes` (and
-  :func:`select_plane_samples` for a subset of the samples) build them from .bed rows: ``hom`` (the call is homozygous) and ``hi`` (the call carries an
-  A2 allele), so that A1/A1 = hom & ~hi, A1/A2 = hi & ~hom, A2/A2 = hom & hi, missing = neither.
+  :func:`select_plane_samples` for a subset of the samples) build them from .bed rows: ``hom``
+  (the call is homozygous) and ``hi`` (the call carries an A2 allele), so that A1/A1 =
+  hom & ~hi, A1/A2 = hi & ~hom, A2/A2 = hom & hi, missing = neither.
   Padding words and bits are zero (missing). :func:`clump_planes` works on these: the interior of
   a pair's table is 3 AND + popcounts a word, which with the variants' totals bounds r2 from
   above (:func:`surely_unlinked`, :func:`r2_exceeds`): most pairs are settled without counting
