@@ -312,7 +312,7 @@ def test_clump_planes_equals_reference_loop(missing):
     calls)."""
     import numba
 
-    from cohortflow.gwas.clump_kernels import clump_greedy, clump_planes
+    from cohortflow.gwas.clump_kernels import PARALLEL_WORK, clump_greedy, clump_planes
     from cohortflow.threads import thread_limit
 
     rng = np.random.default_rng(21)
@@ -330,9 +330,13 @@ def test_clump_planes_equals_reference_loop(missing):
         hi_row = np.searchsorted(pos, pos + radius, side="right").astype(np.int64)
         assert 20 < want[0].sum() < len(order) - 20
         for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
-            for max_batch, tile_rows in [(1, 64), (7, 128), (1024, 64)]:
+            # batches through the parallel kernel whatever their size (0), only large ones (the
+            # default with several threads), or never
+            for max_batch, tile_rows, parallel_work in [(1, 64, 0), (7, 128, 0), (1024, 64, 0),
+                                                        (1024, 64, PARALLEL_WORK), (64, 64, 1 << 62)]:
                 with thread_limit(threads):
-                    got = clump_planes(hom, hi, n, pos, p, order, lo, hi_row, r2, 0.3, max_batch, tile_rows)
+                    got = clump_planes(hom, hi, n, pos, p, order, lo, hi_row, r2, 0.3, max_batch, tile_rows,
+                                       parallel_work)
                 for k, name in enumerate(["is_index", "n_clumped", "n_clumped_p2", "start", "end"]):
                     ref = want[0] if k == 0 else want[k + 1]
                     assert np.array_equal(got[k][want[0]], ref[want[0]]), (r2, threads, max_batch, name)

@@ -44,7 +44,7 @@ import pandas as pd
 
 from cohortflow.errors import CohortflowError
 from cohortflow.gwas.clump_kernels import (
-    COMPRESS_TABLE, bed_rows_to_planes, clump_planes, r2_to_index, select_plane_samples)
+    COMPRESS_TABLE, PARALLEL_WORK, bed_rows_to_planes, clump_planes, r2_to_index, select_plane_samples)
 from cohortflow.io.plink import Bed, open_bed
 from cohortflow.threads import thread_limit
 
@@ -56,6 +56,8 @@ _READ_BYTES = 32 << 20
 _MAX_BATCH = 1024
 _BATCH_BYTES = 64 << 20
 _TILE_BYTES = 256 << 10
+# clusters close in the .bim are clumped together up to this many rows (see _regions)
+_REGION_ROWS = 1 << 16
 
 CLUMP_COLUMNS = ["n_clumped", "n_clumped_p2", "clump_start", "clump_end"]
 
@@ -168,6 +170,20 @@ def _clusters(pos: np.ndarray, cand: np.ndarray, radius: int) -> list[tuple[int,
     return [(int(c[a]) - radius, int(c[b]) + radius) for a, b in zip(starts, ends)]
 
 
+def _regions(pos: np.ndarray, clusters: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Row ranges [a, b) of the clusters, neighbours merged while at most 64 rows lie between
+    them and the region stays within _REGION_ROWS rows (fewer reads and kernel calls where
+    windows barely miss each other, as on sparse arrays)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in clusters:
+        a, b = int(np.searchsorted(pos, lo, side="left")), int(np.searchsorted(pos, hi, side="right"))
+        if out and a - out[-1][1] <= 64 and b - out[-1][0] <= _REGION_ROWS:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
 def clump_loci(sumstats: pd.DataFrame, bfile: str | Path | Bed, *, p1: float = 5e-8, p2: float = 1e-2,
                r2: float = 0.1, kb: float = 250, samples: Sequence[str] | None = None,
                threads: int = 1) -> pd.DataFrame:
@@ -217,7 +233,7 @@ def clump_loci(sumstats: pd.DataFrame, bfile: str | Path | Bed, *, p1: float = 5
     chrom_of = bim_chrom[sorted_rows]
     rank = np.empty(n, dtype=np.int64)
     rank[order_all] = np.arange(n)
-    with thread_limit(threads):
+    with thread_limit(threads) as granted:
         for chrom in pd.unique(chrom_of):
             sel = by_row[chrom_of == chrom]  # tested indices on this chromosome, .bim order
             if not cand_mask[sel].any():
@@ -228,8 +244,7 @@ def clump_loci(sumstats: pd.DataFrame, bfile: str | Path | Bed, *, p1: float = 5
                 raise CohortflowError(f"the .bim is not sorted by position on chromosome {chrom}; "
                                       "LD clumping needs sorted variants", path=f"{bed.prefix}.bim",
                                       record=f"line {bad + 1}")
-            for lo, hi in _clusters(pos, cand_mask[sel], radius):
-                a, b = np.searchsorted(pos, lo, side="left"), np.searchsorted(pos, hi, side="right")
+            for a, b in _regions(pos, _clusters(pos, cand_mask[sel], radius)):
                 part = sel[a:b]
                 local_cand = np.flatnonzero(cand_mask[part])
                 local_order = local_cand[np.argsort(rank[part[local_cand]], kind="stable")].astype(np.int64)
@@ -242,7 +257,7 @@ def clump_loci(sumstats: pd.DataFrame, bfile: str | Path | Bed, *, p1: float = 5
                 max_batch = max(1, min(_MAX_BATCH, local_order.size, _BATCH_BYTES // (24 * words)))
                 idx_flag, n_cl, n_cl_p2, start, end = clump_planes(
                     hom_plane, hi_plane, int(sample_idx.size), local_pos, p[part], local_order, window_lo, window_hi,
-                    float(r2), float(p2), max_batch, tile_rows)
+                    float(r2), float(p2), max_batch, tile_rows, PARALLEL_WORK if granted > 1 else 0)
                 del hom_plane, hi_plane
                 hits = np.flatnonzero(idx_flag)
                 is_index[part[hits]] = True
