@@ -20,13 +20,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cohortflow.gwas.api import run_gwas
+
+from _timing import best_of  # benchmarks/ is on sys.path when run as a script
 
 CASES = (("linear", "no missing calls", "d0", "q"), ("linear", "1% missing calls", "d1", "q"),
          ("logistic", "no missing calls", "d0", "case"), ("logistic", "1% missing calls", "d1", "case"))
@@ -44,15 +45,6 @@ def make_inputs(d: Path, n: int, m: int, seed: int = 1) -> None:
     cov.to_csv(d / "covar.tsv", sep="\t", index=False)
     pd.DataFrame({"#FID": fam[0], "IID": fam[1], "q": cov["c0"] + rng.normal(size=n), "case": fam[5]}).to_csv(
         d / "pheno.tsv", sep="\t", index=False)
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def plink2_cmd(d: Path, bfile: str, pheno: str, model: str, threads: int) -> list[str]:

@@ -19,19 +19,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from cohortflow.variants.relatedness import king_counts, write_king_table
 
-
-def best_of(repeats: int, fn) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _timing import best_of  # benchmarks/ is on sys.path when run as a script
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,8 @@ import pandas as pd
 
 from cohortflow.io.plink import read_bim
 from cohortflow.prs.pgs import score_pgs
+
+from _timing import best_of  # benchmarks/ is on sys.path when run as a script
 
 CATALOG_HEADER = """\
 ###PGS CATALOG SCORING FILE - see https://www.pgscatalog.org/downloads/#dl_ftp_scoring for additional information
@@ -91,15 +92,6 @@ def make_input(d: Path, n: int, m: int, k: int, seed: int = 1) -> tuple[Path, Pa
             body.to_csv(fh, sep="\t", index=False, header=False, float_format="%.6g")
         files.append(path)
     return d / "dummy", d / "weights.plink2.tsv", files
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def run_plink2(bfile: Path, table: Path, k: int, threads: int, out: Path) -> None:
