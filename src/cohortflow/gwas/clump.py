@@ -26,7 +26,8 @@ the chromosome, 256 kB of planes) against every member whose window reaches the 
 tile comes from memory once per batch, and the tiles are shared among the threads.
 
 Memory: 2 bits per LD sample per variant of the largest cluster (the size of that part of the
-.bed; with p1 = 1 a cluster is a whole chromosome: 100,000 variants x 5,000 samples = 128 MB),
+.bed; with p1 = 1 a cluster is a whole chromosome: 100,000 variants x 5,000 samples = 128 MB;
+clusters with at most 64 variants between them are read together up to 65,536 variants),
 plus one .bed read (32 MB), the batch's decoded index planes (at most 64 MB; 3 bits per LD
 sample per member) and one bit per member per variant of its window for its links. Index order
 is by p-value, not position, so the planes of the whole cluster are kept rather than a sliding
