@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +34,7 @@ import pandas as pd
 
 from cohortflow.gwas.clump import clump_loci
 
-
-def best_of(repeats: int, fn) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _timing import best_of  # benchmarks/ is on sys.path when run as a script
 
 
 def make_inputs(d: Path, plink2: str, samples: int, variants: int, missing: float, mb: float,

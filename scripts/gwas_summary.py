@@ -22,4 +22,5 @@ run_step(
     clump_kb=snakemake.params.clump_kb,
     clump_p2=snakemake.params.clump_p2,
     max_regional_plots=snakemake.params.regional_plots_max,
+    threads=snakemake.threads,
 )

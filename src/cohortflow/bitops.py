@@ -1,7 +1,9 @@
-"""Bit operations for numba kernels on packed genotypes (one LLVM instruction each)."""
+"""Bit operations for numba kernels on packed genotypes (LLVM intrinsics and small inlined helpers)."""
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -65,3 +67,13 @@ def copy_bytes(typingctx, destination, offset, source):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def even_bits(x):
+    """The 32 even bits of a uint64, packed into its low half."""
+    x = (x | (x >> np.uint64(1))) & np.uint64(0x3333333333333333)
+    x = (x | (x >> np.uint64(2))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    x = (x | (x >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
+    x = (x | (x >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
+    return (x | (x >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)

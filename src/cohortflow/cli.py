@@ -92,7 +92,7 @@ def _cmd_gwas_summary(a):
                    p_threshold=a.p_threshold, locus_window_kb=a.locus_window_kb, bfile=a.bfile,
                    clump_r2=a.clump_r2, clump_kb=a.clump_kb, clump_p2=a.clump_p2,
                    out_regional_dir=(a.regional_dir or f"{a.out}.regional") if a.bfile else None,
-                   max_regional_plots=a.regional_max)
+                   max_regional_plots=a.regional_max, threads=a.threads)
 
 
 def _thresholds(values: list[str]) -> tuple[float, ...]:
@@ -338,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clump-p2", type=float, default=0.01)
     p.add_argument("--regional-dir", help="directory for regional plots (default OUT.regional)")
     p.add_argument("--regional-max", type=int, default=20, help="regional plots for at most this many loci")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="output prefix")
 
     p = add("sumstats", _cmd_sumstats, "harmonise GWAS summary statistics (GWAS-SSF, GWAS-VCF, OpenGWAS, PRS-CS, "

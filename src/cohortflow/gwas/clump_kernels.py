@@ -27,8 +27,7 @@ import math
 import numba
 import numpy as np
 
-from cohortflow.bitops import load_u64, popcount_u64, trailing_zeros_u64
-from cohortflow.variants.pca_kernels import _even_bits
+from cohortflow.bitops import even_bits, load_u64, popcount_u64, trailing_zeros_u64
 
 # below this |D| the pair counts as unlinked (plink1.9's SMALL_EPSILON, 2^-44)
 SMALL_EPSILON = 2.0 ** -44
@@ -306,8 +305,8 @@ def bed_rows_to_planes(raw, n_samples, hom, hi):
             hi0 = (x0 >> np.uint64(1)) & _M5
             lo1 = x1 & _M5
             hi1 = (x1 >> np.uint64(1)) & _M5
-            h = _even_bits(~(lo0 ^ hi0) & _M5) | (_even_bits(~(lo1 ^ hi1) & _M5) << np.uint64(32))
-            a = _even_bits(hi0) | (_even_bits(hi1) << np.uint64(32))
+            h = even_bits(~(lo0 ^ hi0) & _M5) | (even_bits(~(lo1 ^ hi1) & _M5) << np.uint64(32))
+            a = even_bits(hi0) | (even_bits(hi1) << np.uint64(32))
             if w == n_words - 1:
                 h &= last_mask
                 a &= last_mask

@@ -179,13 +179,15 @@ def summarize_gwas(sumstats: str | Path, *, genes_gtf: str | Path | None = None,
                    p_threshold: float = 5e-8, locus_window_kb: float = 250, model: str | None = None,
                    bfile: str | Path | Bed | None = None, clump_r2: float = 0.1, clump_kb: float = 250,
                    clump_p2: float = 0.01, out_regional_dir: str | Path | None = None,
-                   max_regional_plots: int = 20, ld_samples: Sequence[str] | None = None) -> dict:
+                   max_regional_plots: int = 20, ld_samples: Sequence[str] | None = None,
+                   threads: int = 1) -> dict:
     """Summarise one trait's GWAS-SSF results.
 
     Lead loci: with ``bfile`` (the cohort's QC'd PLINK prefix) by LD clumping as
     ``plink1.9 --clump --clump-p1 p_threshold --clump-p2 clump_p2 --clump-r2 clump_r2
     --clump-kb clump_kb`` (:func:`cohortflow.gwas.clump.clump_loci`; LD from the .fam's founders,
-    or those of ``ld_samples``); without it by distance (:func:`lead_loci`, ``locus_window_kb``).
+    or those of ``ld_samples``; ``threads`` for the clumping); without it by distance
+    (:func:`lead_loci`, ``locus_window_kb``).
 
     Writes:
     - ``out_leads`` TSV: variant_id, chromosome, base_pair_location, effect_allele, other_allele,
@@ -221,7 +223,7 @@ def summarize_gwas(sumstats: str | Path, *, genes_gtf: str | Path | None = None,
     clump_info = None
     if bfile is not None:
         bfile = open_bed(bfile)  # once: the .bim is read and its IDs hashed once for all lookups
-        leads = clump_loci(tested, bfile, p1=p_threshold, p2=clump_p2, r2=clump_r2, kb=clump_kb,
+        leads = clump_loci(tested, bfile, p1=p_threshold, p2=clump_p2, r2=clump_r2, kb=clump_kb, threads=threads,
                            samples=ld_samples).copy()
         clump_info = {"p1": p_threshold, "p2": clump_p2, "r2": clump_r2, "kb": clump_kb,
                       "n_ld_samples": leads.attrs["n_ld_samples"], "n_not_in_bim": leads.attrs["n_not_in_bim"]}

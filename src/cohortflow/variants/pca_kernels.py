@@ -25,23 +25,13 @@ import numba
 import numpy as np
 from numba import prange
 
-from cohortflow.bitops import popcount_u64, trailing_zeros_u64
+from cohortflow.bitops import even_bits, popcount_u64, trailing_zeros_u64
 
 # plink2's kSmallEpsilon (2^-44): tolerance on the r^2 threshold and on MAF ties
 SMALL_EPSILON = 2.0 ** -44
 
 
 _M5 = np.uint64(0x5555555555555555)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _even_bits(x):
-    """The 32 even bits of a uint64, packed into its low half."""
-    x = (x | (x >> np.uint64(1))) & np.uint64(0x3333333333333333)
-    x = (x | (x >> np.uint64(2))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    x = (x | (x >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
-    x = (x | (x >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
-    return (x | (x >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -65,8 +55,8 @@ def packed_to_planes(raw64, n_samples, haploid, hom, hi):
             if haploid:
                 hi0 &= hom0
                 hi1 &= hom1
-            h = _even_bits(hom0) | (_even_bits(hom1) << np.uint64(32))
-            a = _even_bits(hi0) | (_even_bits(hi1) << np.uint64(32))
+            h = even_bits(hom0) | (even_bits(hom1) << np.uint64(32))
+            a = even_bits(hi0) | (even_bits(hi1) << np.uint64(32))
             if w == n_words - 1:
                 h &= last_mask
                 a &= last_mask
