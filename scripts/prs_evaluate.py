@@ -1,10 +1,9 @@
 """Snakemake adapter: choose each score's threshold / hyper-parameters on the validation samples and
 report its performance on the test samples (overall, by score decile and by ancestry group)."""
-from cohortflow.prs.evaluate import evaluate_scores
+from cohortflow.prs.evaluate import ancestry_group_options, evaluate_scores
 from cohortflow.scripting import run_step
 
 prs = snakemake.params.prs
-groups = snakemake.input.groups or None
 run_step(
     snakemake,
     evaluate_scores,
@@ -14,10 +13,8 @@ run_step(
     split=snakemake.input.split,
     covar=snakemake.input.covar,
     covar_names=list(snakemake.params.covariates),
-    # ancestry groups: the sample sheet's label when the cohort has one, else clusters of the PCs
-    groups=groups or snakemake.input.pcs,
-    group_column=prs["group_column"] if groups else None,
-    n_pcs_groups=None if groups else prs["n_pcs_groups"],
+    **ancestry_group_options(sample_info=snakemake.input.groups or None, group_column=prs["group_column"],
+                             pcs=snakemake.input.pcs, n_pcs_groups=prs["n_pcs_groups"]),
     n_boot=prs["n_boot"],
     seed=prs["seed"],
     min_cell_count=snakemake.params.min_cell_count,

@@ -404,3 +404,16 @@ def test_errors_name_the_file_and_the_problem(tmp_path):
     _expect_error(r"score file not found", {**paths, "scores": tmp_path / "absent.tsv"}, tmp_path)
     with pytest.raises(CohortflowError, match="exactly one of group_column"):
         _run(paths, tmp_path, groups=paths["samples"])
+
+
+def test_ancestry_group_options_fall_back_to_pcs(tmp_path):
+    from cohortflow.prs.evaluate import ancestry_group_options
+
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("IID\tpopulation\tsex\ns1\tPOP1\t1\n")
+    assert ancestry_group_options(sample_info=sheet, group_column="population", pcs="pcs.tsv", n_pcs_groups=3) == \
+        {"groups": sheet, "group_column": "population", "n_pcs_groups": None}
+    # no such column, or no sheet: clusters of the PCs
+    for info in (sheet, None):
+        assert ancestry_group_options(sample_info=info, group_column="ancestry", pcs="pcs.tsv", n_pcs_groups=3) == \
+            {"groups": "pcs.tsv", "group_column": None, "n_pcs_groups": 3}

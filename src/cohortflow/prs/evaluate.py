@@ -532,6 +532,19 @@ def _cases_text(n: int, n_cases: int | None, min_cell: int) -> int | str:
     return _count(n_cases, min_cell)
 
 
+def ancestry_group_options(*, sample_info: str | Path | None, group_column: str, pcs: str | Path,
+                           n_pcs_groups: int) -> dict:
+    """The ``groups`` options of :func:`evaluate_scores` for a cohort: the sample sheet's
+    ``group_column`` when the sheet exists and has that column, else clusters of the leading
+    ``n_pcs_groups`` principal components of ``pcs``."""
+    if sample_info:
+        with open(sample_info, encoding="utf-8") as fh:
+            header = fh.readline().split()
+        if group_column in header:
+            return {"groups": sample_info, "group_column": group_column, "n_pcs_groups": None}
+    return {"groups": pcs, "group_column": None, "n_pcs_groups": n_pcs_groups}
+
+
 def evaluate_scores(*, scores, pheno: str | Path, trait: str, split: str | Path, covar: str | Path | None = None,
                     covar_names: list[str] | None = None, groups: str | Path | None = None,
                     group_column: str | None = None, n_pcs_groups: int | None = None, n_boot: int = 1000,
