@@ -103,7 +103,7 @@ def run_fixed(beta_hat, n, blocks, *, p, h2, seeds, burn_in, n_iter, shrink=1.0,
     seeds = np.asarray(seeds, dtype=np.int64)
     return bayes_kernels.gibbs_auto(np.asarray(beta_hat, float), np.full(len(beta_hat), float(n)), start, offset,
                                     corr, np.full(len(seeds), p), h2, seeds, burn_in, n_iter, shrink,
-                                    allow_jump_sign, False, 1e-5, 1.0, 1e-4, 10.0)
+                                    allow_jump_sign, False, 1e-5, 1.0, 1e-4, 10.0, 200.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,12 +357,23 @@ def test_same_seed_same_weights_any_thread_count(polygenic):
 
 
 def test_all_chains_diverging_is_a_clear_error(polygenic):
-    """A sample size three times too small makes the marginal effects claim more variance than the
-    trait has (implied h2 > 1): every chain runs past h2 = 1 and stops; no weights come out."""
+    """A sample size five times too small makes the marginal effects claim more variance than the
+    trait has (implied h2 ~1.5 > 1 after the burn-in in every chain): no weights come out."""
     sim = polygenic
-    aligned = aligned_table(sim["beta"], sim["se"], sim["n_gwas"] / 3)
+    aligned = aligned_table(sim["beta"], sim["se"], sim["n_gwas"] / 5)
     with pytest.raises(CohortflowError, match=r"all 4 LDpred2-auto chains diverged \(h2_above_max: 4\).*sample size n"):
         ldpred_auto(aligned, sim["bed"], seed=1, n_chains=4, burn_in=20, n_iter=20, max_block_variants=300)
+
+
+def test_sweeps_passing_h2_1_do_not_drop_a_chain(polygenic):
+    """n three times too small: h2 ~0.93, so single sweeps pass 1 (posterior noise of the sampled
+    effects). Those sweeps are clamped, not fatal: every chain is kept, with its mean h2 below 1.
+    (A small real GWAS, such as the reduced demo cohort, is in this situation.)"""
+    sim = polygenic
+    aligned = aligned_table(sim["beta"], sim["se"], sim["n_gwas"] / 3)
+    result = ldpred_auto(aligned, sim["bed"], seed=1, n_chains=4, burn_in=20, n_iter=20, max_block_variants=300)
+    assert result.n_kept == 4
+    assert all(0.8 < c["h2"] < 1.0 for c in result.chains)
 
 
 def ssf_table(bim: pd.DataFrame, beta, se, n, *, swap=None) -> pd.DataFrame:
@@ -380,10 +391,10 @@ def ssf_table(bim: pd.DataFrame, beta, se, n, *, swap=None) -> pd.DataFrame:
                          "test_statistic": z, "errcode": ""})
 
 
-def test_diverging_chains_are_dropped_and_reported(tmp_path):
+def test_mis_coded_alleles_never_give_nan_weights(tmp_path):
     """30% of the variants' alleles mis-coded in the summary statistics: the signs contradict the
-    LD, chains run away; those are stopped, reported in OUT.json with the reason, and the
-    weights (from the remaining chains) are finite."""
+    LD. The chains agree on a poor fit (no chain diverges: h2 stays below 1), every chain is
+    reported in OUT.json, and the weights are finite."""
     rng = np.random.default_rng(0)
     geno = simulate_genotypes(rng, 4000, 10, 100)
     _, _, y = simulate_trait(rng, geno, 3000, h2=0.3, n_causal=100)
@@ -394,16 +405,12 @@ def test_diverging_chains_are_dropped_and_reported(tmp_path):
     out = prs_bayes(bfile=tmp_path / "ref", sumstats=tmp_path / "ss.tsv", out_prefix=tmp_path / "out", seed=1,
                     n_chains=6, burn_in=100, n_iter=100, max_block_variants=300, keep_ambiguous=True)
     summary = json.loads((tmp_path / "out.json").read_text())
-    diverged = [c for c in summary["chains"] if c["diverged"]]
-    assert 1 <= len(diverged) < 6
-    assert summary["n_chains_diverged"] == len(diverged) and summary["n_chains_kept"] == 6 - len(diverged)
-    assert all(c["reason"].startswith("h2_above_max at sweep") for c in diverged)
-    assert all(c["h2"] is None and not c["kept"] for c in diverged)
-    if len(diverged) > 3:
-        assert any("chains were dropped" in w for w in summary["warnings"])
+    assert len(summary["chains"]) == 6
+    assert summary["n_chains_kept"] + summary["n_chains_diverged"] == 6 and summary["n_chains_kept"] >= 1
+    assert all((c["reason"] is None) == c["kept"] for c in summary["chains"])
     weights = pd.read_csv(tmp_path / "out.weights.tsv", sep="\t")
     assert np.isfinite(weights["weight"]).all() and len(weights) == len(beta)
-    assert out["n_chains_diverged"] == len(diverged)
+    assert out["n_chains_diverged"] == summary["n_chains_diverged"]
 
 
 def test_chain_rules_drop_stuck_and_outlying_chains():
@@ -424,6 +431,12 @@ def test_chain_rules_drop_stuck_and_outlying_chains():
     assert chains[2]["reason"].startswith("corr_range_low")
     assert chains[3]["reason"].startswith("h2_outlier")
     assert chains[4]["reason"] == "h2_above_max at sweep 4 (h2 = 1.7)"
+    # a chain that finished with its mean h2 after the burn-in above the bound is dropped too
+    h2_path[1, burn:] = 1.2
+    chains = _judge_chains(np.zeros((5, m)), avg_corr, np.full((5, total), 0.01), h2_path, status, sweeps,
+                           burn_in=burn, p_init=np.geomspace(1e-3, 0.1, 5), seeds=np.arange(5),
+                           corr_range_fraction=0.95, h2_outlier_ratio=2.0, h2_max=1.0)
+    assert chains[1]["reason"] == "h2_above_max after the burn-in (mean h2 = 1.2)" and not chains[1]["kept"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,8 +23,11 @@ Choices (and why):
   the identity (``shrink_corr`` 0.95) and no direct sign jumps (``allow_jump_sign`` False).
 - Divergence (chains that run away, the usual complaint with LDpred2 and PRS-CS) is detected at
   three levels, and a diverged chain never contributes to the weights:
-  1. inside the sampler, after each sweep: h2 = beta' R beta not finite, or above ``h2_bounds[1]``
-     (1: more variance than the trait has): the chain stops there;
+  1. h2 = beta' R beta above ``h2_bounds[1]`` (1: more variance than the trait has) on average
+     over the sweeps after the burn-in (a single sweep above it is clamped for the next one: the
+     sampled effects' posterior noise, about M_c / n, lifts a sweep's estimate now and then in a
+     small GWAS); a runaway past ``H2_RUNAWAY`` x that bound, or a non-finite value, stops the
+     chain in the sampler;
   2. LDpred2's rule on the chains that finished: the range of the implied marginal correlations
      (R beta averaged over the kept sweeps) below ``corr_range_fraction`` (0.95) x the 95%
      quantile of that range over the chains (chains stuck near zero effects: with a weak signal,
@@ -69,6 +72,7 @@ DEFAULT_H2_BOUNDS = (1e-4, 1.0)
 DEFAULT_SHRINK_CORR = 0.95
 CORR_RANGE_FRACTION = 0.95
 H2_OUTLIER_RATIO = 2.0
+H2_RUNAWAY = 20.0  # a chain whose h2 passes this multiple of the upper bound is stopped at once
 H2_INIT_CLIP = (0.01, 0.9)
 _STATUS_WORDS = {bayes_kernels.CHAIN_NON_FINITE: "non_finite", bayes_kernels.CHAIN_H2_ABOVE_MAX: "h2_above_max"}
 
@@ -196,11 +200,11 @@ def ldpred_auto(aligned: pd.DataFrame, bed: Bed, *, ld_bed: Bed | None = None, l
          sweeps) = bayes_kernels.gibbs_auto(beta_hat, n_used, ld.block_start, ld.block_offset, ld.corr,
                                             p_init, float(h2_init), seeds, int(burn_in), int(n_iter),
                                             float(shrink_corr), bool(allow_jump_sign), True, p_min, p_max,
-                                            h2_min, h2_max)
+                                            h2_min, h2_max, H2_RUNAWAY * h2_max)
 
     chains = _judge_chains(avg_beta, avg_corr, p_path, h2_path, status, sweeps, burn_in=burn_in,
                            p_init=p_init, seeds=seeds, corr_range_fraction=corr_range_fraction,
-                           h2_outlier_ratio=h2_outlier_ratio)
+                           h2_outlier_ratio=h2_outlier_ratio, h2_max=h2_max)
     kept = [c["chain"] for c in chains if c["kept"]]
     if not kept:
         kinds = pd.Series([c["reason"].split(" ")[0] for c in chains]).value_counts(sort=False)
@@ -245,7 +249,7 @@ def _spread(values: np.ndarray) -> dict:
 
 
 def _judge_chains(avg_beta, avg_corr, p_path, h2_path, status, sweeps, *, burn_in, p_init, seeds,
-                  corr_range_fraction, h2_outlier_ratio) -> list[dict]:
+                  corr_range_fraction, h2_outlier_ratio, h2_max=DEFAULT_H2_BOUNDS[1]) -> list[dict]:
     """Per chain: estimates and whether it is kept (see the module docstring for the rules)."""
     chains = []
     for c in range(len(status)):
@@ -261,7 +265,10 @@ def _judge_chains(avg_beta, avg_corr, p_path, h2_path, status, sweeps, *, burn_i
             info["h2"] = float(h2_path[c, burn_in:].mean())
             info["p"] = float(p_path[c, burn_in:].mean())
             info["corr_range"] = float(avg_corr[c].max() - avg_corr[c].min())
-            info["kept"] = True
+            if info["h2"] > h2_max:
+                info["reason"] = f"h2_above_max after the burn-in (mean h2 = {info['h2']:.3g})"
+            else:
+                info["kept"] = True
         chains.append(info)
     ok = [c for c in chains if c["kept"]]
     if ok:

@@ -18,7 +18,11 @@ posterior is a two-component mixture with a closed form:
 
 After each sweep over the variants (the "auto" part): ``p ~ Beta(1 + M_c, 1 + M - M_c)`` with
 ``M_c`` the variants currently in the slab, clamped to ``[p_min, p_max]``, and
-``h2 = beta' R beta`` (the variance the current effects explain), bounded below by ``h2_min``.
+``h2 = beta' R beta`` (the variance the current effects explain), clamped to ``[h2_min, h2_max]``
+for the next sweep. The sampled effects carry posterior noise (about ``M_c / n`` of variance), so
+a sweep's ``beta' R beta`` can pass 1 now and then in a small GWAS without anything being wrong:
+it is clamped, recorded unclamped in ``h2_path``, and the caller judges the chain by its mean
+after the burn-in; only a runaway past ``h2_stop`` (or a non-finite value) stops a chain.
 
 The correlation matrix is block diagonal (LD blocks, :mod:`cohortflow.prs.ld`); each block is a
 dense row-major float32 matrix in one flat array. ``R`` in the sampler is the shrunk matrix
@@ -46,7 +50,7 @@ CHAIN_H2_ABOVE_MAX = 2
 
 @numba.njit(cache=True, nogil=True)
 def _run_chain(beta_hat, n_eff, block_start, block_offset, corr, p_init, h2_init, seed, burn_in, n_iter,
-               shrink, allow_jump_sign, update_hyper, p_min, p_max, h2_min, h2_max,
+               shrink, allow_jump_sign, update_hyper, p_min, p_max, h2_min, h2_max, h2_stop,
                avg_beta, avg_postp, avg_sampled, avg_corr, p_path, h2_path):
     """One chain; fills the row views ``avg_*`` (M,) and ``p_path``/``h2_path`` (burn_in + n_iter,).
     Returns (status, sweeps completed)."""
@@ -113,16 +117,18 @@ def _run_chain(beta_hat, n_eff, block_start, block_offset, corr, p_init, h2_init
             h2_now += beta[j] * dotprods[j]
         if not np.isfinite(h2_now):
             return CHAIN_NON_FINITE, sweep
-        if h2_now > h2_max:
+        if h2_now > h2_stop:
             h2_path[sweep] = h2_now
             p_path[sweep] = p
             return CHAIN_H2_ABOVE_MAX, sweep
         if update_hyper:
             p = np.random.beta(1.0 + n_causal, 1.0 + m - n_causal)
             p = min(max(p, p_min), p_max)
-            h2 = max(h2_now, h2_min)
+            h2 = min(max(h2_now, h2_min), h2_max)
+            h2_path[sweep] = h2_now  # the sweep's estimate, unclamped: the caller judges the chain by it
+        else:
+            h2_path[sweep] = h2
         p_path[sweep] = p
-        h2_path[sweep] = h2
         if keep:
             for j in range(m):
                 avg_corr[j] += dotprods[j]
@@ -139,7 +145,7 @@ def _run_chain(beta_hat, n_eff, block_start, block_offset, corr, p_init, h2_init
 def gibbs_auto(beta_hat: np.ndarray, n_eff: np.ndarray, block_start: np.ndarray, block_offset: np.ndarray,
                corr: np.ndarray, p_init: np.ndarray, h2_init: float, seeds: np.ndarray, burn_in: int,
                n_iter: int, shrink: float, allow_jump_sign: bool, update_hyper: bool, p_min: float,
-               p_max: float, h2_min: float, h2_max: float):
+               p_max: float, h2_min: float, h2_max: float, h2_stop: float):
     """Run one LDpred2-auto chain per entry of ``p_init``/``seeds``, in parallel over chains.
 
     ``beta_hat``, ``n_eff``: (M,) marginal correlations and sample sizes. Block k covers variants
@@ -150,8 +156,9 @@ def gibbs_auto(beta_hat: np.ndarray, n_eff: np.ndarray, block_start: np.ndarray,
     Returns per chain (rows) x variant: ``avg_beta`` (posterior mean, Rao-Blackwellised: the mean
     over kept sweeps of P(slab) x C2 res), ``avg_postp`` (posterior inclusion probability),
     ``avg_sampled`` (mean of the sampled effects), ``avg_corr`` (mean of R beta: the implied
-    marginal correlations); per chain x sweep: ``p_path``, ``h2_path`` (values used in the next
-    sweep; 0 after a stop); per chain: ``status`` (CHAIN_*), ``sweeps`` (completed sweeps; the
+    marginal correlations); per chain x sweep: ``p_path`` (p used in the next sweep), ``h2_path``
+    (the sweep's beta' R beta, unclamped; the fixed h2 when hyper-parameters are not updated; 0
+    after a stop); per chain: ``status`` (CHAIN_*), ``sweeps`` (completed sweeps; the
     sweep at which a diverging chain stopped).
     """
     n_chains = p_init.shape[0]
@@ -168,7 +175,7 @@ def gibbs_auto(beta_hat: np.ndarray, n_eff: np.ndarray, block_start: np.ndarray,
     for c in numba.prange(n_chains):
         st, done = _run_chain(beta_hat, n_eff, block_start, block_offset, corr, p_init[c], h2_init, seeds[c],
                               burn_in, n_iter, shrink, allow_jump_sign, update_hyper, p_min, p_max, h2_min,
-                              h2_max, avg_beta[c], avg_postp[c], avg_sampled[c], avg_corr[c], p_path[c],
+                              h2_max, h2_stop, avg_beta[c], avg_postp[c], avg_sampled[c], avg_corr[c], p_path[c],
                               h2_path[c])
         status[c] = st
         sweeps[c] = done
