@@ -123,3 +123,16 @@ def alignment_index(wildcards):
 
 def all_targets():
     return [t for cohort in COHORTS.values() for t in stage_targets(cohort)]
+
+
+# Polygenic scores: covariates of the discovery GWAS and the evaluation; score files of a trait
+def prs_covariates():
+    return list(config["gwas"]["covariates"]) + [f"PC{i + 1}" for i in range(config["gwas"]["n_pcs"])]
+
+
+def prs_score_files(wildcards):
+    files = [res(wildcards.cohort, f"prs/{wildcards.trait}.ct.scores.tsv.gz"),
+             res(wildcards.cohort, f"prs/{wildcards.trait}.bayes.scores.tsv.gz")]
+    if COHORTS[wildcards.cohort].has_pgs:
+        files.append(res(wildcards.cohort, "prs/pgs.scores.tsv.gz"))
+    return files

@@ -6,18 +6,6 @@
 # and join the evaluation.
 
 
-def prs_covariates():
-    return list(config["gwas"]["covariates"]) + [f"PC{i + 1}" for i in range(config["gwas"]["n_pcs"])]
-
-
-def prs_score_files(wildcards):
-    files = [res(wildcards.cohort, f"prs/{wildcards.trait}.ct.scores.tsv.gz"),
-             res(wildcards.cohort, f"prs/{wildcards.trait}.bayes.scores.tsv.gz")]
-    if COHORTS[wildcards.cohort].has_pgs:
-        files.append(res(wildcards.cohort, "prs/pgs.scores.tsv.gz"))
-    return files
-
-
 rule prs_split:
     input:
         unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
