@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
+import numba
 import numpy as np
 import pandas as pd
 import pytest
@@ -305,6 +306,55 @@ def test_r2_bounds_settle_pairs_exactly():
     assert settled > 300 and exact_above > 50
 
 
+@numba.njit
+def _clump_reference(geno: np.ndarray, pos: np.ndarray, p: np.ndarray, order: np.ndarray,
+                 bp_radius: int, r2_threshold: float, p2: float):
+    """Greedy LD clumping of the variants of one chromosome region (rows sorted by position), on
+    int8 genotypes, one index variant at a time: the reference for ``clump_planes``.
+
+    ``order``: rows allowed to be index variants, most significant first (ties in file order).
+    Each in turn, unless already clumped, becomes an index variant and claims every not yet
+    clumped row within ``bp_radius`` bp (inclusive) whose r2 with it exceeds ``r2_threshold``.
+
+    Returns (is_index bool[m], clumped_to int64[m] (index row or -1), n_clumped int64[m] (rows
+    claimed), n_clumped_p2 int64[m] (claimed with p < p2), start int64[m], end int64[m]
+    (positions spanned by the index and its claimed rows with p < p2)); per-index arrays are
+    filled at index rows only.
+    """
+    m = geno.shape[0]
+    is_index = np.zeros(m, dtype=np.bool_)
+    clumped_to = np.full(m, -1, dtype=np.int64)
+    n_clumped = np.zeros(m, dtype=np.int64)
+    n_clumped_p2 = np.zeros(m, dtype=np.int64)
+    start = pos.copy()
+    end = pos.copy()
+    taken = np.zeros(m, dtype=np.bool_)
+    for k in range(order.shape[0]):
+        i = order[k]
+        if taken[i]:
+            continue
+        is_index[i] = True
+        taken[i] = True
+        lo = np.searchsorted(pos, pos[i] - bp_radius, side="left")
+        hi = np.searchsorted(pos, pos[i] + bp_radius, side="right")
+        gi = geno[i]
+        for j in range(lo, hi):
+            if taken[j]:
+                continue
+            r2 = haplotype_r2(genotype_pair_counts(gi, geno[j]))
+            if r2 > r2_threshold:
+                taken[j] = True
+                clumped_to[j] = i
+                n_clumped[i] += 1
+                if p[j] < p2:
+                    n_clumped_p2[i] += 1
+                    if pos[j] < start[i]:
+                        start[i] = pos[j]
+                    if pos[j] > end[i]:
+                        end[i] = pos[j]
+    return is_index, clumped_to, n_clumped, n_clumped_p2, start, end
+
+
 @pytest.mark.parametrize("missing", [0.0, 0.02])
 def test_clump_planes_equals_reference_loop(missing):
     """Batched, tiled, threaded clumping on planes = the one-at-a-time int8 loop, for every batch
@@ -312,7 +362,7 @@ def test_clump_planes_equals_reference_loop(missing):
     calls)."""
     import numba
 
-    from cohortflow.gwas.clump_kernels import PARALLEL_WORK, clump_greedy, clump_planes
+    from cohortflow.gwas.clump_kernels import PARALLEL_WORK, clump_planes
     from cohortflow.threads import thread_limit
 
     rng = np.random.default_rng(21)
@@ -325,7 +375,7 @@ def test_clump_planes_equals_reference_loop(missing):
     hom, hi = _planes(geno)
     for r2 in (0.1, 0.6):
         radius = 20_000
-        want = clump_greedy(geno, pos, p, order, radius, r2, 0.3)
+        want = _clump_reference(geno, pos, p, order, radius, r2, 0.3)
         lo = np.searchsorted(pos, pos - radius, side="left").astype(np.int64)
         hi_row = np.searchsorted(pos, pos + radius, side="right").astype(np.int64)
         assert 20 < want[0].sum() < len(order) - 20

@@ -9,7 +9,7 @@ feasible range, of the cubic EM fixed-point equation that has the highest likeli
 Genotypes come in two forms:
 
 - int8 allele counts (0, 1, 2) with -1 for a missing call (:func:`genotype_pair_counts`,
-  :func:`r2_to_index`, and :func:`clump_greedy`, the plain reference loop);
+  :func:`r2_to_index`; the plain clumping loop on them is the reference of the tests);
 - bit planes, 64 samples a uint64 word, as :func:`bed_rows_to_planes` (and
   :func:`select_plane_samples` for a subset of the samples) build them from .bed rows: ``hom``
   (the call is homozygous) and ``hi`` (the call carries an A2 allele), so that A1/A1 =
@@ -220,55 +220,6 @@ def r2_to_index(geno: np.ndarray, index_row: int) -> np.ndarray:
     for j in range(m):
         out[j] = haplotype_r2(genotype_pair_counts(g0, geno[j]))
     return out
-
-
-@numba.njit(cache=True, nogil=True)
-def clump_greedy(geno: np.ndarray, pos: np.ndarray, p: np.ndarray, order: np.ndarray,
-                 bp_radius: int, r2_threshold: float, p2: float):
-    """Greedy LD clumping of the variants of one chromosome region (rows sorted by position), on
-    int8 genotypes: the plain reference for :func:`clump_planes` (same results).
-
-    ``order``: rows allowed to be index variants, most significant first (ties in file order).
-    Each in turn, unless already clumped, becomes an index variant and claims every not yet
-    clumped row within ``bp_radius`` bp (inclusive) whose r2 with it exceeds ``r2_threshold``.
-
-    Returns (is_index bool[m], clumped_to int64[m] (index row or -1), n_clumped int64[m] (rows
-    claimed), n_clumped_p2 int64[m] (claimed with p < p2), start int64[m], end int64[m]
-    (positions spanned by the index and its claimed rows with p < p2)); per-index arrays are
-    filled at index rows only.
-    """
-    m = geno.shape[0]
-    is_index = np.zeros(m, dtype=np.bool_)
-    clumped_to = np.full(m, -1, dtype=np.int64)
-    n_clumped = np.zeros(m, dtype=np.int64)
-    n_clumped_p2 = np.zeros(m, dtype=np.int64)
-    start = pos.copy()
-    end = pos.copy()
-    taken = np.zeros(m, dtype=np.bool_)
-    for k in range(order.shape[0]):
-        i = order[k]
-        if taken[i]:
-            continue
-        is_index[i] = True
-        taken[i] = True
-        lo = np.searchsorted(pos, pos[i] - bp_radius, side="left")
-        hi = np.searchsorted(pos, pos[i] + bp_radius, side="right")
-        gi = geno[i]
-        for j in range(lo, hi):
-            if taken[j]:
-                continue
-            r2 = haplotype_r2(genotype_pair_counts(gi, geno[j]))
-            if r2 > r2_threshold:
-                taken[j] = True
-                clumped_to[j] = i
-                n_clumped[i] += 1
-                if p[j] < p2:
-                    n_clumped_p2[i] += 1
-                    if pos[j] < start[i]:
-                        start[i] = pos[j]
-                    if pos[j] > end[i]:
-                        end[i] = pos[j]
-    return is_index, clumped_to, n_clumped, n_clumped_p2, start, end
 
 
 # --------------------------------------------------------------------------------------------
@@ -689,11 +640,11 @@ def _link_batch_serial(hom, hi, totals, n_samples, members, n_members, window_lo
 @numba.njit(cache=True, nogil=True)
 def clump_planes(hom, hi, n_samples, pos, p, order, window_lo, window_hi, r2_threshold, p2, max_batch,
                  tile_rows, parallel_work):
-    """Greedy LD clumping (as :func:`clump_greedy`) on bit planes.
+    """Greedy LD clumping on bit planes.
 
     ``window_lo``/``window_hi``: per row, the row range [lo, hi) within the clump distance (both
     non-decreasing). Returns (is_index, n_clumped, n_clumped_p2, start, end) as
-    :func:`clump_greedy` does.
+    the plain one-index-at-a-time loop does.
 
     Candidates go in batches: the next ones in ``order`` not yet taken. Their links (rows of
     their window, not taken when the batch starts, with r2 above the threshold) are found
