@@ -21,8 +21,8 @@ checks and messages.
 
 from __future__ import annotations
 
+import io
 import re
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +30,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from isal import igzip
 
 from cohortflow.errors import InputFormatError
+from cohortflow.io.compressed import read_inflated
 
 SCORE_TABLE_COLUMNS = ["chrom", "pos", "effect_allele", "other_allele", "weight", "rsid", "line"]
 
@@ -86,17 +86,6 @@ _BLANK_LINE = re.compile(rb"\n[\t]*\r?\n")
 # the columns the reader looks at (lower case); others are not converted
 _USED_NAMES = frozenset((*_CHROM_NAMES, *_POS_NAMES, *_EFFECT_NAMES, *_OTHER_NAMES, *_WEIGHT_NAMES, *_ID_NAMES,
                          "rsid", "hm_rsid", "hm_inferotherallele", "is_dominant", "is_recessive"))
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, inflated when it is gzip (also multi-member, e.g. BGZF)."""
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            return igzip.decompress(data)
-        except (OSError, EOFError, ValueError, zlib.error) as exc:
-            raise InputFormatError(f"cannot inflate the gzip file ({exc})", path=path) from None
-    return data
 
 
 def _split_header(data: bytes, path: Path) -> tuple[dict, int, str, int]:
@@ -158,12 +147,13 @@ def _read_table_arrow(body: memoryview, column_line: str, names_needed) -> dict[
     return {name: table.column(name).combine_chunks() for name in include}
 
 
-def _read_table_pandas(path: Path, n_header_lines: int, sep: str, table_line: int) -> tuple[dict, np.ndarray]:
+def _read_table_pandas(data: bytes, path: Path, n_header_lines: int, sep: str,
+                       table_line: int) -> tuple[dict, np.ndarray]:
     """The table by pandas (any whitespace separator, blank lines): string columns and the file
     line number of each row; rows whose fields are all empty are dropped."""
     try:
-        frame = pd.read_csv(path, sep=sep, skiprows=n_header_lines, dtype=str, keep_default_na=False,
-                            compression="gzip" if _is_gzip(path) else None, skip_blank_lines=False)
+        frame = pd.read_csv(io.BytesIO(data), sep=sep, skiprows=n_header_lines, dtype=str, keep_default_na=False,
+                            skip_blank_lines=False)
     except UnicodeDecodeError:
         raise InputFormatError("not a text or gzip file", path=path) from None
     except (ValueError, pd.errors.ParserError) as exc:
@@ -274,7 +264,7 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
     path = Path(path)
     if not path.is_file():
         raise InputFormatError("scoring file not found", path=path)
-    data = _read_bytes(path)
+    data = read_inflated(path)
     header, n_header_lines, column_line, offset = _split_header(data, path)
     table_line = n_header_lines + 1
     fields = None
@@ -285,7 +275,7 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
         lines = np.arange(n_rows, dtype=np.int64) + table_line + 1
         all_names = column_line.split("\t")
     else:
-        fields, lines = _read_table_pandas(path, n_header_lines, "\t" if "\t" in column_line else r"\s+", table_line)
+        fields, lines = _read_table_pandas(data, path, n_header_lines, "\t" if "\t" in column_line else r"\s+", table_line)
         all_names = list(fields)
     del data
     n = len(lines)
@@ -400,8 +390,3 @@ def read_scoring_file(path: str | Path) -> tuple[dict, pd.DataFrame]:
             raise InputFormatError(f"header says variants_number={declared} but the table has {len(table)} rows",
                                    path=path)
     return header, table
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"

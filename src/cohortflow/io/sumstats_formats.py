@@ -49,6 +49,7 @@ from scipy import special
 from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.io.atomic import write_json_atomic
 from cohortflow.io.chrom import normalise_chrom
+from cohortflow.io.compressed import read_inflated
 from cohortflow.io.plink import read_bim
 from cohortflow.io.sumstats import SSF_COLUMNS, write_sumstats
 
@@ -196,17 +197,7 @@ def log_path_for(out: str | Path) -> Path:
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFormatError(f"cannot read summary statistics ({exc.strerror or exc})", path=path) from None
-    if data[:2] == b"\x1f\x8b":  # gzip or bgzip (several members)
-        from isal import igzip
-
-        try:
-            data = igzip.decompress(data)
-        except Exception as exc:  # noqa: BLE001 - any decompression failure is the file's
-            raise InputFormatError(f"damaged gzip data ({exc})", path=path) from None
+    data = read_inflated(path)
     if not data.strip():
         raise InputFormatError("empty file: no header and no rows", path=path)
     return data
