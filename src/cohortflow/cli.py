@@ -115,10 +115,11 @@ def _cmd_prs_discovery_gwas(a):
 
 
 def _cmd_prs_ct(a):
-    from cohortflow.prs.ct import prs_ct
+    from cohortflow.prs.ct import DEFAULT_P_THRESHOLDS, prs_ct
 
     prs_ct(bfile=a.bfile, sumstats=a.sumstats, out_prefix=a.out, clump_p1=a.clump_p1, clump_p2=a.clump_p2,
-           clump_r2=a.clump_r2, clump_kb=a.clump_kb, p_thresholds=_thresholds(a.p_thresholds),
+           clump_r2=a.clump_r2, clump_kb=a.clump_kb,
+           p_thresholds=_thresholds(a.p_thresholds) if a.p_thresholds else DEFAULT_P_THRESHOLDS,
            ld_samples=_read_ids(a.ld_keep), keep_ambiguous=a.keep_ambiguous, n=a.n, threads=a.threads)
 
 
@@ -387,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clump-p2", type=float, help="significant clump members (default --clump-p1)")
     p.add_argument("--clump-r2", type=float, default=0.1)
     p.add_argument("--clump-kb", type=float, default=250)
-    p.add_argument("--p-thresholds", nargs="+", default=["5e-8,1e-6,1e-4,1e-3,1e-2,0.05,0.1,0.5,1"])
+    p.add_argument("--p-thresholds", nargs="+",
+                   help="p-value thresholds, one score each (default 5e-8 1e-6 1e-4 1e-3 1e-2 0.05 0.1 0.5 1)")
     p.add_argument("--ld-keep", help="samples whose genotypes give the LD (FID IID per line; default all founders)")
     p.add_argument("--keep-ambiguous", action="store_true", help="keep A/T and C/G SNPs")
     p.add_argument("--n", type=float, help="sample size where the summary statistics have none")
