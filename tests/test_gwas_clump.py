@@ -360,7 +360,6 @@ def test_clump_planes_equals_reference_loop(missing):
     """Batched, tiled, threaded clumping on planes = the one-at-a-time int8 loop, for every batch
     size, tile size and thread count (ties in p, strong and weak LD, with and without missing
     calls)."""
-    import numba
 
     from cohortflow.gwas.clump_kernels import PARALLEL_WORK, clump_planes
     from cohortflow.threads import thread_limit
