@@ -99,24 +99,25 @@ K_NM = 10  # NM tag value, 0 when absent
 K_QUAL_SUM = 11  # sum of the raw quality bytes (0xff when absent, as samtools adds them)
 K_NCIGAR = 12
 K_BLOCK_END = 13  # end (exclusive) of this read's blocks in the block arrays
-K_N = 14
+K_REC_OFF = 14  # offset of the record (its block_size field) in the decoded buffer
+K_N = 15
 
 COV_MAX = 1000  # samtools stats default --coverage 1,1000,1
 ISIZE_MAX = 8000  # samtools stats default --insert-size
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _u32(buf, o):
     return np.int64(buf[o]) | (np.int64(buf[o + 1]) << 8) | (np.int64(buf[o + 2]) << 16) | (np.int64(buf[o + 3]) << 24)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _i32(buf, o):
     v = _u32(buf, o)
     return v - (np.int64(1) << 32) if v >= (np.int64(1) << 31) else v
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _aux_nm(buf, p, end):
     """Value of the integer NM tag in aux bytes buf[p:end], 0 when absent (as bam_aux2i)."""
     while p + 3 <= end:
@@ -169,7 +170,7 @@ def _aux_nm(buf, p, end):
     return 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def decode_bam_records(buf, n_bytes, cols, block_start, block_end):
     """Decode complete BAM records from ``buf[:n_bytes]`` (decompressed, after the header).
 
@@ -252,12 +253,29 @@ def decode_bam_records(buf, n_bytes, cols, block_start, block_end):
         row[K_QUAL_SUM] = qsum
         row[K_NCIGAR] = n_cigar
         row[K_BLOCK_END] = nb
+        row[K_REC_OFF] = o
         n += 1
         o = end
     return n, o, nb, -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
+def complete_records_end(buf, start):
+    """Offset just past the last complete BAM record in buf[start:] (records start at
+    ``start``); -1 if a block_size is impossibly small (corrupt data)."""
+    o = start
+    n_bytes = buf.shape[0]
+    while o + 4 <= n_bytes:
+        size = _i32(buf, o)
+        if size < 32:
+            return -1
+        if o + 4 + size > n_bytes:
+            break
+        o += 4 + size
+    return o
+
+
+@numba.njit(cache=True, nogil=True)
 def _cov_flush(cov_window, counters, cov_hist, upto):
     """Move depths of window positions < ``upto`` into the coverage histogram."""
     size = cov_window.shape[0]
@@ -275,7 +293,7 @@ def _cov_flush(cov_window, counters, cov_hist, upto):
     counters[C_COV_BUF_POS] = upto
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def accumulate_read_stats(cols, n, block_start, block_end, block_offset, counters, flagstat,
                           read_lengths, mapq_hist, isize_hist, cov_window, cov_hist, span_min, span_max):
     """Fold ``n`` decoded reads into the samtools-stats and flagstat accumulators.
@@ -456,13 +474,13 @@ def accumulate_read_stats(cols, n, block_start, block_end, block_offset, counter
     return n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def flush_coverage(cov_window, counters, cov_hist):
     """Flush every depth still in the coverage window (end of input)."""
     _cov_flush(cov_window, counters, cov_hist, counters[C_COV_BUF_POS] + cov_window.shape[0])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def regrow_window(cov_window, counters, new_size):
     """Copy the ring ``cov_window`` into a larger power-of-two ring, keeping positions."""
     out = np.zeros(new_size, dtype=cov_window.dtype)

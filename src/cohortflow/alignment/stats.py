@@ -1,8 +1,8 @@
 """samtools-stats compatible statistics of one BAM/CRAM/SAM file, in a single pass.
 
-Readers (``iter_read_columns``) decode records into int64 columns (``kernels.K_*``); the numba
-kernel ``accumulate_read_stats`` folds them into counters. BAM is decoded by numba straight from
-the BGZF stream (pysam's ``BGZFile``), CRAM and SAM through pysam's record iterator.
+The reader (:mod:`cohortflow.alignment.reader`) decodes records of any container into int64
+columns (``kernels.K_*``); the numba kernel ``accumulate_read_stats`` folds them into counters
+(:class:`SamtoolsStatsAccumulator`).
 
 The definitions follow samtools 1.16 ``stats`` with default options (no filtering flags,
 ``--insert-size 8000``, ``--most-inserts 0.99``, ``--coverage 1,1000,1``, no ``--remove-overlaps``):
@@ -17,28 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from cohortflow.alignment import kernels as K
-from cohortflow.errors import CohortflowError, InputFormatError
-
-_CHUNK_BYTES = 8 << 20
-_PY_BATCH = 65536
-_MISSING_QUAL_CHAR = chr(0xFF + 33)  # a 0xff quality byte as pysam's phred+33 text would show it
-
-
-@dataclasses.dataclass
-class AlignmentHeader:
-    """What the QC needs from the header: contigs and read-group samples."""
-
-    contig_names: list[str]
-    contig_lengths: np.ndarray
-    read_group_samples: list[str]
-    file_format: str  # "BAM", "CRAM" or "SAM"
+from cohortflow.alignment.reader import AlignmentHeader, RecordBatch, open_alignment, record_batches
+from cohortflow.errors import InputFormatError
 
 
 @dataclasses.dataclass
@@ -59,246 +44,78 @@ class AlignmentStats:
         return int(self.counters[index])
 
 
-# --------------------------------------------------------------------------------------- readers
-
-
-def open_alignment(path: str | Path, *, reference: str | Path | None = None, threads: int = 1):
-    """Open ``path`` with pysam; CRAM without a readable reference is a CohortflowError."""
-    import pysam
-
-    path = Path(path)
-    if not path.exists():
-        raise CohortflowError("alignment file not found", path=path)
-    if reference is not None and not Path(reference).exists():
-        raise CohortflowError(f"reference FASTA not found: {reference}", path=path)
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(4)
-    except OSError as err:
-        raise CohortflowError(f"cannot read file: {err}", path=path) from None
-    if magic[:4] == b"CRAM" and reference is None:
-        raise CohortflowError("CRAM input needs the reference FASTA it was written against (reference=)", path=path)
-    kwargs = {"check_sq": False, "threads": max(1, int(threads))}
-    if reference is not None:
-        kwargs["reference_filename"] = str(reference)
-    # htslib would print a warning for every CRAM without a .crai; the index is not needed here
-    previous = pysam.set_verbosity(0)
-    try:
-        return pysam.AlignmentFile(str(path), "r", **kwargs)
-    except (OSError, ValueError) as err:
-        raise InputFormatError(f"cannot open as BAM/CRAM/SAM: {err}", path=path) from None
-    finally:
-        pysam.set_verbosity(previous)
-
-
-def read_header(aln) -> AlignmentHeader:
-    """Contigs, read-group SM values and the container format of an open pysam file."""
-    names = list(aln.references)
-    lengths = np.asarray(aln.lengths, dtype=np.int64)
-    rgs = aln.header.to_dict().get("RG", []) or []
-    samples = [rg.get("SM", "") for rg in rgs]
-    fmt = "CRAM" if aln.is_cram else ("BAM" if aln.is_bam else "SAM")
-    return AlignmentHeader(names, lengths, samples, fmt)
-
-
-def _new_columns(capacity: int, n_blocks: int):
-    # the decoder writes every field it returns, so the buffers need no zeroing
-    return (np.empty((capacity, K.K_N), dtype=np.int64), np.empty(n_blocks, dtype=np.int64),
-            np.empty(n_blocks, dtype=np.int64))
-
-
-def _iter_bam_columns(path: Path) -> Iterator[tuple[np.ndarray, int, np.ndarray, np.ndarray]]:
-    """Decode a BAM file's records into columns with numba, chunk by chunk."""
-    from pysam.libcbgzf import BGZFile
-
-    try:
-        bgzf = BGZFile(str(path), "rb")
-    except OSError as err:
-        raise InputFormatError(f"cannot open BGZF stream: {err}", path=path) from None
-
-    def read(size: int) -> bytes:
-        try:
-            return bgzf.read(size)
-        except OSError as err:
-            raise InputFormatError(f"cannot decompress BAM data: {err}", path=path,
-                                   record=f"after record {records}") from None
-
-    records = 0
-    try:
-        head = read(8)
-        if len(head) < 8 or head[:4] != b"BAM\x01":
-            raise InputFormatError("not a BAM file (bad magic)", path=path)
-        (l_text,) = struct.unpack("<i", head[4:8])
-        read(l_text)
-        (n_ref,) = struct.unpack("<i", read(4))
-        for _ in range(n_ref):
-            (l_name,) = struct.unpack("<i", read(4))
-            read(l_name + 4)
-        pending = b""
-        while True:
-            data = read(_CHUNK_BYTES)
-            buf = pending + data if pending else data
-            if not buf:
-                return
-            arr = np.frombuffer(buf, dtype=np.uint8)
-            consumed_total = 0
-            while True:
-                rest = arr[consumed_total:]
-                cols, bs, be = _new_columns(len(rest) // 36 + 1, len(rest) // 4 + 1)
-                n, consumed, _nb, err = K.decode_bam_records(rest, len(rest), cols, bs, be)
-                if err >= 0:
-                    raise InputFormatError("corrupt BAM record", path=path, record=records + n + 1)
-                if n:
-                    records += n
-                    yield cols, n, bs, be
-                consumed_total += consumed
-                if n == 0 or consumed_total >= len(arr):
-                    break
-            pending = bytes(arr[consumed_total:]) if consumed_total < len(arr) else b""
-            if not data:
-                if pending:
-                    raise InputFormatError("truncated BAM file (incomplete last record)", path=path,
-                                           record=records + 1)
-                return
-    finally:
-        bgzf.close()
-
-
-def _iter_pysam_columns(aln, path: Path) -> Iterator[tuple[np.ndarray, int, np.ndarray, np.ndarray]]:
-    """Decode CRAM/SAM records through pysam into the same columns as the BAM decoder.
-
-    Per-read Python work is kept to the cheapest pysam accessors (``cigartuples``,
-    ``query_qualities_str``) and list appends; quality sums are taken per batch with numpy.
-    """
-    rows: list[tuple] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    quals: list[str] = []
-    nb = 0
-    it = aln.fetch(until_eof=True)
-    record = 0
-    cov_skip = K.F_UNMAP | K.F_SECONDARY
-    while True:
-        try:
-            r = next(it)
-        except StopIteration:
-            break
-        except (OSError, ValueError) as err:
-            hint = " (is reference= the FASTA this CRAM was written against?)" if aln.is_cram else ""
-            raise InputFormatError(f"cannot decode record: {err}{hint}", path=path, record=record + 1) from None
-        record += 1
-        flag = r.flag
-        l_seq = r.query_length
-        pos = r.reference_start
-        cigar = r.cigartuples
-        hclip = cigar_bases = n_ops = 0
-        if cigar:
-            n_ops = len(cigar)
-            want_blocks = not flag & cov_skip and l_seq > 0
-            ref = pos
-            for op, length in cigar:
-                if op == 0 or op == 7 or op == 8:  # M = X
-                    cigar_bases += length
-                    if want_blocks and length:
-                        starts.append(ref)
-                        ends.append(ref + length)
-                        nb += 1
-                    ref += length
-                elif op == 1:  # I
-                    cigar_bases += length
-                elif op == 2 or op == 3:  # D N
-                    ref += length
-                elif op == 5:  # H
-                    hclip += length
-        try:
-            nm = r.get_tag("NM")
-            if not isinstance(nm, int):
-                nm = 0  # as bam_aux2i for a non-integer tag
-        except KeyError:
-            nm = 0
-        q = r.query_qualities_str
-        # htslib stores missing qualities as 0xff bytes and samtools sums those as-is
-        quals.append(q if q is not None else _MISSING_QUAL_CHAR * l_seq)
-        rows.append((flag, r.reference_id, pos, r.mapping_quality, l_seq, r.next_reference_id,
-                     r.next_reference_start, r.template_length, hclip, cigar_bases, nm, 0, n_ops, nb))
-        if len(rows) == _PY_BATCH:
-            yield _pysam_batch(rows, quals, starts, ends)
-            rows, starts, ends, quals, nb = [], [], [], [], 0
-    if rows:
-        yield _pysam_batch(rows, quals, starts, ends)
-
-
-def _pysam_batch(rows, quals, starts, ends):
-    cols = np.array(rows, dtype=np.int64).reshape(len(rows), K.K_N)
-    codes = np.frombuffer("".join(quals).encode("utf-32-le"), dtype=np.uint32)
-    cum = np.concatenate([[0], np.cumsum(codes, dtype=np.int64)])
-    qend = np.cumsum(cols[:, K.K_LSEQ])
-    qstart = qend - cols[:, K.K_LSEQ]
-    cols[:, K.K_QUAL_SUM] = cum[qend] - cum[qstart] - 33 * cols[:, K.K_LSEQ]
-    return cols, len(rows), np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
-
-
 # ---------------------------------------------------------------------------------- accumulation
+
+
+class SamtoolsStatsAccumulator:
+    """Folds record batches (file order) into samtools-stats and flagstat counters."""
+
+    def __init__(self, header: AlignmentHeader, *, path: str | Path):
+        self.header = header
+        self.path = Path(path)
+        n_ref = len(header.contig_names)
+        self.n_ref = n_ref
+        self.counters = np.zeros(K.C_N, dtype=np.int64)
+        self.counters[K.C_IS_SORTED] = 1
+        self.counters[K.C_LAST_TID] = -1
+        self.counters[K.C_LAST_POS] = -1
+        self.counters[K.C_COV_TID] = -1
+        self.flagstat = np.zeros((K.FS_N, 2), dtype=np.int64)
+        self.read_lengths = np.zeros((3, 1024), dtype=np.int64)
+        self.mapq_hist = np.zeros(256, dtype=np.int64)
+        self.isize_hist = np.zeros((3, K.ISIZE_MAX + 1), dtype=np.int64)
+        self.cov_window = np.zeros(1 << 16, dtype=np.int32)
+        self.cov_hist = np.zeros(K.COV_MAX + 2, dtype=np.int64)
+        self.span_min = np.full(max(n_ref, 1), -1, dtype=np.int64)
+        self.span_max = np.full(max(n_ref, 1), -1, dtype=np.int64)
+
+    def add(self, batch: RecordBatch) -> None:
+        cols, n, bs, be = batch.cols, batch.n, batch.block_start, batch.block_end
+        _check_chunk(cols, n, self.n_ref, self.path, batch.first_record)
+        longest = int((cols[:n, K.K_LSEQ] + cols[:n, K.K_HCLIP]).max())
+        if longest >= self.read_lengths.shape[1]:
+            grown = np.zeros((3, 2 * longest + 1), dtype=np.int64)
+            grown[:, : self.read_lengths.shape[1]] = self.read_lengths
+            self.read_lengths = grown
+        start = 0
+        while start < n:
+            done = K.accumulate_read_stats(cols[start:n], n - start, bs, be,
+                                           int(cols[start - 1, K.K_BLOCK_END]) if start else 0,
+                                           self.counters, self.flagstat, self.read_lengths, self.mapq_hist,
+                                           self.isize_hist, self.cov_window, self.cov_hist, self.span_min,
+                                           self.span_max)
+            start += done
+            if start < n:  # a read's aligned blocks reach past the coverage window: grow it
+                self.cov_window = K.regrow_window(self.cov_window, self.counters, self.cov_window.shape[0] * 4)
+
+    def finish(self) -> "AlignmentStats":
+        K.flush_coverage(self.cov_window, self.counters, self.cov_hist)
+        return AlignmentStats(self.header, self.counters, self.flagstat, self.read_lengths, self.mapq_hist,
+                              self.isize_hist, self.cov_hist, self.span_min, self.span_max)
 
 
 def collect_alignment_stats(path: str | Path, *, reference: str | Path | None = None,
                             threads: int = 1) -> AlignmentStats:
     """Read ``path`` once and return its samtools-stats and flagstat accumulators."""
     path = Path(path)
-    aln = open_alignment(path, reference=reference, threads=threads)
-    try:
-        header = read_header(aln)
-        n_ref = len(header.contig_names)
-        counters = np.zeros(K.C_N, dtype=np.int64)
-        counters[K.C_IS_SORTED] = 1
-        counters[K.C_LAST_TID] = -1
-        counters[K.C_LAST_POS] = -1
-        counters[K.C_COV_TID] = -1
-        flagstat = np.zeros((K.FS_N, 2), dtype=np.int64)
-        read_lengths = np.zeros((3, 1024), dtype=np.int64)
-        mapq_hist = np.zeros(256, dtype=np.int64)
-        isize_hist = np.zeros((3, K.ISIZE_MAX + 1), dtype=np.int64)
-        cov_window = np.zeros(1 << 16, dtype=np.int32)
-        cov_hist = np.zeros(K.COV_MAX + 2, dtype=np.int64)
-        span_min = np.full(max(n_ref, 1), -1, dtype=np.int64)
-        span_max = np.full(max(n_ref, 1), -1, dtype=np.int64)
-
-        if header.file_format == "BAM":
-            chunks = _iter_bam_columns(path)
-        else:
-            chunks = _iter_pysam_columns(aln, path)
-        for cols, n, bs, be in chunks:
-            _check_chunk(cols, n, n_ref, path)
-            longest = int((cols[:n, K.K_LSEQ] + cols[:n, K.K_HCLIP]).max())
-            if longest >= read_lengths.shape[1]:
-                grown = np.zeros((3, 2 * longest + 1), dtype=np.int64)
-                grown[:, : read_lengths.shape[1]] = read_lengths
-                read_lengths = grown
-            start = 0
-            while start < n:
-                done = K.accumulate_read_stats(cols[start:n], n - start, bs, be,
-                                               int(cols[start - 1, K.K_BLOCK_END]) if start else 0,
-                                               counters, flagstat, read_lengths, mapq_hist, isize_hist,
-                                               cov_window, cov_hist, span_min, span_max)
-                start += done
-                if start < n:  # a read's aligned blocks reach past the coverage window: grow it
-                    cov_window = K.regrow_window(cov_window, counters, cov_window.shape[0] * 4)
-        K.flush_coverage(cov_window, counters, cov_hist)
-    finally:
-        aln.close()
-    return AlignmentStats(header, counters, flagstat, read_lengths, mapq_hist, isize_hist, cov_hist,
-                          span_min, span_max)
+    aln, header = open_alignment(path, reference=reference, threads=threads)
+    aln.close()
+    acc = SamtoolsStatsAccumulator(header, path=path)
+    for batch in record_batches(path, file_format=header.file_format, reference=reference, threads=threads):
+        acc.add(batch)
+    return acc.finish()
 
 
-def _check_chunk(cols, n, n_ref, path):
+def _check_chunk(cols, n, n_ref, path, first_record):
     tids = cols[:n, K.K_TID]
     bad = np.flatnonzero((tids < -1) | (tids >= n_ref))
     if bad.size:
-        raise InputFormatError(f"reference id {int(tids[bad[0]])} not in the header ({n_ref} contigs)", path=path)
+        raise InputFormatError(f"reference id {int(tids[bad[0]])} not in the header ({n_ref} contigs)", path=path,
+                               record=first_record + int(bad[0]))
     mapped = (cols[:n, K.K_FLAG] & K.F_UNMAP) == 0
     bad = np.flatnonzero(mapped & ((tids < 0) | (cols[:n, K.K_NCIGAR] == 0)))
     if bad.size:
-        raise InputFormatError("mapped read without reference or CIGAR", path=path)
+        raise InputFormatError("mapped read without reference or CIGAR", path=path, record=first_record + int(bad[0]))
 
 
 # ------------------------------------------------------------------------------------- reporting
