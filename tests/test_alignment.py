@@ -208,10 +208,12 @@ def test_known_bam(tmp_path):
     assert res["mapped_pct"] == pytest.approx(80.0)
     assert res["duplicate_pct"] == pytest.approx(20.0)
     assert res["mapq20_pct"] == pytest.approx(75.0)  # 6 of 8 primary mapped reads
-    span = (8040 - 100) + 50  # chrA first..last aligned base, chrB one read
-    assert res["mean_depth"] == pytest.approx(420 / span)
-    assert res["pct_1x"] == pytest.approx(100 * 320 / span)
+    # mosdepth's depth over both contigs (15 kb): p1 x2, p3, p4 and its supplementary 30M on chrA,
+    # p4 on chrB; duplicates, the secondary and the QC-failed read do not count
+    assert res["mean_depth"] == pytest.approx((4 * 50 + 30 + 50) / 15000)
+    assert res["pct_1x"] == pytest.approx(100 * 280 / 15000)
     assert res["pct_10x"] == 0.0
+    assert res["inferred_sex"] == "NA"  # no autosome or X named
     assert res["pass"] is False and res["fail_reasons"] == "mapped_pct=80<90"
     header, row = (tmp_path / "known.metrics.tsv").read_text().splitlines()
     assert header.split("\t") == METRIC_COLUMNS

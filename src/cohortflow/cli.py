@@ -38,7 +38,15 @@ def _cmd_simulate_demo(a):
 def _cmd_alignment_qc(a):
     from cohortflow.alignment.api import alignment_qc
 
-    alignment_qc(a.bam, out_prefix=a.out, reference=a.reference, sample=a.sample, threads=a.threads)
+    alignment_qc(a.bam, out_prefix=a.out, reference=a.reference, regions=a.regions, sample=a.sample,
+                 threads=a.threads, per_base=a.per_base)
+
+
+def _cmd_depth(a):
+    from cohortflow.alignment.api import depth
+
+    depth(a.bam, out_prefix=a.out, reference=a.reference, regions=a.regions, per_base=not a.no_per_base,
+          threads=a.threads, exclude_flags=a.flag, min_mapq=a.mapq, count_overlaps=a.count_overlaps)
 
 
 def _cmd_ingest(a):
@@ -255,10 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-donors", type=int, default=24)
     p.add_argument("--n-spots", type=int, default=2500)
 
-    p = add("alignment-qc", _cmd_alignment_qc, "samtools-compatible QC of one BAM/CRAM (.stats, .flagstat, .metrics.tsv)")
-    p.add_argument("--bam", required=True)
+    p = add("alignment-qc", _cmd_alignment_qc,
+            "QC of one BAM/CRAM/SAM in one pass: samtools stats/flagstat, mosdepth coverage, sex, metrics row")
+    p.add_argument("--bam", required=True, help="BAM, CRAM or SAM")
     p.add_argument("--reference", help="reference FASTA (required for CRAM)")
+    p.add_argument("--regions", help="BED of target regions (the file must be sorted and indexed)")
     p.add_argument("--sample")
+    p.add_argument("--per-base", action="store_true", help="also write PREFIX.per-base.bed.gz")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="output prefix")
+
+    p = add("depth", _cmd_depth, "per-base depth of one BAM/CRAM, mosdepth's outputs (+ coverage.tsv)")
+    p.add_argument("--bam", required=True, help="BAM, CRAM or SAM (coordinate-sorted)")
+    p.add_argument("--reference", help="reference FASTA (required for CRAM)")
+    p.add_argument("--regions", help="BED of regions (the file must be indexed)")
+    p.add_argument("--no-per-base", action="store_true", help="skip PREFIX.per-base.bed.gz")
+    p.add_argument("--flag", type=int, default=1796, help="skip reads with any of these flag bits [1796]")
+    p.add_argument("--mapq", type=int, default=0, help="skip reads with MAPQ below this [0]")
+    p.add_argument("--count-overlaps", action="store_true",
+                   help="count both mates where they overlap (samtools depth), not once (mosdepth)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="output prefix")
 

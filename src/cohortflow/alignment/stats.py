@@ -263,20 +263,3 @@ def format_stats_text(st: AlignmentStats, *, source: str) -> str:
     for q in np.flatnonzero(st.mapq_hist):
         out.append(f"MAPQ\t{int(q)}\t{int(st.mapq_hist[q])}\n")
     return "".join(out)
-
-
-def depth_summary(st: AlignmentStats, thresholds=(1, 10, 20, 30)) -> dict[str, float]:
-    """Mean depth and % of positions at >= each threshold over the covered span.
-
-    The span is, per contig, first to last reference position covered by an aligned (M/=/X)
-    base of a read counted in COV; positions inside it with depth 0 count. Depth is samtools'
-    COV depth (duplicates and QC-failed reads included, deletions excluded).
-    """
-    covered = st.span_max >= 0
-    span = int((st.span_max[covered] - st.span_min[covered]).sum())
-    out: dict[str, float] = {"covered_span_bp": float(span)}
-    out["mean_depth"] = st.counter(K.C_COV_BASES) / span if span else 0.0
-    for t in thresholds:
-        at_least = int(st.cov_hist[t:].sum())
-        out[f"pct_{t}x"] = 100.0 * at_least / span if span else 0.0
-    return out
