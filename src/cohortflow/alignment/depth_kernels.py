@@ -60,8 +60,9 @@ def _name_hash(buf, off):
 
 
 @numba.njit(cache=True, nogil=True)
-def _read_events(buf, off, pos, ev_pos, ev_val):
-    """Start (+1) / end (-1) events of a read's covered blocks, adjacent blocks merged.
+def _read_events(buf, off, pos, ev_pos, ev_val, limit):
+    """Start (+1) / end (-1) events of a read's covered blocks, adjacent blocks merged and
+    clipped to the contig end ``limit`` (a read may hang over it).
 
     Returns (number of events, read end on the reference, number of CIGAR operations)."""
     l_name = np.int64(buf[off + 12])
@@ -82,9 +83,9 @@ def _read_events(buf, off, pos, ev_pos, ev_val):
                     block_end = ref + ln
                 else:
                     if block_start >= 0 and n_ev + 2 <= cap:
-                        ev_pos[n_ev] = block_start
+                        ev_pos[n_ev] = min(block_start, limit)
                         ev_val[n_ev] = 1
-                        ev_pos[n_ev + 1] = block_end
+                        ev_pos[n_ev + 1] = min(block_end, limit)
                         ev_val[n_ev + 1] = -1
                         n_ev += 2
                     elif block_start >= 0:
@@ -96,9 +97,9 @@ def _read_events(buf, off, pos, ev_pos, ev_val):
             ref += ln
     if block_start >= 0:
         if n_ev + 2 <= cap:
-            ev_pos[n_ev] = block_start
+            ev_pos[n_ev] = min(block_start, limit)
             ev_val[n_ev] = 1
-            ev_pos[n_ev + 1] = block_end
+            ev_pos[n_ev + 1] = min(block_end, limit)
             ev_val[n_ev + 1] = -1
             n_ev += 2
         else:
@@ -151,6 +152,7 @@ def add_depth(buf, cols, n, start, tid, diff, exclude_flags, min_mapq, count_ove
     """
     ev_pos = np.empty(MAX_EVENTS, dtype=np.int64)
     ev_val = np.empty(MAX_EVENTS, dtype=np.int8)
+    limit = diff.shape[0] - 1  # the contig length
     for i in range(start, n):
         row = cols[i]
         flag = row[K_FLAG]
@@ -163,7 +165,7 @@ def add_depth(buf, cols, n, start, tid, diff, exclude_flags, min_mapq, count_ove
             state[S_UNSORTED] = 1
             return UNSORTED
         off = row[K_REC_OFF]
-        n_ev, stop, n_cigar = _read_events(buf, off, pos, ev_pos, ev_val)
+        n_ev, stop, n_cigar = _read_events(buf, off, pos, ev_pos, ev_val, limit)
         if (not count_overlaps) and (flag & F_PROPER) and not (flag & F_SUPPLEMENTARY) and n_ev <= MAX_EVENTS:
             mpos = row[K_MPOS]
             key = _name_hash(buf, off)
@@ -186,21 +188,21 @@ def add_depth(buf, cols, n, start, tid, diff, exclude_flags, min_mapq, count_ove
                 free_stack[state[S_FREE_TOP]] = slot
                 state[S_FREE_TOP] += 1
                 if n_cigar == 1 and slot_meta[slot, 3] == 1:
-                    diff[pos] -= 1
-                    diff[slot_meta[slot, 1]] += 1
+                    diff[min(pos, limit)] -= 1
+                    diff[min(slot_meta[slot, 1], limit)] += 1
                 else:
                     _remove_pair_overlap(diff, ev_pos, ev_val, n_ev, slot_pos[slot], slot_val[slot], slot_meta[slot, 2])
         if n_ev <= MAX_EVENTS:
             for k in range(n_ev):
                 diff[ev_pos[k]] += ev_val[k]
         else:  # a read of more than MAX_EVENTS / 2 blocks: added block by block, never stored
-            _add_long_read(buf, off, pos, diff)
+            _add_long_read(buf, off, pos, diff, limit)
         state[S_LAST_POS] = pos
     return n
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_long_read(buf, off, pos, diff):
+def _add_long_read(buf, off, pos, diff, limit):
     l_name = np.int64(buf[off + 12])
     n_cigar = np.int64(buf[off + 16]) | (np.int64(buf[off + 17]) << 8)
     p_cigar = off + 36 + l_name
@@ -210,8 +212,8 @@ def _add_long_read(buf, off, pos, diff):
         op = c & 0xF
         ln = c >> 4
         if op == 0 or op == 7 or op == 8:
-            diff[ref] += 1
-            diff[ref + ln] -= 1
+            diff[min(ref, limit)] += 1
+            diff[min(ref + ln, limit)] -= 1
             ref += ln
         elif op == 2 or op == 3:
             ref += ln
