@@ -80,7 +80,8 @@ def test_tables(demo, truth):
 
 def test_vcf_ref_matches_fasta_and_truth(demo, truth):
     fasta = pysam.FastaFile(str(demo / "reference.fa"))
-    assert list(fasta.references) == ["1", "2"] and list(fasta.lengths) == [1_000_000, 1_000_000]
+    assert list(fasta.references) == ["1", "2", "X", "Y"]
+    assert list(fasta.lengths) == [1_000_000, 1_000_000, 400_000, 200_000]
     n_total, n_missing, n_calls = 0, 0, 0
     for chrom in ("1", "2"):
         _, positions, _, _, hap = load_true_haplotypes(demo / "genotypes" / "true_haplotypes.npz", chrom)
@@ -197,7 +198,7 @@ def test_bam_structure(bams):
     with pysam.AlignmentFile(str(path)) as bam:
         header = bam.header.to_dict()
         assert header["HD"]["SO"] == "coordinate"
-        assert [sq["SN"] for sq in header["SQ"]] == ["1", "2"]
+        assert [sq["SN"] for sq in header["SQ"]] == ["1", "2", "X", "Y"]
         assert header["RG"][0]["SM"] == "S00001"
         reads = list(bam.fetch(until_eof=True))
     starts = [r.reference_start for r in reads]

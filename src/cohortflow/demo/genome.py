@@ -55,6 +55,8 @@ from cohortflow.io.atomic import atomic_open, atomic_path, write_json_atomic
 SIGNIFICANCE_THRESHOLD = 5e-8
 LOCUS_WINDOW_BP = 250_000
 HAPLOTYPES_FILE = "genotypes/true_haplotypes.npz"
+# Reference-only sex chromosomes: the demo reads place X and Y depth by sex (alignment QC's sex check).
+SEX_CHROMOSOME_LENGTHS = {"X": 400_000, "Y": 200_000}
 _BASE_PROBABILITIES = np.array([0.295, 0.205, 0.205, 0.295])  # ~41% GC
 _AGE_RANGE = (40, 70)
 
@@ -290,7 +292,8 @@ def simulate_genotypes(
 
     Writes (all deterministic in ``seed``):
 
-    * ``reference.fa`` + ``reference.fa.fai``: random sequence, contigs ``1`` .. ``n_chromosomes``;
+    * ``reference.fa`` + ``reference.fa.fai``: random sequence, contigs ``1`` .. ``n_chromosomes``, then
+      ``X`` and ``Y`` (:data:`SEX_CHROMOSOME_LENGTHS`; sequence only, no variants);
     * ``genes.gtf``: GTF ``gene`` records (``gene_id`` = ``gene_name`` = ``CFG1001``...);
     * ``genotypes/chr{c}.vcf.gz`` + ``.tbi``: VCFv4.2, biallelic SNVs, phased ``GT``, IDs
       ``chrom:pos:ref:alt``, REF = reference base, ``./.`` at ``missing_rate``;
@@ -315,7 +318,11 @@ def simulate_genotypes(
 
     ref_rng = _rng(seed, "reference")
     reference = {c: ref_rng.choice(4, size=chrom_length, p=_BASE_PROBABILITIES).astype(np.uint8) for c in chroms}
-    _write_reference(out / "reference.fa", reference)
+    # Sex chromosomes (sequence only: the VCFs stay autosomal), each from its own stream so the
+    # autosomes' sequence is what it was without them.
+    sex_chromosomes = {name: _rng(seed, f"reference:{name}").choice(4, size=length, p=_BASE_PROBABILITIES)
+                       .astype(np.uint8) for name, length in SEX_CHROMOSOME_LENGTHS.items()}
+    _write_reference(out / "reference.fa", {**reference, **sex_chromosomes})
     genes = simulate_genes(chroms, chrom_length, spacing=gene_spacing, length=gene_length, rng=_rng(seed, "genes"))
     _write_gtf(out / "genes.gtf", genes)
 
