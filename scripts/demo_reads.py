@@ -1,12 +1,11 @@
 """Snakemake adapter: simulate one demo individual's paired-end reads (sorted, indexed BAM)."""
 from pathlib import Path
 
-from cohortflow.demo.reads import simulate_reads
+from cohortflow.demo.reads import parse_region, simulate_reads
 from cohortflow.scripting import run_step
 
 demo = snakemake.params.demo
-chrom, span = demo["reads"]["region"].split(":")
-start, end = (int(x) for x in span.split("-"))
+reads = demo["reads"]
 run_step(
     snakemake,
     simulate_reads,
@@ -14,7 +13,14 @@ run_step(
     reference=snakemake.input.reference,
     haplotypes=snakemake.input.haplotypes,
     samples=[snakemake.wildcards.sample],
-    region=(chrom, start, end),
-    coverage=demo["reads"]["coverage"],
+    region=parse_region(reads["region"]),
+    coverage=reads["coverage"],
+    n_site_windows=reads["site_windows"],
+    site_window_bp=reads["site_window_bp"],
+    x_region=parse_region(reads["x_region"]),
+    y_region=parse_region(reads["y_region"]),
+    sample_info=snakemake.input.samples,
+    y_female_fraction=reads["y_female_fraction"],
+    contamination=reads["contamination"],
     seed=demo["seed"],
 )

@@ -3,6 +3,11 @@
 DEMO_DIR = DEMO["out_dir"]
 DEMO_CHROMS = [str(i + 1) for i in range(DEMO["n_chromosomes"])]
 DEMO_VCFS = expand(f"{DEMO_DIR}/genotypes/chr{{chrom}}.vcf.gz", chrom=DEMO_CHROMS)
+# Each rule's params hold only the settings it reads, so changing the reads does not re-simulate
+# the genotypes (and everything after them), nor a new sheet the BAMs.
+DEMO_GENOME = {k: v for k, v in DEMO.items() if k != "reads"}
+DEMO_READS = {"seed": DEMO["seed"], "reads": {k: v for k, v in DEMO["reads"].items() if k != "sheet"}}
+DEMO_ALIGNMENT_TRUTH = {"reads": {k: DEMO["reads"][k] for k in ("contamination", "y_female_fraction")}}
 
 
 rule demo_genotypes:
@@ -18,7 +23,7 @@ rule demo_genotypes:
         covariates=f"{DEMO_DIR}/covariates.tsv",
         truth=f"{DEMO_DIR}/truth.json",
     params:
-        demo=DEMO,
+        demo=DEMO_GENOME,
     log:
         "logs/demo/demo_genotypes.log",
     benchmark:
@@ -34,16 +39,19 @@ rule demo_genotypes:
 
 
 rule demo_reads:
+    # Autosomal reads from the individual's haplotypes (one region + a SNP panel of windows), X and
+    # Y depth by sex, and the planted contamination of config demo.reads.contamination.
     input:
         reference=f"{DEMO_DIR}/reference.fa",
         fai=f"{DEMO_DIR}/reference.fa.fai",
         haplotypes=f"{DEMO_DIR}/genotypes/true_haplotypes.npz",
+        samples=f"{DEMO_DIR}/samples.tsv",
         vcfs=DEMO_VCFS,
     output:
         bam=f"{DEMO_DIR}/bam/{{sample}}.bam",
         bai=f"{DEMO_DIR}/bam/{{sample}}.bam.bai",
     params:
-        demo=DEMO,
+        demo=DEMO_READS,
     log:
         "logs/demo/demo_reads.{sample}.log",
     benchmark:
@@ -56,6 +64,55 @@ rule demo_reads:
         "../../envs/demo.yaml"
     script:
         "../../scripts/demo_reads.py"
+
+
+rule demo_alignment_targets:
+    # The regions the demo reads cover (BED): the alignment QC's targets (cohort sheet column
+    # alignment_targets).
+    input:
+        reference=f"{DEMO_DIR}/reference.fa",
+        fai=f"{DEMO_DIR}/reference.fa.fai",
+        haplotypes=f"{DEMO_DIR}/genotypes/true_haplotypes.npz",
+    output:
+        bed=f"{DEMO_DIR}/alignment_targets.bed",
+    params:
+        demo=DEMO_READS,
+    log:
+        "logs/demo/demo_alignment_targets.log",
+    benchmark:
+        "logs/demo/demo_alignment_targets.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../../envs/demo.yaml"
+    script:
+        "../../scripts/demo_alignment_targets.py"
+
+
+rule demo_alignment_truth:
+    # Known answers of the demo alignment sheet: each BAM's true individual and sex, the planted
+    # swap (read from the sheet) and the contaminated sample.
+    input:
+        sheet=DEMO["reads"]["sheet"],
+        samples=f"{DEMO_DIR}/samples.tsv",
+    output:
+        truth=f"{DEMO_DIR}/alignment_truth.json",
+    params:
+        demo=DEMO_ALIGNMENT_TRUTH,
+    log:
+        "logs/demo/demo_alignment_truth.log",
+    benchmark:
+        "logs/demo/demo_alignment_truth.benchmark.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/demo.yaml"
+    script:
+        "../../scripts/demo_alignment_truth.py"
 
 
 rule demo_expression:
@@ -71,7 +128,7 @@ rule demo_expression:
         cell_truth=f"{DEMO_DIR}/singlecell_truth.tsv",
         spot_truth=f"{DEMO_DIR}/spatial_truth.tsv",
     params:
-        demo=DEMO,
+        demo=DEMO_GENOME,
     log:
         "logs/demo/demo_expression.log",
     benchmark:
