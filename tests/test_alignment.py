@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cohortflow.alignment.api import METRIC_COLUMNS, alignment_qc, summarize_alignment_qc
+from cohortflow.alignment.api import METRIC_COLUMNS, SUMMARY_COLUMNS, alignment_qc, summarize_alignment_qc
 from cohortflow.errors import CohortflowError, ConfigError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -18,7 +18,8 @@ SAMTOOLS = shutil.which("samtools")
 needs_samtools = pytest.mark.skipif(SAMTOOLS is None, reason="samtools not on PATH")
 
 # sections compared line by line with samtools stats (the others are not written by us)
-COMPARED = ("SN", "IS", "RL", "FRL", "LRL", "COV")
+COMPARED = ("SN", "FFQ", "LFQ", "GCF", "GCL", "GCC", "GCT", "FBC", "FTC", "LBC", "LTC", "IS", "RL", "FRL", "LRL",
+            "ID", "IC", "COV")
 
 
 def _shared_files() -> list[Path]:
@@ -77,7 +78,7 @@ def test_matches_samtools_on_shared_files(path, tmp_path):
             if line.startswith("SN\t"):
                 field, value = line.split("\t")[1:3]
                 assert value == CE_LARGE_SEQ_SAMTOOLS_1_16.get(field.rstrip(":"), "0"), field
-        assert [line for line in ours if not line.startswith(("SN", "FRL"))] == CE_LARGE_SEQ_COV_RL
+        assert [line for line in ours if line.startswith(("RL\t", "COV\t"))] == CE_LARGE_SEQ_COV_RL
         assert (tmp_path / "qc.flagstat").read_text() == _samtools("flagstat", str(path))
         return
     ref_args = ["--reference", str(reference)] if reference else []
@@ -269,10 +270,12 @@ def test_summarize_sorts_by_sample(tmp_path):
     paths = [tmp_path / f"{n}.metrics.tsv" for n in ("zeta", "alpha", "mid")]
     summarize_alignment_qc(paths, out=tmp_path / "summary.tsv")
     lines = (tmp_path / "summary.tsv").read_text().splitlines()
-    assert lines[0].split("\t") == METRIC_COLUMNS
+    assert lines[0].split("\t") == SUMMARY_COLUMNS
     assert [line.split("\t")[0] for line in lines[1:]] == ["alpha", "mid", "zeta"]
-    # rows are repeated verbatim from the per-sample files
-    assert lines[1].split("\t")[1:] == (tmp_path / "alpha.metrics.tsv").read_text().splitlines()[1].split("\t")[1:]
+    # the per-sample values are repeated verbatim from the per-sample files
+    n = len(METRIC_COLUMNS) - 2
+    assert lines[1].split("\t")[1:n] == (tmp_path / "alpha.metrics.tsv").read_text().splitlines()[1].split("\t")[1:n]
+    assert lines[1].split("\t")[n:n + 7] == ["NA", "unknown", "0", "NA", "", "NA", "not_checked"]
     with pytest.raises(CohortflowError, match="more than one"):
         summarize_alignment_qc([paths[0], paths[0]], out=tmp_path / "dup.tsv")
 

@@ -1,14 +1,49 @@
-# Alignment-file QC per sample (cohortflow.alignment): samtools-stats-compatible metrics.
+# Alignment-file QC per sample (cohortflow.alignment): samtools stats/flagstat, mosdepth coverage,
+# sex from X/Y depth, contamination at common SNPs; then the cohort table with the sex and
+# identity (swap) checks.
+
+
+rule alignment_sites:
+    # Common biallelic SNPs of the cohort's own QC'd genotypes (inside the targets, if any), with
+    # their allele frequencies: the contamination and identity checks count bases at them.
+    input:
+        bed=res("{cohort}", "qc/qc.bed"),
+        bim=res("{cohort}", "qc/qc.bim"),
+        fam=res("{cohort}", "qc/qc.fam"),
+        targets=alignment_targets,
+    output:
+        vcf=res("{cohort}", "alignment_qc/sites.vcf.gz"),
+        tbi=res("{cohort}", "alignment_qc/sites.vcf.gz.tbi"),
+    params:
+        min_maf=config["alignment_qc"]["site_min_maf"],
+    log:
+        res("{cohort}", "logs/alignment_sites.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/alignment_sites.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/alignment.yaml"
+    script:
+        "../../scripts/alignment_sites.py"
 
 
 rule alignment_qc:
     input:
         bam=alignment_bam,
         index=alignment_index,
+        targets=alignment_targets,
+        sites=alignment_site_list,
     output:
         stats=res("{cohort}", "alignment_qc/{sample}.stats"),
         flagstat=res("{cohort}", "alignment_qc/{sample}.flagstat"),
         metrics=res("{cohort}", "alignment_qc/{sample}.metrics.tsv"),
+        coverage=res("{cohort}", "alignment_qc/{sample}.coverage.tsv"),
+        mosdepth_summary=res("{cohort}", "alignment_qc/{sample}.mosdepth.summary.txt"),
+        mosdepth_dist=res("{cohort}", "alignment_qc/{sample}.mosdepth.global.dist.txt"),
+        site_counts=res("{cohort}", "alignment_qc/{sample}.sites.tsv.gz"),
     params:
         reference=lambda w: COHORTS[w.cohort].get("reference") or None,
         thresholds=config["alignment_qc"]["thresholds"],
@@ -16,9 +51,9 @@ rule alignment_qc:
         res("{cohort}", "logs/alignment_qc.{sample}.log"),
     benchmark:
         res("{cohort}", "benchmarks/alignment_qc.{sample}.tsv")
-    threads: 1
+    threads: 2
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=60,
     conda:
         "../../envs/alignment.yaml"
@@ -29,16 +64,22 @@ rule alignment_qc:
 rule alignment_qc_summary:
     input:
         metrics=lambda w: expand(res(w.cohort, "alignment_qc/{sample}.metrics.tsv"), sample=sorted(ALIGNMENT[w.cohort])),
+        site_counts=lambda w: expand(res(w.cohort, "alignment_qc/{sample}.sites.tsv.gz"), sample=sorted(ALIGNMENT[w.cohort])),
+        genotypes=lambda w: [res(w.cohort, f"qc/qc.{ext}") for ext in ("bed", "bim", "fam")] if COHORTS[w.cohort].has_genotypes else [],
+        sample_info=lambda w: COHORTS[w.cohort].get("sample_info") or [],
     output:
         summary=res("{cohort}", "alignment_qc/summary.tsv"),
+        identity=res("{cohort}", "alignment_qc/identity.tsv"),
+    params:
+        identity=config["alignment_qc"]["identity"],
     log:
         res("{cohort}", "logs/alignment_qc_summary.log"),
     benchmark:
         res("{cohort}", "benchmarks/alignment_qc_summary.tsv")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=1000,
+        runtime=10,
     conda:
         "../../envs/alignment.yaml"
     script:

@@ -109,11 +109,28 @@ def truth_inputs(wildcards):
     if cohort.has_singlecell or cohort.has_spatial:
         extra = [os.path.join(folder, f) for f in ("singlecell_truth.json", "singlecell_truth.tsv", "spatial_truth.tsv")]
     extra += [f"{p}.expected.json" for p in cohort.pgs_files if os.path.dirname(p) == os.path.join(folder, "pgs")]
+    if cohort.has_alignment:  # the demo's planted sexes, swap and contamination
+        extra.append(os.path.join(folder, "alignment_truth.json"))
     return [truth, *extra]
 
 
 def alignment_bam(wildcards):
     return ALIGNMENT[wildcards.cohort][wildcards.sample]
+
+
+def alignment_targets(wildcards):
+    """The cohort's target BED (exome, panel) or nothing (whole genome)."""
+    return COHORTS[wildcards.cohort].get("alignment_targets") or []
+
+
+def alignment_site_list(wildcards):
+    """Sites for the contamination and identity checks: config alignment_qc.sites (a VCF with
+    AF), else the cohort's own common SNPs, else none."""
+    if config["alignment_qc"].get("sites"):
+        return config["alignment_qc"]["sites"]
+    if COHORTS[wildcards.cohort].has_genotypes:
+        return res(wildcards.cohort, "alignment_qc/sites.vcf.gz")
+    return []
 
 
 def alignment_index(wildcards):

@@ -29,7 +29,8 @@ from cohortflow.alignment import kernels as K
 from cohortflow.alignment.contamination import estimate_contamination
 from cohortflow.alignment.depth import DEFAULT_EXCLUDE_FLAGS, DepthAccumulator, DepthResult, read_regions
 from cohortflow.alignment.flagstat import format_flagstat_text
-from cohortflow.alignment.reader import open_alignment, record_batches
+from cohortflow.alignment.depth_kernels import record_offsets
+from cohortflow.alignment.reader import open_alignment, record_batches, record_byte_batches
 from cohortflow.alignment.sex import infer_sex
 from cohortflow.alignment.sites import SiteCounter, read_sites
 from cohortflow.alignment.stats import (
@@ -82,6 +83,14 @@ def _scan(bam: Path, *, reference, regions, threads, per_base_fh, exclude_flags,
                              threads=threads, require_sorted=region_set is not None)
     stats = SamtoolsStatsAccumulator(header, path=bam) if with_stats else None
     counter = SiteCounter(sites, header.contig_names, path=bam) if sites is not None else None
+    if stats is None and counter is None:  # depth alone needs no decoded columns: record offsets do
+        records = 0
+        for buf in record_byte_batches(bam, file_format=header.file_format, reference=reference, threads=threads):
+            rec_off = np.empty(len(buf) // 36 + 1, dtype=np.int64)
+            n = int(record_offsets(buf, rec_off))
+            depth.add_records(buf, rec_off, n, records + 1)
+            records += n
+        return header, None, depth.finish(), None
     for batch in record_batches(bam, file_format=header.file_format, reference=reference, threads=threads):
         if stats is not None:
             stats.add(batch)
@@ -141,7 +150,8 @@ def depth(bam: str | Path, *, out_prefix: str | Path, reference: str | Path | No
 
 def alignment_qc(bam: str | Path, *, out_prefix: str | Path, reference: str | Path | None = None,
                  regions: str | Path | None = None, sites: str | Path | None = None, sample: str | None = None,
-                 threads: int = 1, thresholds: dict | None = None, per_base: bool = False) -> dict:
+                 threads: int = 1, thresholds: dict | None = None, per_base: bool = False,
+                 write_empty_sites: bool = False) -> dict:
     """QC one alignment file in a single pass; write the files listed in the module docstring.
 
     Parameters
@@ -174,6 +184,9 @@ def alignment_qc(bam: str | Path, *, out_prefix: str | Path, reference: str | Pa
         indexed, coordinate-sorted file.
     per_base
         Also write ``{out_prefix}.per-base.bed.gz`` (over the regions when given).
+    write_empty_sites
+        Without ``sites``, still write ``{out_prefix}.sites.tsv.gz`` (header only), so a workflow
+        can declare it.
 
     Returns
     -------
@@ -223,7 +236,7 @@ def alignment_qc(bam: str | Path, *, out_prefix: str | Path, reference: str | Pa
     paths.update(_depth_outputs(prefix, dres))
     if per_base:
         paths["per_base"] = prefix + ".per-base.bed.gz"
-    if counts is not None:
+    if counts is not None or write_empty_sites:
         paths["sites"] = prefix + ".sites.tsv.gz"
         _write_site_counts(paths["sites"], site_set, counts)
     with atomic_open(paths["metrics"]) as out:
@@ -236,6 +249,10 @@ def alignment_qc(bam: str | Path, *, out_prefix: str | Path, reference: str | Pa
 
 
 def _write_site_counts(path: str, sites, counts) -> None:
+    if sites is None:
+        with atomic_open(path) as fh:
+            fh.write("\t".join(SITE_COUNT_COLUMNS) + "\n")
+        return
     letters = np.array(["", "A", "C", "", "G", "", "", "", "T"], dtype=object)
     table = pd.DataFrame({"chrom": sites.chrom, "pos": sites.pos + 1, "ref": letters[sites.ref],
                           "alt": letters[sites.alt], "ref_count": counts[:, 0], "alt_count": counts[:, 1],

@@ -330,49 +330,39 @@ class DepthAccumulator:
         self.next_tid = 0  # contigs before this one are finished (written)
         self.unsorted = False
         self.records = 0
+        self._no_contig = np.zeros(1, dtype=np.int32)  # diff while no contig is open (never written)
 
     # ------------------------------------------------------------------------------ input
     def add(self, batch: RecordBatch) -> None:
+        self.add_records(batch.buf, np.ascontiguousarray(batch.cols[:batch.n, K.K_REC_OFF]), batch.n,
+                         batch.first_record)
+
+    def add_records(self, buf: np.ndarray, rec_off: np.ndarray, n: int, first_record: int) -> None:
+        """Add the ``n`` records at offsets ``rec_off`` of ``buf`` (file order)."""
         if self.unsorted:
             return
-        cols, n = batch.cols, batch.n
-        tids = cols[:n, K.K_TID]
-        present = tids[tids >= 0]
-        if present.size:
-            self.seen[np.unique(present)] = True
         start = 0
         while start < n:
-            if self.tid < 0:
-                status = self._first_counted(cols, n, start)
-                if status >= n:
-                    break
-                self._open_contig(int(cols[status, K.K_TID]))
-                start = status
-            status = DK.add_depth(batch.buf, cols, n, start, self.tid, self.diff, self.exclude_flags, self.min_mapq,
+            diff = self.diff if self.diff is not None else self._no_contig
+            status = DK.add_depth(buf, rec_off, n, start, self.tid, diff, self.exclude_flags, self.min_mapq,
                                   self.count_overlaps, self.state, self.mates, self.slot_pos, self.slot_val,
-                                  self.slot_meta, self.free)
+                                  self.slot_meta, self.free, self.seen)
             if status == DK.NEED_SLOTS:
                 self._grow_slots()
                 continue
             if status == DK.UNSORTED:
-                self._mark_unsorted(batch.first_record)
+                self._mark_unsorted(first_record)
                 return
             if status >= n:
                 break
-            new_tid = int(cols[status, K.K_TID])
-            if new_tid < self.tid:
-                self._mark_unsorted(batch.first_record + status)
+            new_tid = int(DK.record_tid(buf, rec_off[status]))
+            if new_tid < self.tid or new_tid < 0:
+                self._mark_unsorted(first_record + status)
                 return
             self._close_contig()
             self._open_contig(new_tid)
             start = status
         self.records += n
-
-    def _first_counted(self, cols, n, start) -> int:
-        flags = cols[start:n, K.K_FLAG]
-        ok = ((flags & self.exclude_flags) == 0) & (cols[start:n, K.K_MAPQ] >= self.min_mapq)
-        hits = np.flatnonzero(ok)
-        return start + int(hits[0]) if hits.size else n
 
     def _mark_unsorted(self, record: int) -> None:
         if self.require_sorted:

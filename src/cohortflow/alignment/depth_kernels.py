@@ -17,7 +17,7 @@ import numpy as np
 from numba import types
 from numba.typed import Dict
 
-from cohortflow.alignment.kernels import F_PROPER, F_SUPPLEMENTARY, K_FLAG, K_MAPQ, K_MPOS, K_MTID, K_POS, K_REC_OFF, K_TID
+from cohortflow.alignment.kernels import F_PROPER, F_SUPPLEMENTARY
 
 MAX_EVENTS = 64  # start/end events kept per stored mate (32 aligned blocks)
 MAX_DEPTH = 400000  # depths above are binned just below it, as mosdepth
@@ -140,36 +140,65 @@ def _remove_pair_overlap(diff, ev_pos, ev_val, n_ev, m_pos, m_val, m_n):
         last = pos[k]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _i32(buf, o):
+    v = _u32(buf, o)
+    return v - (np.int64(1) << 32) if v >= (np.int64(1) << 31) else v
+
+
 @numba.njit(cache=True, nogil=True)
-def add_depth(buf, cols, n, start, tid, diff, exclude_flags, min_mapq, count_overlaps, state,
-              mates, slot_pos, slot_val, slot_meta, free_stack):
-    """Add reads cols[start:n] of contig ``tid`` to its difference array ``diff``.
+def record_offsets(buf, out):
+    """Offsets of the BAM records laid end to end in ``buf`` (whole records only) into ``out``;
+    returns their number."""
+    o = 0
+    n = 0
+    end = buf.shape[0]
+    while o + 4 <= end and n < out.shape[0]:
+        out[n] = o
+        n += 1
+        o += 4 + _i32(buf, o)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def record_tid(buf, off):
+    return _i32(buf, off + 4)
+
+
+@numba.njit(cache=True, nogil=True)
+def add_depth(buf, rec_off, n, start, tid, diff, exclude_flags, min_mapq, count_overlaps, state,
+              mates, slot_pos, slot_val, slot_meta, free_stack, seen):
+    """Add records rec_off[start:n] (BAM record bytes in ``buf``) of contig ``tid`` to its
+    difference array ``diff``; ``seen[t]`` is set for every contig t a record names.
 
     Returns ``n`` when all were added, the index of the first counted read on another contig
-    (the caller finishes this contig and calls again from there), ``NEED_SLOTS`` when the mate
-    storage is full (grow it and call again with the same ``start``; nothing was added for the
-    read that needed it) or ``UNSORTED`` when a read starts before the previous one.
+    (with ``tid`` -1: the first counted read; the caller finishes this contig and calls again from
+    there), ``NEED_SLOTS`` when the mate storage is full (grow it and call again with the same
+    ``start``; nothing was added for the read that needed it) or ``UNSORTED`` when a read starts
+    before the previous one.
     """
     ev_pos = np.empty(MAX_EVENTS, dtype=np.int64)
     ev_val = np.empty(MAX_EVENTS, dtype=np.int8)
     limit = diff.shape[0] - 1  # the contig length
     for i in range(start, n):
-        row = cols[i]
-        flag = row[K_FLAG]
-        if flag & exclude_flags or row[K_MAPQ] < min_mapq:
+        off = rec_off[i]
+        rtid = _i32(buf, off + 4)
+        if rtid >= 0:
+            seen[rtid] = True
+        flag = np.int64(buf[off + 18]) | (np.int64(buf[off + 19]) << 8)
+        if flag & exclude_flags or np.int64(buf[off + 13]) < min_mapq or rtid < 0:
             continue
-        if row[K_TID] != tid:
+        if rtid != tid:
             return i
-        pos = row[K_POS]
+        pos = _i32(buf, off + 8)
         if pos < state[S_LAST_POS]:
             state[S_UNSORTED] = 1
             return UNSORTED
-        off = row[K_REC_OFF]
         n_ev, stop, n_cigar = _read_events(buf, off, pos, ev_pos, ev_val, limit)
         if (not count_overlaps) and (flag & F_PROPER) and not (flag & F_SUPPLEMENTARY) and n_ev <= MAX_EVENTS:
-            mpos = row[K_MPOS]
+            mpos = _i32(buf, off + 28)
             key = _name_hash(buf, off)
-            if row[K_MTID] == tid and stop > mpos and (pos < mpos or (pos == mpos and key not in mates)):
+            if _i32(buf, off + 24) == tid and stop > mpos and (pos < mpos or (pos == mpos and key not in mates)):
                 if state[S_FREE_TOP] == 0:
                     return NEED_SLOTS
                 state[S_FREE_TOP] -= 1

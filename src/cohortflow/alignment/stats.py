@@ -23,6 +23,7 @@ import numpy as np
 
 from cohortflow.alignment import kernels as K
 from cohortflow.alignment.reader import AlignmentHeader, RecordBatch, open_alignment, record_batches
+from cohortflow.alignment.sections import BaseSections
 from cohortflow.errors import InputFormatError
 
 
@@ -39,6 +40,7 @@ class AlignmentStats:
     cov_hist: np.ndarray
     span_min: np.ndarray
     span_max: np.ndarray
+    sections: BaseSections | None = None  # per-cycle, GC and indel sections (FFQ ... LTC, ID, IC)
 
     def counter(self, index: int) -> int:
         return int(self.counters[index])
@@ -68,9 +70,11 @@ class SamtoolsStatsAccumulator:
         self.cov_hist = np.zeros(K.COV_MAX + 2, dtype=np.int64)
         self.span_min = np.full(max(n_ref, 1), -1, dtype=np.int64)
         self.span_max = np.full(max(n_ref, 1), -1, dtype=np.int64)
+        self.sections = BaseSections.new()
 
     def add(self, batch: RecordBatch) -> None:
         cols, n, bs, be = batch.cols, batch.n, batch.block_start, batch.block_end
+        self.sections.add(batch.buf, np.ascontiguousarray(cols[:n, K.K_REC_OFF]), n, path=self.path)
         _check_chunk(cols, n, self.n_ref, self.path, batch.first_record)
         longest = int((cols[:n, K.K_LSEQ] + cols[:n, K.K_HCLIP]).max())
         if longest >= self.read_lengths.shape[1]:
@@ -91,7 +95,7 @@ class SamtoolsStatsAccumulator:
     def finish(self) -> "AlignmentStats":
         K.flush_coverage(self.cov_window, self.counters, self.cov_hist)
         return AlignmentStats(self.header, self.counters, self.flagstat, self.read_lengths, self.mapq_hist,
-                              self.isize_hist, self.cov_hist, self.span_min, self.span_max)
+                              self.isize_hist, self.cov_hist, self.span_min, self.span_max, self.sections)
 
 
 def collect_alignment_stats(path: str | Path, *, reference: str | Path | None = None,
@@ -219,7 +223,8 @@ def summary_numbers(st: AlignmentStats) -> list[tuple[str, str, str]]:
 
 
 def format_stats_text(st: AlignmentStats, *, source: str) -> str:
-    """samtools-stats text: header comments, SN, IS, RL, FRL, LRL, COV and (cohortflow) MAPQ.
+    """samtools-stats text: header comments, SN, FFQ, LFQ, GCF, GCL, GCC, GCT, FBC, FTC, LBC, LTC,
+    IS, RL, FRL, LRL, ID, IC, COV and (cohortflow) MAPQ.
 
     ``source`` is written in the header comment instead of samtools' command line, so the bytes
     do not depend on where the file lives.
@@ -234,6 +239,8 @@ def format_stats_text(st: AlignmentStats, *, source: str) -> str:
     ]
     for field, value, comment in summary_numbers(st):
         out.append(f"SN\t{field}:\t{value}" + (f"\t{comment}" if comment else "") + "\n")
+    cycles_text, indels_text = st.sections.format_text() if st.sections is not None else ("", "")
+    out.append(cycles_text)  # FFQ ... LTC sit between SN and IS in samtools' order
 
     pairs, ibulk, *_ = insert_size_summary(st.isize_hist)
     out.append("# Insert sizes. Use `grep ^IS | cut -f 2-` to extract this part. The columns are: "
@@ -251,6 +258,7 @@ def format_stats_text(st: AlignmentStats, *, source: str) -> str:
             if length > 0:
                 out.append(f"{tag}\t{int(length)}\t{int(st.read_lengths[row, length])}\n")
 
+    out.append(indels_text)  # ID and IC between LRL and COV
     out.append("# Coverage distribution. Use `grep ^COV | cut -f 2-` to extract this part.\n")
     for depth in np.flatnonzero(st.cov_hist[1:K.COV_MAX + 1]) + 1:
         out.append(f"COV\t[{depth}-{depth}]\t{depth}\t{int(st.cov_hist[depth])}\n")

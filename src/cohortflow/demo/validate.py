@@ -22,6 +22,8 @@ PCA_ACCURACY_MIN = 0.95
 PRS_R_MIN = 0.3
 ARI_MIN = 0.9
 SPATIAL_P_MAX = 0.01
+CONTAMINATION_TOLERANCE = 0.03  # issue 6: the planted 10% within 3 percentage points
+CONTAMINATION_CLEAN_MAX = 0.02
 
 
 def _check(stage: str, check: str, expected: str, observed: str, passed: bool) -> dict:
@@ -182,6 +184,41 @@ def _integration_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[
     return checks
 
 
+def _alignment_checks(truth: dict, results: Path) -> list[dict]:
+    """Sex inferred from the reads, the planted swap and the planted contamination."""
+    path = results / "alignment_qc" / "summary.tsv"
+    if not path.exists():
+        return []
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False).set_index("sample")
+    checks = []
+    inferred = {s: table.at[s, "inferred_sex"] for s in truth["sex"] if s in table.index}
+    checks.append(_check("alignment", "sex inferred from X/Y depth = the reads' individual's sex",
+                         json.dumps(truth["sex"], sort_keys=True), json.dumps(inferred, sort_keys=True),
+                         inferred == truth["sex"]))
+    mismatched = sorted(s for s in truth["sex"] if truth["sex"][s] != truth["reported_sex"][s])
+    flagged = sorted(s for s in table.index if table.at[s, "sex_check"] == "mismatch")
+    checks.append(_check("alignment", "sex check flags the rows whose reads are another sex", ",".join(mismatched),
+                         ",".join(flagged), flagged == mismatched))
+    swapped = sorted(truth["swapped"])
+    called = sorted(s for s in table.index if table.at[s, "identity_check"] == "swap")
+    pairs_ok = all(table.at[s, "best_match"] == truth["individual"][s] for s in called)
+    checks.append(_check("alignment", "identity check reports the planted swap (each row's reads match the other)",
+                         ",".join(swapped), ",".join(called) + ("" if pairs_ok else " (wrong partner)"),
+                         called == swapped and pairs_ok))
+    cont = truth["contaminated"]
+    est = {s: float(table.at[s, "contamination"]) for s in table.index if table.at[s, "contamination"] != "NA"}
+    target = est.get(cont["sample"], float("nan"))
+    checks.append(_check("alignment", f"contamination of {cont['sample']} within "
+                         f"{CONTAMINATION_TOLERANCE:g} of the planted {cont['fraction']:g}",
+                         f"{cont['fraction']:.3f}", f"{target:.4f}",
+                         abs(target - cont["fraction"]) <= CONTAMINATION_TOLERANCE))
+    others = {s: v for s, v in est.items() if s != cont["sample"]}
+    checks.append(_check("alignment", f"contamination of the clean samples < {CONTAMINATION_CLEAN_MAX:g}",
+                         f"< {CONTAMINATION_CLEAN_MAX:g}", f"max {max(others.values(), default=float('nan')):.4f}",
+                         bool(others) and max(others.values()) < CONTAMINATION_CLEAN_MAX))
+    return checks
+
+
 def check_truth(*, truth_json: str | Path, results_dir: str | Path, out: str | Path,
                 p_threshold: float = 5e-8, locus_window_kb: float = 250) -> dict:
     """Compare every planted answer the results cover; write and return the check table."""
@@ -192,6 +229,9 @@ def check_truth(*, truth_json: str | Path, results_dir: str | Path, out: str | P
     checks += _pca_check(results, truth_json.parent / "samples.tsv")
     checks += _prs_checks(truth, results)
     checks += _pgs_checks(truth_json.parent, results)
+    alignment_truth = truth_json.parent / "alignment_truth.json"
+    if alignment_truth.exists():
+        checks += _alignment_checks(json.loads(alignment_truth.read_text()), results)
     sc_truth_path = truth_json.parent / "singlecell_truth.json"
     if sc_truth_path.exists():
         sc_truth = json.loads(sc_truth_path.read_text())
