@@ -66,7 +66,7 @@ def write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
 ALIGN_HEADER = [
     "sample", "total_reads", "mapped_pct", "properly_paired_pct", "duplicate_pct", "mapq20_pct",
     "insert_size_mean", "insert_size_sd", "error_rate", "mean_depth", "pct_1x", "pct_10x", "pct_30x",
-    "pass", "fail_reasons", "inferred_sex",
+    "pass", "fail_reasons", "lab_note",
 ]  # fmt: skip
 
 
@@ -327,8 +327,8 @@ def test_full_fixture_has_every_section_and_embedded_figures(tmp_path):
            "(95% CI 0.350 to 0.490); clumping + thresholding 0.318 (95% CI 0.250 to 0.378)." in text
     assert "Gibbs chains kept / dropped as diverged" in text and "1 of 8 chains diverged" in text
     assert "highest in region region_2" in text
-    # Unknown per-sample columns (here an inferred sex) are never shown.
-    assert "female" not in text and "inferred_sex" not in text
+    # Unknown per-sample columns (here a free-text lab note) are never shown.
+    assert "female" not in text and "lab_note" not in text
     # Provenance: versions, commit, benchmark runtimes.
     deps = rows_of(page, "tbl-dependencies")
     assert deps["numpy"][1] == importlib.metadata.version("numpy")

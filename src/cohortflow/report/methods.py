@@ -14,6 +14,11 @@ REFERENCES = {
     "F1000Research 10:33 (2021). doi:10.12688/f1000research.29032.2",
     "samtools": "Danecek P, Bonfield JK, Liddle J, et al. Twelve years of SAMtools and BCFtools. "
     "GigaScience 10(2):giab008 (2021). doi:10.1093/gigascience/giab008",
+    "mosdepth": "Pedersen BS, Quinlan AR. Mosdepth: quick coverage calculation for genomes and exomes. "
+    "Bioinformatics 34(5):867-868 (2018). doi:10.1093/bioinformatics/btx699",
+    "verifybamid": "Jun G, Flickinger M, Hetrick KN, et al. Detecting and estimating contamination of human DNA "
+    "samples in sequencing and array-based genotype data. Am J Hum Genet 91(5):839-848 (2012). "
+    "doi:10.1016/j.ajhg.2012.09.004",
     "plink2": "Chang CC, Chow CC, Tellier LCAM, Vattikuti S, Purcell SM, Lee JJ. Second-generation PLINK: "
     "rising to the challenge of larger and richer datasets. GigaScience 4:7 (2015). doi:10.1186/s13742-015-0047-8",
     "hwe": "Wigginton JE, Cutler DJ, Abecasis GR. A note on exact tests of Hardy-Weinberg equilibrium. "
@@ -86,8 +91,15 @@ def methods_section(present: set[str], config: Mapping[str, Any]) -> Section:
     if "alignment-qc" in present:
         paragraphs.append(
             "Alignment QC. Per-sample read metrics (mapped, properly paired and duplicate reads, MAPQ, insert "
-            "size, mismatch error rate, depth and breadth of coverage) were computed with the definitions of "
-            "samtools stats and written in its format [@samtools]."
+            "size, mismatch error rate) were computed with the definitions of samtools stats and written in its "
+            "format [@samtools]; depth and breadth of coverage as mosdepth computes them [@mosdepth] (duplicate, "
+            "secondary and QC-failed reads skipped, overlapping mates counted once), over the target regions "
+            "when given. Sex was inferred from the mean depth on X and on Y relative to the autosomes (about 1 "
+            "and 0 for XX, 0.5 and 0.5 for XY) and checked against the reported sex. With a panel of common "
+            "SNPs, contamination was estimated from the allele balance at them as VerifyBamID's freemix "
+            "[@verifybamid], and each file's identity checked by the concordance of genotypes called from its "
+            "reads with every sample's genotype calls (a swap when the reads match another sample better than "
+            "the one named)."
         )
     if "genotype-qc" in present:
         thresholds = _join(

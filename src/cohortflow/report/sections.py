@@ -9,6 +9,7 @@ keys with an unexpected type are shown as "n/a".
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from cohortflow.report.model import (
     Cell,
     Column,
     Columns,
+    Figure,
     FigureGrid,
     KeyValues,
     Paragraph,
@@ -275,7 +277,7 @@ def truth_section(ctx: Context) -> Section | None:
 # Alignment QC
 
 _ALIGN_COLUMNS = [
-    # (column, label, kind) kind: id | int | pct | num | pass | text
+    # (column, label, kind) kind: id | int | pct | num | num1 | num2 | sex | check | frac_pct | pass
     ("sample", "Sample", "id"),
     ("total_reads", "Reads", "int"),
     ("mapped_pct", "Mapped %", "pct"),
@@ -287,8 +289,55 @@ _ALIGN_COLUMNS = [
     ("error_rate", "Error rate", "num"),
     ("mean_depth", "Mean depth", "num1"),
 ]
+_ALIGN_TAIL_COLUMNS = [  # after the pct_{N}x columns
+    ("x_depth_ratio", "X / autosome depth", "num2"),
+    ("y_depth_ratio", "Y / autosome depth", "num2"),
+    ("inferred_sex", "Inferred sex", "sex"),
+    ("reported_sex", "Reported sex", "sex"),
+    ("sex_check", "Sex check", "check"),
+    ("contamination", "Contamination %", "frac_pct"),
+    ("identity_check", "Identity check", "check"),
+]
 _PCT_DEPTH = re.compile(r"^pct_(\d+)x$")
-_ALIGN_LABELS = {name: label for name, label, _ in _ALIGN_COLUMNS}
+_ALIGN_LABELS = {name: label for name, label, _ in _ALIGN_COLUMNS + _ALIGN_TAIL_COLUMNS}
+_NA_TEXT = {"", "na", "nan", "none", "."}
+_SEX_NAMES = {"M": "male", "F": "female", "ambiguous": "ambiguous"}
+_CHECK_TEXT = {"ok": "ok", "mismatch": "mismatch", "ambiguous": "ambiguous", "unknown": "unknown", "swap": "swap",
+               "no_genotypes": "no genotypes", "too_few_sites": "too few sites", "not_checked": "not checked"}
+# Fail reasons (cohortflow.alignment.api): "metric=value<limit", the sex check and the identity check.
+_THRESHOLD_REASON = re.compile(r"^([A-Za-z0-9_]+)=([^<>]+)([<>])(.+)$")
+_SEX_REASON = re.compile(r"^sex reported (\S+) inferred (\S+)$")
+_SWAP_REASON = re.compile(r"^reads match sample (.+) \(concordance ([^()]*)\) not (.+) \(([^()]*)\)$")
+_NO_MATCH_REASON = re.compile(r"^reads match no genotyped sample \(self concordance ([^()]*)\)$")
+# metric -> (words, unit, scale) for the readable reasons and the pass criteria
+_METRIC_WORDS = {
+    "total_reads": ("reads", "", 1.0),
+    "mapped_pct": ("mapped reads", "%", 1.0),
+    "properly_paired_pct": ("properly paired reads", "%", 1.0),
+    "duplicate_pct": ("duplicate reads", "%", 1.0),
+    "mapq20_pct": ("reads with MAPQ ≥ 20", "%", 1.0),
+    "error_rate": ("mismatch error rate", "", 1.0),
+    "mean_depth": ("mean depth", "x", 1.0),
+    "contamination": ("estimated contamination", "%", 100.0),
+}
+
+
+def _is_na(value: Any) -> bool:
+    return str(value).strip().lower() in _NA_TEXT
+
+
+def _metric_words(metric: str) -> tuple[str, str, float]:
+    m = _PCT_DEPTH.match(metric)
+    if m:
+        return (f"bases covered ≥ {m.group(1)}x", "%", 1.0)
+    return _METRIC_WORDS.get(metric, (_ALIGN_LABELS.get(metric, metric).lower(), "", 1.0))
+
+
+def _metric_value(value: Any, scale: float, unit: str) -> str:
+    x = to_float(value)
+    if x is None:
+        return str(value).strip()
+    return f"{fmt_num(x * scale)}{unit}"
 
 
 def _alignment_columns(header: list[str]) -> list[tuple[str, str, str]]:
@@ -296,20 +345,35 @@ def _alignment_columns(header: list[str]) -> list[tuple[str, str, str]]:
     known = [c for c in _ALIGN_COLUMNS if c[0] in header]
     depth = sorted((int(_PCT_DEPTH.match(h).group(1)), h) for h in header if _PCT_DEPTH.match(h))
     known += [(h, f"≥ {d}x %", "pct") for d, h in depth]
+    known += [c for c in _ALIGN_TAIL_COLUMNS if c[0] in header]
     if "pass" in header:
         known.append(("pass", "QC", "pass"))
-    if "fail_reasons" in header:
-        known.append(("fail_reasons", "Fail reasons", "text"))
     return known
 
 
+def _clean_id(value: Any) -> str:
+    text = str(value or "").strip()
+    return "" if text.lower() in _NA_TEXT else text
+
+
 def alignment_sample_ids(results_dir: Path) -> list[str]:
-    """Sample IDs of ``alignment_qc/summary.tsv`` in file order (to build the pseudonymiser)."""
-    path = results_dir / "alignment_qc" / "summary.tsv"
-    if not path.is_file():
-        return []
-    header, rows = read_tsv(path)
-    return [r.get("sample", "") for r in rows] if "sample" in header else []
+    """Sample IDs of ``alignment_qc/summary.tsv`` in file order, then the other IDs the alignment
+    QC names (best genotype matches of the identity check, also in ``identity.tsv``), so all of
+    them are pseudonymised alike."""
+    folder = results_dir / "alignment_qc"
+    ids: list[str] = []
+    path = folder / "summary.tsv"
+    if path.is_file():
+        header, rows = read_tsv(path)
+        if "sample" in header:
+            ids += [r.get("sample", "") for r in rows]
+        if "best_match" in header:
+            ids += [_clean_id(r.get("best_match")) for r in rows]
+    path = folder / "identity.tsv"
+    if path.is_file():
+        header, rows = read_tsv(path)
+        ids += [_clean_id(r.get(c)) for r in rows for c in ("claimed_sample", "best_other_sample") if c in header]
+    return [s for s in ids if s]
 
 
 def related_sample_ids(results_dir: Path) -> list[str]:
@@ -324,80 +388,247 @@ def related_sample_ids(results_dir: Path) -> list[str]:
     return []
 
 
-def alignment_section(ctx: Context) -> Section | None:
-    """``alignment_qc/summary.tsv``: one row per sample, failing samples highlighted."""
-    path = ctx.path("alignment_qc", "summary.tsv")
-    if not path.is_file():
-        return None
-    header, records = read_tsv(path)
-    columns = _alignment_columns(header)
-    rows = []
-    n_fail = 0
-    fail_reasons: dict[str, int] = {}
-    for rec in records:
-        cells = []
-        passed = _is_pass(rec.get("pass", "")) if "pass" in header else None
-        for name, _, kind in columns:
-            raw = rec.get(name, "")
-            if kind == "id":
-                cells.append(Cell(ctx.pseudonymiser.sample(raw), cls="nowrap"))
-            elif kind == "int":
-                cells.append(Cell(fmt_int(raw), to_float(raw)))
-            elif kind == "pct":
-                cells.append(Cell(fmt_fixed(raw, decimals=1), to_float(raw)))
-            elif kind == "num1":
-                cells.append(Cell(fmt_fixed(raw, decimals=1), to_float(raw)))
-            elif kind == "num":
-                cells.append(Cell(fmt_num(raw), to_float(raw)))
-            elif kind == "pass":
-                label = "n/a" if passed is None else ("PASS" if passed else "FAIL")
-                cls = None if passed is None else ("pass" if passed else "fail")
-                cells.append(Cell(label, None if passed is None else float(passed), cls))
-            else:
-                text = "" if raw.strip().lower() in {"", "na", "nan", "none", "."} else raw
-                cells.append(Cell(ctx.pseudonymiser.text(text)))
-        if passed is False:
-            n_fail += 1
-            for reason in re.split(r"[;,]", rec.get("fail_reasons", "")):
-                # "mean_depth=7.5<10" -> the metric's label
-                metric = re.split(r"[=<>]", reason.strip())[0].strip()
-                if metric and metric.lower() not in {"na", "nan", "none", "."}:
-                    label = _ALIGN_LABELS.get(metric, metric).lower()
-                    fail_reasons[label] = fail_reasons.get(label, 0) + 1
-        rows.append(Row(cells, cls="row-fail" if passed is False else None))
-    section = Section("alignment-qc", "Alignment QC")
-    n = len(records)
-    thresholds = cfg(ctx.config, "alignment_qc", "thresholds", default={})
+def _readable_reason(ctx: Context, reason: str, rec: Mapping[str, str]) -> tuple[str, str]:
+    """(category, sentence) for one fail reason; sample IDs in it pseudonymised."""
+    reason = reason.strip()
+    m = _THRESHOLD_REASON.match(reason)
+    if m:
+        metric, value, sign, limit = m.groups()
+        words, unit, scale = _metric_words(metric)
+        bound = "below the minimum" if sign == "<" else "above the maximum"
+        text = f"{words} {_metric_value(value, scale, unit)}, {bound} {_metric_value(limit, scale, unit)}"
+        return words, text[:1].upper() + text[1:]
+    m = _SEX_REASON.match(reason)
+    if m:
+        reported, inferred = (_SEX_NAMES.get(v, v) for v in m.groups())
+        ratios = []
+        for column, name in (("x_depth_ratio", "X"), ("y_depth_ratio", "Y")):
+            if to_float(rec.get(column)) is not None:
+                ratios.append(f"{name} {fmt_fixed(rec[column], decimals=2)}")
+        depth = f" (depth relative to the autosomes: {', '.join(ratios)})" if ratios else ""
+        return "sex mismatch", f"Sex check: reported {reported}, but X and Y depth indicate {inferred}{depth}"
+    m = _SWAP_REASON.match(reason)
+    if m:
+        other, other_conc, _, self_conc = m.groups()
+        return "sample swap", (f"Sample swap: the reads match sample {ctx.pseudonymiser.sample(other.strip())} "
+                               f"(genotype concordance {other_conc}), not the sample they are labelled as "
+                               f"({self_conc})")
+    m = _NO_MATCH_REASON.match(reason)
+    if m:
+        return "identity mismatch", ("Identity: the reads match no genotyped sample (concordance with the "
+                                     f"labelled sample's genotypes {m.group(1)})")
+    return "other", ctx.pseudonymiser.text(reason)
+
+
+def _failing_columns(reasons: list[str], rec: Mapping[str, str]) -> set[str]:
+    cols = {m.group(1) for m in (_THRESHOLD_REASON.match(r.strip()) for r in reasons) if m}
+    if rec.get("sex_check") == "mismatch":
+        cols.add("sex_check")
+    if rec.get("identity_check") in ("swap", "mismatch"):
+        cols.add("identity_check")
+    return cols
+
+
+def _alignment_cell(ctx: Context, name: str, kind: str, raw: str, passed: bool | None, failing: set[str]) -> Cell:
+    bad = "fail" if name in failing else None
+    if kind == "id":
+        return Cell(ctx.pseudonymiser.sample(raw), cls="nowrap")
+    if kind == "int":
+        return Cell(fmt_int(raw), to_float(raw), bad)
+    if kind in ("pct", "num1"):
+        return Cell(fmt_fixed(raw, decimals=1), to_float(raw), bad)
+    if kind == "num2":
+        return Cell(fmt_fixed(raw, decimals=2), to_float(raw), bad)
+    if kind == "num":
+        return Cell(fmt_num(raw), to_float(raw), bad)
+    if kind == "frac_pct":
+        x = to_float(raw)
+        return Cell("n/a" if x is None else fmt_fixed(100 * x, decimals=2), x, bad)
+    if kind == "sex":
+        return Cell("n/a" if _is_na(raw) else _SEX_NAMES.get(raw, raw))
+    if kind == "check":
+        return Cell(_CHECK_TEXT.get(raw, "n/a" if _is_na(raw) else raw), cls=bad)
+    if passed is None:
+        return Cell("n/a")
+    return Cell("PASS" if passed else "FAIL", float(passed), "pass" if passed else "fail")
+
+
+def _alignment_criteria(config: Mapping[str, Any]) -> list[str]:
+    thresholds = cfg(config, "alignment_qc", "thresholds", default={})
     parts = []
     if isinstance(thresholds, Mapping):
         for key in thresholds:
             m = re.match(r"^(min|max)_(.+)$", str(key))
             if m and to_float(thresholds[key]) is not None:
-                metric = m.group(2)
-                if metric.startswith("pct_"):
-                    label = f"bases covered ≥ {metric[4:]} %"
-                else:
-                    label = _ALIGN_LABELS.get(metric, metric).lower()
+                words, unit, scale = _metric_words(m.group(2))
                 sign = "≥" if m.group(1) == "min" else "≤"
-                unit = "%" if label.endswith("%") else ""
-                parts.append(f"{label.removesuffix(' %')} {sign} {fmt_num(thresholds[key])}{unit}")
+                parts.append(f"{words} {sign} {_metric_value(thresholds[key], scale, unit)}")
+    return parts
+
+
+def _sample_file(folder: Path, sample: str, suffix: str) -> Path | None:
+    """``{folder}/{sample}{suffix}`` when it exists and the sample name is a plain file name."""
+    if not sample or Path(sample).name != sample or sample in (".", ".."):
+        return None
+    path = folder / f"{sample}{suffix}"
+    return path if path.is_file() else None
+
+
+def _png_figure(png: bytes, *, fig_id: str, caption: str, alt: str) -> Figure:
+    return Figure(id=fig_id, data_uri="data:image/png;base64," + base64.b64encode(png).decode("ascii"),
+                  caption=caption, alt=alt)
+
+
+def _alignment_figures(ctx: Context, records: list[dict[str, str]], failed: list[bool]) -> list[Figure]:
+    """Coverage, insert-size, sex-check and contamination figures from the per-sample aggregates
+    (samtools-stats IS lines, mosdepth dist files, the summary's ratios); each only when its data
+    exists."""
+    from cohortflow.report import alignment_plots as plots
+
+    folder = ctx.path("alignment_qc")
+    samples = [r.get("sample", "") for r in records]
+    labels = [ctx.pseudonymiser.sample(s) for s in samples]
+    figures = []
+
+    coverage, n_targets = [], 0
+    for sample, label, bad in zip(samples, labels, failed):
+        path = _sample_file(folder, sample, ".mosdepth.region.dist.txt")
+        n_targets += path is not None
+        path = path or _sample_file(folder, sample, ".mosdepth.global.dist.txt")
+        if path is not None:
+            depth, prop = plots.read_depth_distribution(path)
+            if len(depth):
+                coverage.append((label, depth, prop, bad))
+    if coverage:
+        targets = n_targets == len(coverage)
+        where = "the target regions" if targets else (
+            "the target regions where given, else every contig with reads" if n_targets else
+            "every contig with reads")
+        figures.append(_png_figure(
+            plots.coverage_plot(coverage, targets=targets),
+            fig_id="fig-alignment-coverage",
+            caption=f"Coverage distribution: the share of bases over {where} covered at least at each depth "
+            "(mosdepth definition: duplicates, secondary and QC-failed reads skipped, overlapping mates "
+            "counted once), one line per sample; dotted lines at 10x, 20x and 30x.",
+            alt="Line chart of the share of bases covered at each depth or more, per sample.",
+        ))
+
+    inserts = []
+    for sample, label, bad in zip(samples, labels, failed):
+        path = _sample_file(folder, sample, ".stats")
+        if path is not None:
+            sizes, pairs = plots.read_insert_sizes(path)
+            if len(sizes) and pairs.sum() > 0:
+                inserts.append((label, sizes, pairs, bad))
+    if inserts:
+        figures.append(_png_figure(
+            plots.insert_size_plot(inserts),
+            fig_id="fig-alignment-insert-size",
+            caption="Insert-size distribution (samtools stats IS section): pairs at each insert size as a share "
+            "of the sample's pairs, one line per sample; the axis ends at the largest 99th percentile.",
+            alt="Line chart of the insert-size distribution per sample.",
+        ))
+
+    points, y_missing = [], False
+    for rec, label in zip(records, labels):
+        x, y = to_float(rec.get("x_depth_ratio")), to_float(rec.get("y_depth_ratio"))
+        if x is None:
+            continue
+        y_missing |= y is None
+        points.append((label, x, 0.0 if y is None else y, rec.get("reported_sex", ""),
+                       rec.get("sex_check") == "mismatch"))
+    if points:
+        figures.append(_png_figure(
+            plots.sex_check_plot(points),
+            fig_id="fig-alignment-sex-check",
+            caption="Sex check: mean depth on X and on Y relative to the autosomes, coloured by reported sex. "
+            "Two X chromosomes and no Y are expected near (1, 0), one X and one Y near (0.5, 0.5) over "
+            "single-copy target sequence (whole-contig Y ratios of males are lower: much of Y is "
+            "repetitive or unassembled). Samples whose reported sex the depths contradict are ringed in red."
+            + (" A Y ratio that was not measured is drawn at 0." if y_missing else ""),
+            alt="Scatter plot of X against Y relative depth per sample, coloured by reported sex.",
+        ))
+
+    bars = [(label, to_float(rec.get("contamination"))) for rec, label in zip(records, labels)]
+    bars = [(label, x) for label, x in bars if x is not None]
+    if bars:
+        threshold = to_float(cfg(ctx.config, "alignment_qc", "thresholds", "max_contamination"))
+        figures.append(_png_figure(
+            plots.contamination_plot(bars, threshold=threshold),
+            fig_id="fig-alignment-contamination",
+            caption="Estimated contamination per sample (freemix: the share of reads from another person, "
+            "from allele balance at common SNPs)"
+            + (f"; the dashed line is the maximum allowed ({fmt_num(100 * threshold)}%)." if threshold is not None
+               else "."),
+            alt="Bar chart of estimated contamination per sample.",
+        ))
+    return figures
+
+
+def alignment_section(ctx: Context) -> Section | None:
+    """``alignment_qc/summary.tsv``: one row per sample (failing samples and cells highlighted), the
+    failing samples with the reasons, and the figures of :func:`_alignment_figures`."""
+    path = ctx.path("alignment_qc", "summary.tsv")
+    if not path.is_file():
+        return None
+    header, records = read_tsv(path)
+    columns = _alignment_columns(header)
+    rows, failed_rows, failed = [], [], []
+    category_counts: dict[str, int] = {}
+    for rec in records:
+        passed = _is_pass(rec.get("pass", "")) if "pass" in header else None
+        reasons = [r for r in rec.get("fail_reasons", "").split(";") if not _is_na(r)]
+        failing = _failing_columns(reasons, rec)
+        cells = [_alignment_cell(ctx, name, kind, rec.get(name, ""), passed, failing) for name, _, kind in columns]
+        rows.append(Row(cells, cls="row-fail" if passed is False else None))
+        failed.append(passed is False)
+        if passed is False:
+            readable = [_readable_reason(ctx, r, rec) for r in reasons]
+            for category in dict.fromkeys(c for c, _ in readable):
+                category_counts[category] = category_counts.get(category, 0) + 1
+            why = "; ".join(text for _, text in readable) or "no reason recorded"
+            failed_rows.append(Row([Cell(ctx.pseudonymiser.sample(rec.get("sample", "")), cls="nowrap"), Cell(why)]))
+    n, n_fail = len(records), len(failed_rows)
+    section = Section("alignment-qc", "Alignment QC")
     summary = f"{n} samples were checked; {n - n_fail} passed and {n_fail} failed."
-    if parts:
-        summary += " Pass criteria: " + ", ".join(parts) + "."
+    criteria = _alignment_criteria(ctx.config)
+    if criteria:
+        summary += " Pass criteria: " + ", ".join(criteria) + "."
+    if "sex_check" in header:
+        summary += " A sample also fails when its reported sex contradicts the sex its X and Y depth indicate"
+        summary += (", or when its reads carry another sample's genotypes (identity check)." if "identity_check"
+                    in header else ".")
     section.blocks.append(Paragraph(summary))
+    pseudonymised = "Sample IDs are pseudonymised." if ctx.pseudonymiser.enabled else ""
     section.blocks.append(
         Table(
             "tbl-alignment-qc",
-            [Column(label, numeric=kind not in {"id", "text"}, title=name) for name, label, kind in columns],
+            [Column(label, numeric=kind not in {"id", "sex", "check"}, title=name) for name, label, kind in columns],
             rows,
-            caption="Per-sample alignment metrics (samtools-stats definitions); failing samples are highlighted.",
-            note="Sample IDs are pseudonymised." if ctx.pseudonymiser.enabled else "",
+            caption="Per-sample alignment metrics (samtools-stats definitions; depth as mosdepth) with the sex, "
+            "contamination and identity checks; failing samples are highlighted and the failing values marked.",
+            note=pseudonymised,
         )
     )
+    if failed_rows:
+        section.blocks.append(
+            Table(
+                "tbl-alignment-failed",
+                [Column("Sample"), Column("Why it failed")],
+                failed_rows,
+                caption="Samples that failed alignment QC and why.",
+                note=pseudonymised,
+            )
+        )
+    elif n:
+        section.blocks.append(Paragraph("No sample failed alignment QC.", cls="verdict-pass"))
+    figures = _alignment_figures(ctx, records, failed)
+    if figures:
+        section.blocks.append(figures[0] if len(figures) == 1 else FigureGrid(figures))
     finding = f"Alignment QC: {n - n_fail} of {n} samples passed"
     if n_fail:
-        top = sorted(fail_reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        finding += f"; {n_fail} failed" + (f" ({', '.join(r for r, _ in top)})" if top else "")
+        top = sorted(category_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        finding += f"; {n_fail} failed" + (f" ({', '.join(c for c, _ in top)})" if top else "")
     section.findings.append(finding + ".")
     ctx.facts.setdefault("n_samples_sequenced", n)
     return section
