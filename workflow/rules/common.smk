@@ -75,7 +75,10 @@ def stage_targets(cohort):
     c = cohort.id
     targets = [res(c, "report.html")]
     if cohort.has_alignment:
-        targets.append(res(c, "alignment_qc/summary.tsv"))
+        targets += [res(c, "alignment_qc/summary.tsv"), res(c, "alignment_qc/identity.tsv")]
+        # the report's figures read each sample's insert sizes and depth distribution
+        for sample in sorted(ALIGNMENT[c]):
+            targets += [res(c, f"alignment_qc/{sample}.stats"), res(c, f"alignment_qc/{sample}.mosdepth.global.dist.txt")]
     if cohort.has_genotypes:
         targets += [res(c, "qc/qc.bed"), res(c, "qc/qc.pcs.tsv")]
     for trait in cohort.traits if cohort.has_gwas else []:

@@ -23,16 +23,13 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cohortflow.alignment import kernels as K
-from cohortflow.alignment.contamination import estimate_contamination
 from cohortflow.alignment.depth import DEFAULT_EXCLUDE_FLAGS, DepthAccumulator, DepthResult, read_regions
 from cohortflow.alignment.flagstat import format_flagstat_text
 from cohortflow.alignment.depth_kernels import record_offsets
 from cohortflow.alignment.reader import open_alignment, record_batches, record_byte_batches
 from cohortflow.alignment.sex import infer_sex
-from cohortflow.alignment.sites import SiteCounter, read_sites
 from cohortflow.alignment.stats import (
     AlignmentStats,
     SamtoolsStatsAccumulator,
@@ -82,7 +79,11 @@ def _scan(bam: Path, *, reference, regions, threads, per_base_fh, exclude_flags,
                              exclude_flags=exclude_flags, min_mapq=min_mapq, count_overlaps=count_overlaps,
                              threads=threads, require_sorted=region_set is not None)
     stats = SamtoolsStatsAccumulator(header, path=bam) if with_stats else None
-    counter = SiteCounter(sites, header.contig_names, path=bam) if sites is not None else None
+    counter = None
+    if sites is not None:
+        from cohortflow.alignment.sites import SiteCounter
+
+        counter = SiteCounter(sites, header.contig_names, path=bam)
     if stats is None and counter is None:  # depth alone needs no decoded columns: record offsets do
         records = 0
         for buf in record_byte_batches(bam, file_format=header.file_format, reference=reference, threads=threads):
@@ -212,7 +213,11 @@ def alignment_qc(bam: str | Path, *, out_prefix: str | Path, reference: str | Pa
         if per_base:
             tmp = stack.enter_context(atomic_path(prefix + ".per-base.bed.gz"))
             fh = stack.enter_context(open(tmp, "wb"))
-        site_set = read_sites(sites) if sites is not None else None
+        site_set = None
+        if sites is not None:
+            from cohortflow.alignment.sites import read_sites
+
+            site_set = read_sites(sites)
         header, st, dres, counts = _scan(bam, reference=reference, regions=regions, threads=threads,
                                          per_base_fh=fh, exclude_flags=DEFAULT_EXCLUDE_FLAGS, min_mapq=0,
                                          count_overlaps=False, with_stats=True, sites=site_set)
@@ -222,6 +227,8 @@ def alignment_qc(bam: str | Path, *, out_prefix: str | Path, reference: str | Pa
         sample = next((s for s in header.read_group_samples if s), None) or _stem(bam)
     row = qc_metrics(st, dres, sample=str(sample))
     if counts is not None:
+        from cohortflow.alignment.contamination import estimate_contamination
+
         est = estimate_contamination(counts[:, 0], counts[:, 1], site_set.af)
         row["contamination"], row["contamination_sites"] = float(est["alpha"]), int(est["n_sites"])
     else:
@@ -249,6 +256,8 @@ def alignment_qc(bam: str | Path, *, out_prefix: str | Path, reference: str | Pa
 
 
 def _write_site_counts(path: str, sites, counts) -> None:
+    import pandas as pd
+
     if sites is None:
         with atomic_open(path) as fh:
             fh.write("\t".join(SITE_COUNT_COLUMNS) + "\n")
@@ -263,6 +272,8 @@ def _write_site_counts(path: str, sites, counts) -> None:
 
 def read_site_counts(path: str | Path) -> pd.DataFrame:
     """A ``.sites.tsv.gz`` written by :func:`alignment_qc`."""
+    import pandas as pd
+
     try:
         table = pd.read_csv(path, sep="\t", dtype={"chrom": str})
     except (OSError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -330,6 +341,8 @@ def summarize_alignment_qc(metrics_paths: list, *, out: str | Path, site_counts:
     Columns are ``SUMMARY_COLUMNS``; rows sorted by sample. A duplicated sample name or a file with
     other columns is an InputFormatError. Returns the table.
     """
+    import pandas as pd
+
     frames = []
     for path in metrics_paths:
         try:
@@ -389,6 +402,8 @@ def summarize_alignment_qc(metrics_paths: list, *, out: str | Path, site_counts:
 
 
 def _reported_sex(path) -> dict[str, str]:
+    import pandas as pd
+
     try:
         info = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -413,6 +428,8 @@ def identity_check(samples: list[str], site_counts: list, genotypes: str | Path,
     """Each sample's BAM genotypes (from its ``.sites.tsv.gz``) against every genotyped sample of
     the PLINK fileset ``genotypes`` (sites matched on chrom, position and alleles, either order);
     returns :func:`cohortflow.alignment.contamination.swap_check`'s table."""
+    import pandas as pd
+
     from cohortflow.alignment.contamination import concordance_rows, genotype_concordance, swap_check
     from cohortflow.io.plink import open_bed
 

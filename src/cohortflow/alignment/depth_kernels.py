@@ -26,7 +26,8 @@ MAX_DEPTH = 400000  # depths above are binned just below it, as mosdepth
 S_LAST_POS = 0  # position of the last counted read on the current contig
 S_UNSORTED = 1  # 1 once a read came before its predecessor
 S_FREE_TOP = 2  # number of free slots on the free stack
-S_N = 3
+S_MAX_SPAN = 3  # longest reference span of a stored mate: a later mate further away cannot overlap it
+S_N = 4
 
 # return codes of add_depth besides a read index
 NEED_SLOTS = -1
@@ -197,8 +198,17 @@ def add_depth(buf, rec_off, n, start, tid, diff, exclude_flags, min_mapq, count_
         n_ev, stop, n_cigar = _read_events(buf, off, pos, ev_pos, ev_val, limit)
         if (not count_overlaps) and (flag & F_PROPER) and not (flag & F_SUPPLEMENTARY) and n_ev <= MAX_EVENTS:
             mpos = _i32(buf, off + 28)
-            key = _name_hash(buf, off)
-            if _i32(buf, off + 24) == tid and stop > mpos and (pos < mpos or (pos == mpos and key not in mates)):
+            same_contig = _i32(buf, off + 24) == tid
+            # the name (hash) is needed only if this read is stored or its mate may have been:
+            # a mate starting more than the longest stored span before this read was not stored
+            if not (same_contig and stop > mpos and pos <= mpos) and not (
+                    mpos <= pos and pos - mpos < state[S_MAX_SPAN]):
+                key = -1
+            else:
+                key = _name_hash(buf, off)
+            if key < 0:
+                pass
+            elif same_contig and stop > mpos and (pos < mpos or (pos == mpos and key not in mates)):
                 if state[S_FREE_TOP] == 0:
                     return NEED_SLOTS
                 state[S_FREE_TOP] -= 1
@@ -211,6 +221,8 @@ def add_depth(buf, rec_off, n, start, tid, diff, exclude_flags, min_mapq, count_
                 slot_meta[slot, 2] = n_ev
                 slot_meta[slot, 3] = n_cigar
                 mates[key] = slot
+                if stop - pos > state[S_MAX_SPAN]:
+                    state[S_MAX_SPAN] = stop - pos
             elif key in mates:
                 slot = mates[key]
                 mates.pop(key)

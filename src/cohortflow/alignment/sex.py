@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import math
 
-from cohortflow.io.chrom import normalise_chrom
-
 AUTOSOMES = {str(i) for i in range(1, 23)}
+_ALIASES = {"23": "X", "24": "Y"}
+
+
+def _normalise(name: str) -> str:
+    # chr1 / 1 / CHRX / 23: one scale (as cohortflow.io.chrom, without its pandas import: the
+    # alignment commands start faster without it)
+    c = name.strip().upper()
+    c = c[3:] if c.startswith("CHR") else c
+    return _ALIASES.get(c, c)
 
 
 def infer_sex(depth_by_contig: dict[str, tuple[int, int]], *, x_two_copies: float = 0.75,
@@ -25,8 +32,7 @@ def infer_sex(depth_by_contig: dict[str, tuple[int, int]], *, x_two_copies: floa
     ``y_present``), ``NA`` (no autosomal or no X depth measured) or ``ambiguous`` (anything else:
     X0, XXY, mosaicism, contamination or a ratio between the cut-offs).
     """
-    names = list(depth_by_contig)
-    norm = dict(zip(names, normalise_chrom(names).tolist())) if names else {}
+    norm = {name: _normalise(name) for name in depth_by_contig}
     totals = {"A": [0, 0], "X": [0, 0], "Y": [0, 0]}
     for name, (length, bases) in depth_by_contig.items():
         c = str(norm[name])
