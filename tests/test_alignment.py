@@ -371,3 +371,51 @@ def test_random_pairs_match_samtools(tmp_path, seed):
     assert any(line.startswith("IS\t") for line in ours.splitlines())
     assert _sections(ours) == _sections(_samtools("stats", str(bam)))
     assert (tmp_path / "r.flagstat").read_text() == _samtools("flagstat", str(bam))
+
+
+def test_cohort_summary_sex_and_identity_checks(tmp_path):
+    """Reads counted at 300 sites, consistent with the genotypes of the sample each BAM holds:
+    A's BAM is labelled A, B's is labelled C and C's B (a swap); the reported sexes of B and C
+    disagree with their reads."""
+    import numpy as np
+    import pandas as pd
+
+    from cohortflow.io.plink import write_bed
+
+    rng = np.random.default_rng(3)
+    n_sites, samples = 300, ["A", "B", "C"]
+    af = rng.uniform(0.1, 0.5, n_sites)
+    geno = (rng.random((n_sites, 3, 2)) < af[:, None, None]).sum(axis=2).astype(np.int8)  # alt dosage
+    bim = pd.DataFrame({"chrom": "1", "id": [f"v{i}" for i in range(n_sites)], "cm": 0.0,
+                        "pos": np.arange(n_sites) * 100 + 1000, "a1": "G", "a2": "A"})
+    fam = pd.DataFrame({"fid": samples, "iid": samples, "father": "0", "mother": "0", "sex": 0, "pheno": "-9"})
+    write_bed(tmp_path / "geno", geno, bim, fam)
+    holds = {"A": 0, "B": 2, "C": 1}  # sheet label -> whose reads
+    sexes = {"A": "F", "B": "M", "C": "F"}  # inferred from the reads: the BAM labelled B holds C (male)
+    metrics, counts = [], []
+    header = METRIC_COLUMNS
+    for label, who in holds.items():
+        depth = rng.poisson(20, n_sites)
+        alt = rng.binomial(depth, geno[:, who] / 2 * 0.99 + 0.005)
+        sites = pd.DataFrame({"chrom": "1", "pos": bim["pos"], "ref": "A", "alt": "G", "ref_count": depth - alt,
+                              "alt_count": alt, "other_count": 0})
+        sites.to_csv(tmp_path / f"{label}.sites.tsv.gz", sep="\t", index=False)
+        row = {c: "0" for c in header}
+        row.update(sample=label, inferred_sex=sexes[label], contamination="0")
+        row["pass"], row["fail_reasons"] = "true", ""
+        (tmp_path / f"{label}.metrics.tsv").write_text("\t".join(header) + "\n" + "\t".join(row[c] for c in header) + "\n")
+        metrics.append(tmp_path / f"{label}.metrics.tsv")
+        counts.append(tmp_path / f"{label}.sites.tsv.gz")
+    info = tmp_path / "info.tsv"
+    info.write_text("IID\tsex\nA\t2\nB\t2\nC\t1\n")
+    table = summarize_alignment_qc(metrics, out=tmp_path / "summary.tsv", site_counts=counts,
+                                   genotypes=tmp_path / "geno", sample_info=info,
+                                   identity_out=tmp_path / "identity.tsv")
+    by = table.set_index("sample")
+    assert by.loc["A", "identity_check"] == "ok" and float(by.loc["A", "self_concordance"]) > 0.95
+    assert by.loc["B", "identity_check"] == "swap" and by.loc["B", "best_match"] == "C"
+    assert by.loc["C", "identity_check"] == "swap" and by.loc["C", "best_match"] == "B"
+    assert list(by["sex_check"]) == ["ok", "mismatch", "mismatch"]
+    assert list(by["pass"]) == ["true", "false", "false"]
+    assert "reads match sample C" in by.loc["B", "fail_reasons"] and "sex reported F inferred M" in by.loc["B", "fail_reasons"]
+    assert (tmp_path / "summary.tsv").read_text().splitlines()[0].split("\t") == SUMMARY_COLUMNS

@@ -18,18 +18,27 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _cmd_simulate_demo(a):
     from cohortflow.demo.genome import simulate_genotypes
-    from cohortflow.demo.reads import simulate_reads
+    from cohortflow.demo.reads import parse_region, simulate_reads, write_alignment_targets
     from cohortflow.demo.singlecell import simulate_expression
     from pathlib import Path
 
     out = Path(a.out_dir)
     simulate_genotypes(out, n_individuals=a.n_individuals, n_populations=a.n_populations,
                        n_chromosomes=a.n_chromosomes, chrom_length=a.chrom_length, seed=a.seed)
-    chrom, span = a.region.split(":")
-    start, end = (int(x) for x in span.split("-"))
-    simulate_reads(out, reference=out / "reference.fa", haplotypes=out / "genotypes" / "true_haplotypes.npz",
-                   samples=a.bam_samples.split(","),
-                   region=(chrom, start, end), coverage=a.coverage, seed=a.seed)
+    # the same reads as the workflow's demo (config demo.reads defaults): SNP windows, X/Y by sex
+    # and, with --contaminate SAMPLE:SOURCE:FRACTION, a planted contamination
+    haplotypes = out / "genotypes" / "true_haplotypes.npz"
+    region, x_region, y_region = parse_region(a.region), parse_region("X:150001-250000"), parse_region("Y:50001-150000")
+    contamination = None
+    if a.contaminate:
+        sample, source, fraction = a.contaminate.split(":")
+        contamination = {"sample": sample, "source": source, "fraction": float(fraction)}
+    simulate_reads(out, reference=out / "reference.fa", haplotypes=haplotypes, samples=a.bam_samples.split(","),
+                   region=region, coverage=a.coverage, n_site_windows=a.site_windows, x_region=x_region,
+                   y_region=y_region, sample_info=out / "samples.tsv", contamination=contamination, seed=a.seed)
+    write_alignment_targets(out / "alignment_targets.bed", reference=out / "reference.fa", haplotypes=haplotypes,
+                            region=region, n_site_windows=a.site_windows, x_region=x_region, y_region=y_region,
+                            seed=a.seed)
     vcfs = sorted(str(p) for p in (out / "genotypes").glob("chr*.vcf.gz"))
     simulate_expression(out, genes_gtf=out / "genes.gtf", truth_json=out / "truth.json", vcf_paths=vcfs,
                         n_cells=a.n_cells, n_donors=a.n_donors, n_spots=a.n_spots, seed=a.seed)
@@ -38,8 +47,23 @@ def _cmd_simulate_demo(a):
 def _cmd_alignment_qc(a):
     from cohortflow.alignment.api import alignment_qc
 
-    alignment_qc(a.bam, out_prefix=a.out, reference=a.reference, regions=a.regions, sample=a.sample,
-                 threads=a.threads, per_base=a.per_base)
+    alignment_qc(a.bam, out_prefix=a.out, reference=a.reference, regions=a.regions, sites=a.sites,
+                 sample=a.sample, threads=a.threads, per_base=a.per_base)
+
+
+def _cmd_alignment_summary(a):
+    from cohortflow.alignment.api import summarize_alignment_qc
+
+    prefixes = a.prefixes
+    summarize_alignment_qc([f"{p}.metrics.tsv" for p in prefixes], out=a.out,
+                           site_counts=[f"{p}.sites.tsv.gz" for p in prefixes] if a.genotypes else None,
+                           genotypes=a.genotypes, sample_info=a.sample_info, identity_out=a.identity_out)
+
+
+def _cmd_alignment_sites(a):
+    from cohortflow.alignment.sites import sites_from_plink
+
+    sites_from_plink(a.bfile, out=a.out, min_maf=a.min_maf, regions=a.regions)
 
 
 def _cmd_depth(a):
@@ -259,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", default="1:1000001-1200000", help="region of the simulated reads")
     p.add_argument("--coverage", type=float, default=15)
     p.add_argument("--bam-samples", default="S00001,S00002,S00003,S00004,S00005,S00006")
+    p.add_argument("--site-windows", type=int, default=1000, help="1 kb read windows around common SNPs")
+    p.add_argument("--contaminate", default="S00005:S00008:0.10", help="SAMPLE:SOURCE:FRACTION ('' for none)")
     p.add_argument("--n-cells", type=int, default=6000)
     p.add_argument("--n-donors", type=int, default=24)
     p.add_argument("--n-spots", type=int, default=2500)
@@ -268,10 +294,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bam", required=True, help="BAM, CRAM or SAM")
     p.add_argument("--reference", help="reference FASTA (required for CRAM)")
     p.add_argument("--regions", help="BED of target regions (the file must be sorted and indexed)")
+    p.add_argument("--sites", help="VCF/BCF of common SNPs with INFO/AF: contamination estimate and "
+                                   "PREFIX.sites.tsv.gz (the file must be sorted and indexed)")
     p.add_argument("--sample")
     p.add_argument("--per-base", action="store_true", help="also write PREFIX.per-base.bed.gz")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="output prefix")
+
+    p = add("alignment-summary", _cmd_alignment_summary,
+            "cohort table of alignment-qc results: sex check vs reported sex, identity (swap) check vs genotypes")
+    p.add_argument("prefixes", nargs="+", help="alignment-qc output prefixes (PREFIX.metrics.tsv, PREFIX.sites.tsv.gz)")
+    p.add_argument("--genotypes", help="PLINK prefix of the cohort's genotype calls (identity check)")
+    p.add_argument("--sample-info", help="TSV with IID and sex (1/M, 2/F) columns (sex check)")
+    p.add_argument("--identity-out", help="per-BAM identity table (needs --genotypes)")
+    p.add_argument("--out", required=True, help="summary TSV")
+
+    p = add("alignment-sites", _cmd_alignment_sites, "sites VCF (common SNPs with AF) from PLINK genotypes")
+    p.add_argument("--bfile", required=True, help="PLINK prefix")
+    p.add_argument("--regions", help="BED: keep sites inside")
+    p.add_argument("--min-maf", type=float, default=0.05)
+    p.add_argument("--out", required=True, help="output .vcf.gz (+ .tbi)")
 
     p = add("depth", _cmd_depth, "per-base depth of one BAM/CRAM, mosdepth's outputs (+ coverage.tsv)")
     p.add_argument("--bam", required=True, help="BAM, CRAM or SAM (coordinate-sorted)")
