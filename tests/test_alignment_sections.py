@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cohortflow.alignment import sections_format as SF
 from cohortflow.alignment import sections_kernels as SK
 from cohortflow.alignment.sections import BaseSections
 from cohortflow.errors import InputFormatError
@@ -311,3 +312,87 @@ def test_uint32_tables_spill_into_int64_totals(tmp_path, monkeypatch):
         spilled.add(buf, part)
     assert spilled.quals_spilled is not None
     assert spilled.format_text() == whole.format_text()
+
+
+# ------------------------------------------------------------------------- numba text writers
+
+
+def _python_base_content_rows(tag: str, codes: np.ndarray, read_oriented: bool) -> str:
+    """The rows as samtools prints them, with Python's %-format (C printf's rounding): ``codes``
+    (strand, cycle, 16) int64 counts of one fragment."""
+    acgtn = [SK.CODE_A, SK.CODE_C, SK.CODE_G, SK.CODE_T, SK.CODE_N]
+    if read_oriented:
+        counts = codes[0][:, acgtn[:4]] + codes[1][:, acgtn[:4][::-1]]
+    else:
+        both = codes[0] + codes[1]
+        other = both.sum(axis=1, keepdims=True) - both[:, acgtn].sum(axis=1, keepdims=True)
+        counts = np.concatenate([both[:, acgtn], other], axis=1)
+    total = counts[:, :4].sum(axis=1)
+    cycles = np.flatnonzero(total)
+    pct = 100.0 * counts[cycles].astype(np.float64) / total[cycles, None].astype(np.float64)
+    fmt = tag + "\t%d" + "\t%.2f" * counts.shape[1] + "\n"
+    return "".join(fmt % (c + 1, *row) for c, row in zip(cycles.tolist(), pct.tolist()))
+
+
+def _numba_base_content_rows(tag: str, bases: np.ndarray, spilled: np.ndarray, read_oriented: bool) -> str:
+    tag_codes = np.frombuffer(tag.encode(), dtype=np.uint8)
+    records = int(bases.sum(axis=(0, 1, 3)).max()) + (int(spilled.sum(axis=(0, 1, 3)).max()) if spilled.size else 0)
+    out = np.empty(SF.base_content_rows_bound(tag.encode(), bases.shape[2], records), dtype=np.uint8)
+    used = np.array([bases.shape[2], 0], dtype=np.int64)
+    end = SF.write_base_content_rows(tag_codes, bases, spilled, 0, read_oriented, used, out, 0)
+    return out[:end].tobytes().decode()
+
+
+def test_percentages_print_as_c_printf_does():
+    """A million percentages 100.0 * count / (A+C+G+T) of random counts at every scale, printed by
+    the numba writer exactly as %.2f (C printf: the exact double rounded, ties to even)."""
+    rng = np.random.default_rng(2024)
+    cycles = 170_000  # x 6 columns: a million percentages
+    scale = 10 ** rng.integers(0, 10, cycles)  # counts from 0..1 up to 2^32 - 1
+    bases = np.zeros((2, 2, cycles, 16), dtype=np.uint32)
+    for strand in range(2):
+        cells = rng.random((cycles, 16)) * scale[:, None] * (rng.random((cycles, 16)) < 0.7)
+        bases[0, strand] = np.minimum(cells, 2**32 - 1).astype(np.uint32)
+    # spilled totals beyond uint32 in a few cycles
+    spilled = np.zeros_like(bases, dtype=np.int64)
+    spilled[0, :, ::97] = rng.integers(0, 2**40, spilled[0, :, ::97].shape)
+    for read_oriented in (False, True):
+        assert _numba_base_content_rows("GCC", bases, np.zeros((0, 0, 0, 0), np.int64), read_oriented) == \
+            _python_base_content_rows("GCC", bases[0].astype(np.int64), read_oriented)
+        assert _numba_base_content_rows("GCC", bases, spilled, read_oriented) == \
+            _python_base_content_rows("GCC", bases[0].astype(np.int64) + spilled[0], read_oriented)
+
+
+def test_fixed2_rounds_like_printf_at_ties_and_edges():
+    rng = np.random.default_rng(3)
+    values = [0.0, -0.0, 100.0, 0.125, 0.375, 0.625, 0.875, 0.005, 0.015, 0.025, 0.035, 1.005, 2.675,
+              12.345, 99.995, 99.99499999999999, 99.99500000000001, 1e-300, 5e-324, -0.001, -0.005,
+              -2.675, 0.004999999999999999, 2.0**52 + 0.5, 2.0**53 - 1, 123456789.125, 1e15 + 0.375]
+    values += [k / 8 for k in range(0, 1000)]  # exact ties: the third decimal 5, nothing after
+    values += [k / 200 for k in range(0, 20000)]  # decimal ties, above or below in binary
+    values += (rng.random(20000) * 1000).tolist()
+    values += [float(np.nextafter(v, np.inf)) for v in values[:500]]
+    values += [float(np.nextafter(v, -np.inf)) for v in values[:500]]
+    out = np.zeros(64, dtype=np.uint8)
+    for x in values:
+        end = SF.put_fixed2(x, out, 0)
+        assert out[:end].tobytes().decode() == "%.2f" % x, x
+
+
+def test_quality_rows_as_python_formats_them():
+    """FFQ/LFQ rows: counts of every width, spilled totals added, cells outside the table 0."""
+    rng = np.random.default_rng(9)
+    quals = (rng.random((500, 24)) * 10.0 ** rng.integers(0, 10, (500, 1))).astype(np.uint32)
+    spilled = rng.integers(0, 2**40, quals.shape)
+    tag = np.frombuffer(b"FFQ", dtype=np.uint8)
+    for extra, rows, width in ((None, 500, 24), (None, 520, 30), (spilled, 480, 20), (spilled, 510, 26)):
+        table = np.zeros((rows, width), dtype=np.int64)
+        src = quals.astype(np.int64) + (extra if extra is not None else 0)
+        r, w = min(rows, 500), min(width, 24)
+        table[:r, :w] = src[:r, :w]
+        fmt = "FFQ" + "\t%d" * (width + 1) + "\n"
+        expected = "".join(fmt % (c + 1, *row) for c, row in enumerate(table.tolist()))
+        out = np.empty(SF.quality_rows_bound(b"FFQ", rows, width, int(table.max())), dtype=np.uint8)
+        end = SF.write_quality_rows(tag, quals, extra if extra is not None else np.zeros((0, 0), np.int64),
+                                    rows, width, out, 0)
+        assert out[:end].tobytes().decode() == expected

@@ -11,19 +11,28 @@ options. In a samtools stats file they sit in two places:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
+from cohortflow.alignment import sections_format as SF
 from cohortflow.alignment import sections_kernels as SK
 from cohortflow.errors import InputFormatError
 
 _INITIAL_CYCLES = 320
-_INITIAL_QUAL_WIDTH = 8  # grown to the next power of two above the highest quality seen
+_INITIAL_QUAL_WIDTH = 8  # grown to the next multiple of 8 above the highest quality seen
 # The per-base tables count in uint32 (half the memory of int64: long reads make them large).
 # A record adds at most 1 to any of their cells, so they cannot overflow before this many records
 # have been folded; then they are spilled into int64 totals and restart from zero.
 _SPILL_AFTER_RECORDS = 2**32 - 1
 _ACGTN = np.array([SK.CODE_A, SK.CODE_C, SK.CODE_G, SK.CODE_T, SK.CODE_N])
+# "no spilled totals" for the numba writers: quality (2-d) and base (4-d) tables
+_NO_SPILL_QUALS = np.zeros((0, 0), dtype=np.int64)
+_NO_SPILL_BASES = np.zeros((0, 0, 0, 0), dtype=np.int64)
+
+
+def _max_cell(table: np.ndarray) -> int:
+    return int(table.max()) if table.size else 0
 
 
 def _section_comment(tag: str, title: str, columns: str = "") -> str:
@@ -116,13 +125,19 @@ class BaseSections:
         if need_cycles > cycles:
             cycles = max(need_cycles, 2 * cycles)
         width = self.quals.shape[2]
-        while width < need_quals:
-            width *= 2
-        width = min(width, 256)
+        if need_quals > width:
+            # the next multiple of 8: long reads make a row per cycle, so unused quality columns
+            # cost memory; qualities seldom grow once many records have been read
+            width = min(-(-need_quals // 8) * 8, 256)
+
+        # a fragment's counts lie in its cycles below its longest record: only those are copied
+        # (long reads make these tables large, and every page copied is a page touched)
+        used = (min(self.max_len_first, self.bases.shape[2]), min(self.max_len_last, self.bases.shape[2]))
 
         def grown(arr, shape):
             out = np.zeros(shape, dtype=arr.dtype)
-            out[tuple(slice(0, s) for s in arr.shape)] = arr
+            for f in range(2):
+                out[f, ..., :used[f], :arr.shape[-1]] = arr[f, ..., :used[f], :]
             return out
 
         self.quals = grown(self.quals, (2, cycles, width))
@@ -130,7 +145,12 @@ class BaseSections:
         if self.quals_spilled is not None:
             self.quals_spilled = grown(self.quals_spilled, (2, cycles, width))
             self.bases_spilled = grown(self.bases_spilled, (2, 2, cycles, 16))
-        self.indel_cycle = grown(self.indel_cycle, (4, cycles))
+        # rows: insertions first/last, deletions first/last
+        indel_cycle = np.zeros((4, cycles), dtype=self.indel_cycle.dtype)
+        for row in range(4):
+            rows = used[row % 2]
+            indel_cycle[row, :rows] = self.indel_cycle[row, :rows]
+        self.indel_cycle = indel_cycle
 
     # --------------------------------------------------------------------------------- reporting
 
@@ -141,19 +161,6 @@ class BaseSections:
     @property
     def max_len_last(self) -> int:
         return int(self.state[SK.S_MAX_LEN_2ND])
-
-    def _quality_rows(self, tag: str, fragment: int, rows: int) -> list[str]:
-        # samtools prints qualities 0..max+1 (at most 0..255) for every cycle up to the longest
-        # unclipped first/last record, counted bases or not
-        width = min(int(self.state[SK.S_MAX_QUAL]) + 2, 256)
-        table = np.zeros((rows, width), dtype=np.int64)
-        quals = self.quality_counts(fragment)
-        have_rows = min(rows, quals.shape[0])
-        have_cols = min(width, quals.shape[1])
-        table[:have_rows, :have_cols] = quals[:have_rows, :have_cols]
-        # one %-format per row: long reads make a million rows
-        fmt = tag + "\t%d" * (width + 1) + "\n"
-        return [fmt % (c + 1, *row) for c, row in enumerate(table.tolist())]
 
     def _gc_rows(self, tag: str, fragment: int) -> list[str]:
         # one line per run of equal bins, at the run's start bin averaged with the previous run's
@@ -168,17 +175,6 @@ class BaseSections:
             out.append("%s\t%.2f\t%d\n" % (tag, (b + prev) * 0.5 * 100.0 / (n_gc - 1), hist[prev]))
             prev = b
         return out
-
-    @staticmethod
-    def _pct_rows(tag: str, counts: np.ndarray, with_n_other: bool) -> list[str]:
-        """Rows of cycles with A/C/G/T bases: each column as 100.0 * count / (A+C+G+T), in doubles
-        as samtools computes them (numpy's float64 operations round the same way)."""
-        ncol = 6 if with_n_other else 4
-        total = counts[:, :4].sum(axis=1)
-        cycles = np.flatnonzero(total)
-        pct = 100.0 * counts[cycles, :ncol].astype(np.float64) / total[cycles, None].astype(np.float64)
-        fmt = tag + "\t%d" + "\t%.2f" * ncol + "\n"
-        return [fmt % (c + 1, *row) for c, row in zip(cycles.tolist(), pct.tolist())]
 
     def base_content(self, fragment: int) -> np.ndarray:
         """(cycles, 6) counts of A C G T N other per cycle of first (0) or last (1) fragments."""
@@ -195,30 +191,77 @@ class BaseSections:
         out += self.strand_base_counts(0, 1)[:, tgca] + self.strand_base_counts(1, 1)[:, tgca]
         return out
 
+    def _quality_rows(self, tag: bytes, fragment: int, rows: int) -> tuple[int, Callable]:
+        # samtools prints qualities 0..max+1 (at most 0..255) for every cycle up to the longest
+        # unclipped first/last record, counted bases or not
+        width = min(int(self.state[SK.S_MAX_QUAL]) + 2, 256)
+        quals = self.quals[fragment]
+        spilled = self.quals_spilled[fragment] if self.quals_spilled is not None else _NO_SPILL_QUALS
+        tag_codes = np.frombuffer(tag, dtype=np.uint8)
+        max_count = _max_cell(quals[:rows]) + _max_cell(spilled[:rows])
+
+        def write(out, pos):
+            return SF.write_quality_rows(tag_codes, quals, spilled, rows, width, out, pos)
+        return SF.quality_rows_bound(tag, rows, width, max_count), write
+
+    def _base_content_rows(self, tag: bytes, fragments: int, read_oriented: bool) -> tuple[int, Callable]:
+        # rows of cycles with A/C/G/T bases, each column 100.0 * count / (A+C+G+T) in doubles
+        spilled = self.bases_spilled if self.bases_spilled is not None else _NO_SPILL_BASES
+        tag_codes = np.frombuffer(tag, dtype=np.uint8)
+        used_cycles = np.array([self.max_len_first, self.max_len_last], dtype=np.int64)
+        max_count = 0  # of a cell, sizing the text
+        for f, used in enumerate(used_cycles.tolist()):
+            cell = _max_cell(self.bases[f, :, :used])
+            if self.bases_spilled is not None:
+                cell += _max_cell(self.bases_spilled[f, :, :used])
+            max_count = max(max_count, cell)
+
+        def write(out, pos):
+            return SF.write_base_content_rows(tag_codes, self.bases, spilled, fragments, read_oriented,
+                                              used_cycles, out, pos)
+        return SF.base_content_rows_bound(tag, self.bases.shape[2], max_count), write
+
+    def _fragment_totals(self, fragment: int) -> list[int]:
+        """A C G T N base counts of all cycles of first (0) or last (1) fragments."""
+        used = self.max_len_first if fragment == 0 else self.max_len_last  # (the rest is zero)
+        codes = self.bases[fragment, :, :used].sum(axis=(0, 1), dtype=np.int64)
+        if self.bases_spilled is not None:
+            codes += self.bases_spilled[fragment, :, :used].sum(axis=(0, 1))
+        return codes[_ACGTN].tolist()
+
     def format_cycles_text(self) -> str:
-        """FFQ, LFQ, GCF, GCL, GCC, GCT, FBC, FTC, LBC, LTC: in the stats file after SN, before IS."""
-        out: list[str] = [_section_comment("FFQ", "First Fragment Qualities"), _QUAL_COMMENT]
-        out += self._quality_rows("FFQ", 0, self.max_len_first)
-        out += [_section_comment("LFQ", "Last Fragment Qualities"), _QUAL_COMMENT]
-        out += self._quality_rows("LFQ", 1, self.max_len_last)
-        out.append(_section_comment("GCF", "GC Content of first fragments"))
-        out += self._gc_rows("GCF", 0)
-        out.append(_section_comment("GCL", "GC Content of last fragments"))
-        out += self._gc_rows("GCL", 1)
-        out.append(_section_comment("GCC", "ACGT content per cycle", _PCT_COLUMNS))
-        first, last = self.base_content(0), self.base_content(1)
-        out += self._pct_rows("GCC", first + last, True)
-        out.append(_section_comment("GCT", "ACGT content per cycle, read oriented",
-                                    "cycle; A,C,G,T base counts as a percentage of all A/C/G/T bases [%]"))
-        out += self._pct_rows("GCT", self.base_content_read_oriented(), False)
-        for counts, content_tag, total_tag, word in ((first, "FBC", "FTC", "first"), (last, "LBC", "LTC", "last")):
-            out.append(_section_comment(content_tag, f"ACGT content per cycle for {word} fragments", _PCT_COLUMNS))
-            out += self._pct_rows(content_tag, counts, True)
-            out.append(_section_comment(total_tag, f"ACGT raw counters for {word} fragments",
-                                        "A,C,G,T,N base counters"))
-            totals = counts[:, :5].sum(axis=0).tolist()
-            out.append(f"{total_tag}\t" + "\t".join(map(str, totals)) + "\n")
-        return "".join(out)
+        """FFQ, LFQ, GCF, GCL, GCC, GCT, FBC, FTC, LBC, LTC: in the stats file after SN, before IS.
+
+        Long reads make a row per cycle (millions) in FFQ/LFQ and the base-content sections: numba
+        writes those into one byte buffer with the rest, decoded once.
+        """
+        parts: list = [_section_comment("FFQ", "First Fragment Qualities"), _QUAL_COMMENT,
+                       self._quality_rows(b"FFQ", 0, self.max_len_first),
+                       _section_comment("LFQ", "Last Fragment Qualities"), _QUAL_COMMENT,
+                       self._quality_rows(b"LFQ", 1, self.max_len_last),
+                       _section_comment("GCF", "GC Content of first fragments"), *self._gc_rows("GCF", 0),
+                       _section_comment("GCL", "GC Content of last fragments"), *self._gc_rows("GCL", 1),
+                       _section_comment("GCC", "ACGT content per cycle", _PCT_COLUMNS),
+                       self._base_content_rows(b"GCC", 2, False),
+                       _section_comment("GCT", "ACGT content per cycle, read oriented",
+                                        "cycle; A,C,G,T base counts as a percentage of all A/C/G/T bases [%]"),
+                       self._base_content_rows(b"GCT", 2, True)]
+        for fragment, content_tag, total_tag, word in ((0, "FBC", "FTC", "first"), (1, "LBC", "LTC", "last")):
+            parts += [_section_comment(content_tag, f"ACGT content per cycle for {word} fragments", _PCT_COLUMNS),
+                      self._base_content_rows(content_tag.encode(), fragment, False),
+                      _section_comment(total_tag, f"ACGT raw counters for {word} fragments",
+                                       "A,C,G,T,N base counters"),
+                      f"{total_tag}\t" + "\t".join(map(str, self._fragment_totals(fragment))) + "\n"]
+        parts = [p.encode() if isinstance(p, str) else p for p in parts]
+        out = np.empty(sum(len(p) if isinstance(p, bytes) else p[0] for p in parts), dtype=np.uint8)
+        pos = 0
+        for part in parts:
+            if isinstance(part, bytes):
+                out[pos:pos + len(part)] = np.frombuffer(part, dtype=np.uint8)
+                pos += len(part)
+            else:
+                pos = part[1](out, pos)
+        return str(memoryview(out)[:pos], "ascii")
 
     def format_indels_text(self) -> str:
         """ID and IC: in the stats file after LRL, before COV."""
