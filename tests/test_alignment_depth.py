@@ -123,6 +123,37 @@ def test_regions_match_mosdepth(tmp_path):
         assert gzip.open(f"{ours}.regions.bed.gz", "rt").read() == gzip.open(f"{peer}.regions.bed.gz", "rt").read()
 
 
+def test_mate_storage_grows(tmp_path, monkeypatch):
+    """With room for only two waiting mates the storage and its table grow many times over; the
+    depth must not change."""
+    from cohortflow.alignment.depth import DepthAccumulator
+
+    import pysam
+
+    bam = tmp_path / "pairs.bam"
+    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "1", "LN": 5000}]}
+    reads = []
+    for k in range(60):  # 60 pairs, all first mates before any second: 60 mates wait at once
+        for name, flag, pos, mpos in ((f"p{k}", 99, 100 + k, 130 + k), (f"p{k}", 147, 130 + k, 100 + k)):
+            reads.append((pos, name, flag, mpos))
+    with pysam.AlignmentFile(str(bam), "wb", header=header) as out:
+        for pos, name, flag, mpos in sorted(reads):
+            r = pysam.AlignedSegment(out.header)
+            r.query_name, r.flag, r.reference_id, r.reference_start = name, flag, 0, pos
+            r.cigarstring, r.mapping_quality = "20M1D30M" if flag == 99 else "50M", 60
+            r.next_reference_id, r.next_reference_start = 0, mpos
+            r.query_sequence, r.query_qualities = "A" * 50, pysam.qualitystring_to_array("I" * 50)
+            out.write(r)
+    depth(bam, out_prefix=tmp_path / "a")
+    monkeypatch.setattr(DepthAccumulator, "initial_mate_slots", 2)
+    grown = []
+    original = DepthAccumulator._grow_slots
+    monkeypatch.setattr(DepthAccumulator, "_grow_slots", lambda self: (grown.append(1), original(self)))
+    depth(bam, out_prefix=tmp_path / "b")
+    assert grown
+    assert gzip.open(f"{tmp_path}/a.per-base.bed.gz").read() == gzip.open(f"{tmp_path}/b.per-base.bed.gz").read()
+
+
 def _cov(prefix) -> str:
     return Path(f"{prefix}.coverage.tsv").read_text()
 

@@ -27,7 +27,7 @@ import numpy as np
 from cohortflow.alignment import depth_kernels as DK
 from cohortflow.alignment import kernels as K
 from cohortflow.alignment.reader import AlignmentHeader, RecordBatch
-from cohortflow.errors import CohortflowError, InputFormatError
+from cohortflow.errors import InputFormatError
 from cohortflow.io.bgzf import EOF_BLOCK, write_bgzf
 
 DEFAULT_EXCLUDE_FLAGS = 1796  # unmapped, secondary, QC-fail, duplicate (mosdepth -F default)
@@ -305,6 +305,8 @@ class DepthAccumulator:
     ``per_base``: a binary file object receiving the bgzipped per-base track (or None).
     """
 
+    initial_mate_slots = 1 << 12  # mates waiting for their overlapping partner (grown as needed)
+
     def __init__(self, header: AlignmentHeader, *, path: str | Path, regions: Regions | None = None,
                  per_base: BinaryIO | None = None, exclude_flags: int = DEFAULT_EXCLUDE_FLAGS,
                  min_mapq: int = 0, count_overlaps: bool = False, threads: int = 1,
@@ -322,8 +324,8 @@ class DepthAccumulator:
         self.tid = -1
         self.diff: np.ndarray | None = None
         self.state = np.zeros(DK.S_N, dtype=np.int64)
-        self.mates = DK.new_mate_table()
-        self.slot_pos, self.slot_val, self.slot_meta, self.free = DK.new_slots(1 << 12)
+        self.slot_pos, self.slot_val, self.slot_meta, self.free = DK.new_slots(self.initial_mate_slots)
+        self.mate_keys, self.mate_vals = DK.new_mate_table(len(self.free))
         self.state[DK.S_FREE_TOP] = len(self.free)
         self.contigs: list[ContigDepth] = []
         self.region_results: list[RegionDepth] = []
@@ -345,10 +347,11 @@ class DepthAccumulator:
         while start < n:
             diff = self.diff if self.diff is not None else self._no_contig
             status = DK.add_depth(buf, rec_off, n, start, self.tid, diff, self.exclude_flags, self.min_mapq,
-                                  self.count_overlaps, self.state, self.mates, self.slot_pos, self.slot_val,
-                                  self.slot_meta, self.free, self.seen)
+                                  self.count_overlaps, self.state, self.mate_keys, self.mate_vals,
+                                  self.slot_pos, self.slot_val, self.slot_meta, self.free, self.seen)
             if status == DK.NEED_SLOTS:
                 self._grow_slots()
+                start = int(self.state[DK.S_RESUME])
                 continue
             if status == DK.UNSORTED:
                 self._mark_unsorted(first_record)
@@ -383,6 +386,9 @@ class DepthAccumulator:
         free[len(fresh): len(fresh) + top] = self.free[:top]
         self.state[DK.S_FREE_TOP] = len(fresh) + top
         self.slot_pos, self.slot_val, self.slot_meta, self.free = pos, val, meta, free
+        keys, vals = DK.new_mate_table(len(free))
+        DK.rehash_mates(self.mate_keys, self.mate_vals, keys, vals)
+        self.mate_keys, self.mate_vals = keys, vals
 
     def _open_contig(self, tid: int) -> None:
         self._flush_empty_contigs_before(tid)
@@ -390,7 +396,7 @@ class DepthAccumulator:
         length = int(self.header.contig_lengths[tid])
         self.diff = np.zeros(length + 1, dtype=np.int32)
         self.state[DK.S_LAST_POS] = -1
-        self.mates.clear()
+        self.mate_keys[:] = 0
         self.free[:] = np.arange(len(self.free) - 1, -1, -1)
         self.state[DK.S_FREE_TOP] = len(self.free)
 
@@ -426,9 +432,11 @@ class DepthAccumulator:
                     self._write_text("".join(f"{self.header.contig_names[tid]}\t{s}\t{e}\t0\n"
                                              for s, e in zip(starts.tolist(), stops.tolist())).encode())
             return
-        bases, lo, hi = DK.to_depth(diff, length)
-        hist = np.zeros(max(1000, int(hi) + 11), dtype=np.int64)
-        DK.add_histogram(diff, 0, length, hist)
+        hist = np.zeros(1000, dtype=np.int64)
+        bases, lo, hi = DK.to_depth(diff, length, hist)
+        if hi >= len(hist):  # deeper than the histogram: count again into one that fits
+            hist = np.zeros(int(hi) + 11, dtype=np.int64)
+            DK.add_histogram(diff, 0, length, hist)
         self.contigs.append(ContigDepth(tid, length, int(bases), int(lo), int(hi), hist))
         if starts is not None:
             means = np.zeros(len(starts), dtype=np.float64)

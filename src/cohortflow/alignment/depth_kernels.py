@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import types
-from numba.typed import Dict
 
 from cohortflow.alignment.kernels import F_PROPER, F_SUPPLEMENTARY
 
@@ -27,16 +25,68 @@ S_LAST_POS = 0  # position of the last counted read on the current contig
 S_UNSORTED = 1  # 1 once a read came before its predecessor
 S_FREE_TOP = 2  # number of free slots on the free stack
 S_MAX_SPAN = 3  # longest reference span of a stored mate: a later mate further away cannot overlap it
-S_N = 4
+S_RESUME = 4  # after NEED_SLOTS: the read to resume from
+S_N = 5
 
 # return codes of add_depth besides a read index
 NEED_SLOTS = -1
 UNSORTED = -2
 
 
-def new_mate_table():
-    """The name-hash -> slot table of stored mates (numba typed dict)."""
-    return Dict.empty(key_type=types.int64, value_type=types.int64)
+def new_mate_table(capacity: int):
+    """The name-hash -> slot table of stored mates: open addressing with linear probing in two
+    arrays (keys stored + 1, 0 = empty) of twice the slot capacity, so it is at most half full.
+    (numba's typed dict would cost ~0.5 s of compilation at every start.)"""
+    size = 1 << max(4, int(2 * capacity - 1).bit_length())
+    return np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ht_find(keys, key):
+    """Index of ``key`` in the table, or -1."""
+    mask = keys.shape[0] - 1
+    i = (key * np.int64(0x9E3779B97F4A7C1)) & mask
+    while keys[i] != 0:
+        if keys[i] == key + 1:
+            return i
+        i = (i + 1) & mask
+    return -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ht_insert(keys, vals, key, val):
+    mask = keys.shape[0] - 1
+    i = (key * np.int64(0x9E3779B97F4A7C1)) & mask
+    while keys[i] != 0 and keys[i] != key + 1:
+        i = (i + 1) & mask
+    keys[i] = key + 1
+    vals[i] = val
+
+
+@numba.njit(cache=True, nogil=True)
+def _ht_delete(keys, vals, i):
+    """Remove entry i, shifting later entries of its probe run back (no tombstones)."""
+    mask = keys.shape[0] - 1
+    keys[i] = 0
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if keys[j] == 0:
+            return
+        home = ((keys[j] - 1) * np.int64(0x9E3779B97F4A7C1)) & mask
+        # move entry j into the hole at i unless its home lies cyclically in (i, j]
+        if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
+            keys[i] = keys[j]
+            vals[i] = vals[j]
+            keys[j] = 0
+            i = j
+
+
+@numba.njit(cache=True, nogil=True)
+def rehash_mates(keys, vals, new_keys, new_vals):
+    for i in range(keys.shape[0]):
+        if keys[i] != 0:
+            _ht_insert(new_keys, new_vals, keys[i] - 1, vals[i])
 
 
 def new_slots(capacity: int):
@@ -57,7 +107,7 @@ def _name_hash(buf, off):
     h = np.uint64(0xCBF29CE484222325)
     for k in range(off + 36, off + 36 + l_name - 1):
         h = (h ^ np.uint64(buf[k])) * np.uint64(0x100000001B3)
-    return np.int64(h & np.uint64(0x7FFFFFFFFFFFFFFF))
+    return np.int64(h & np.uint64(0x3FFFFFFFFFFFFFFF))  # 62 bits: the table stores key + 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -168,15 +218,15 @@ def record_tid(buf, off):
 
 @numba.njit(cache=True, nogil=True)
 def add_depth(buf, rec_off, n, start, tid, diff, exclude_flags, min_mapq, count_overlaps, state,
-              mates, slot_pos, slot_val, slot_meta, free_stack, seen):
+              mate_keys, mate_vals, slot_pos, slot_val, slot_meta, free_stack, seen):
     """Add records rec_off[start:n] (BAM record bytes in ``buf``) of contig ``tid`` to its
     difference array ``diff``; ``seen[t]`` is set for every contig t a record names.
 
     Returns ``n`` when all were added, the index of the first counted read on another contig
     (with ``tid`` -1: the first counted read; the caller finishes this contig and calls again from
-    there), ``NEED_SLOTS`` when the mate storage is full (grow it and call again with the same
-    ``start``; nothing was added for the read that needed it) or ``UNSORTED`` when a read starts
-    before the previous one.
+    there), ``NEED_SLOTS`` when the mate storage is full (grow it and call again from
+    ``state[S_RESUME]``, the read that needed it, for which nothing was added) or ``UNSORTED``
+    when a read starts before the previous one.
     """
     ev_pos = np.empty(MAX_EVENTS, dtype=np.int64)
     ev_val = np.empty(MAX_EVENTS, dtype=np.int8)
@@ -206,10 +256,12 @@ def add_depth(buf, rec_off, n, start, tid, diff, exclude_flags, min_mapq, count_
                 key = -1
             else:
                 key = _name_hash(buf, off)
+            found = _ht_find(mate_keys, key) if key >= 0 else -1
             if key < 0:
                 pass
-            elif same_contig and stop > mpos and (pos < mpos or (pos == mpos and key not in mates)):
+            elif same_contig and stop > mpos and (pos < mpos or (pos == mpos and found < 0)):
                 if state[S_FREE_TOP] == 0:
+                    state[S_RESUME] = i
                     return NEED_SLOTS
                 state[S_FREE_TOP] -= 1
                 slot = free_stack[state[S_FREE_TOP]]
@@ -220,12 +272,12 @@ def add_depth(buf, rec_off, n, start, tid, diff, exclude_flags, min_mapq, count_
                 slot_meta[slot, 1] = stop
                 slot_meta[slot, 2] = n_ev
                 slot_meta[slot, 3] = n_cigar
-                mates[key] = slot
+                _ht_insert(mate_keys, mate_vals, key, slot)
                 if stop - pos > state[S_MAX_SPAN]:
                     state[S_MAX_SPAN] = stop - pos
-            elif key in mates:
-                slot = mates[key]
-                mates.pop(key)
+            elif found >= 0:
+                slot = mate_vals[found]
+                _ht_delete(mate_keys, mate_vals, found)
                 free_stack[state[S_FREE_TOP]] = slot
                 state[S_FREE_TOP] += 1
                 if n_cigar == 1 and slot_meta[slot, 3] == 1:
@@ -261,21 +313,28 @@ def _add_long_read(buf, off, pos, diff, limit):
 
 
 @numba.njit(cache=True, nogil=True)
-def to_depth(diff, length):
-    """Turn ``diff`` into depth in place; returns (sum, min, max) of depth over [0, length)."""
+def to_depth(diff, length, hist):
+    """Turn ``diff`` into depth in place and count positions [0, length) by depth into ``hist``
+    (complete only when the returned max is below len(hist)); returns (sum, min, max) of depth
+    over [0, length). One pass: a contig can be hundreds of megabases."""
     d = np.int64(0)
     total = np.int64(0)
     lo = np.int64(1) << 62
     hi = np.int64(0)
-    for i in range(diff.shape[0]):
+    top = hist.shape[0]
+    for i in range(length):
         d += diff[i]
         diff[i] = d
-        if i < length:
-            total += d
-            if d < lo:
-                lo = d
-            if d > hi:
-                hi = d
+        total += d
+        if d < lo:
+            lo = d
+        if d > hi:
+            hi = d
+        if 0 <= d < top:
+            hist[d] += 1
+    for i in range(length, diff.shape[0]):
+        d += diff[i]
+        diff[i] = d
     if length == 0:
         lo = 0
     return total, lo, hi
