@@ -28,6 +28,7 @@ from cohortflow.io.vcf_text import bgzf_block_table
 
 RAW_BYTES = 4 << 20  # compressed bytes read at a time
 BGZF_MIN_BLOCK = 28
+AHEAD = 2  # batches being inflated while the caller works on one
 BLOCK_DATA = 0xFF00  # uncompressed bytes per written block, as htslib
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
@@ -49,8 +50,8 @@ def _inflate(raw: memoryview, offsets, sizes, isizes, positions, out: np.ndarray
 def inflate_batches(fh: BinaryIO, *, path: str | Path, threads: int = 1) -> Iterator[np.ndarray]:
     """Decompressed bytes of the BGZF stream ``fh``, a batch of whole blocks at a time.
 
-    Each yielded array is the caller's to keep (batches are not reused). ``path`` names the
-    stream in errors.
+    A yielded array is valid until the generator has been resumed once more (its memory is then
+    reused: copy what must be kept). ``path`` names the stream in errors.
     """
     threads = max(1, int(threads))
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
@@ -62,11 +63,20 @@ def inflate_batches(fh: BinaryIO, *, path: str | Path, threads: int = 1) -> Iter
     last_block_empty = False
     seen_any = False
 
-    def submit(raw: bytes, n: int, base: int):
-        view = memoryview(raw)
+    # output buffers are reused round-robin: fresh memory costs a page fault per 4 KiB, which on
+    # some machines costs more than inflating into it
+    ring: list[np.ndarray] = [np.empty(0, dtype=np.uint8) for _ in range(AHEAD + 2)]
+    turn = [0]
+
+    def submit(view: memoryview, n: int, base: int):
         offs, szs, iszs = offsets[:n].tolist(), sizes[:n].tolist(), isizes[:n].tolist()
         positions = np.concatenate(([0], np.cumsum(iszs)[:-1])).tolist() if n else []
-        out = np.empty(int(sum(iszs)), dtype=np.uint8)
+        total = int(sum(iszs))
+        slot = turn[0] % len(ring)
+        turn[0] += 1
+        if len(ring[slot]) < total:
+            ring[slot] = np.empty(max(total, 2 * len(ring[slot])), dtype=np.uint8)
+        out = ring[slot][:total]
         parts = threads if pool is not None else 1
         cuts = np.linspace(0, n, parts + 1).astype(int).tolist()
         jobs = [(view, offs[a:b], szs[a:b], iszs[a:b], positions[a:b], out, str(base))
@@ -86,24 +96,30 @@ def inflate_batches(fh: BinaryIO, *, path: str | Path, threads: int = 1) -> Iter
 
     try:
         while True:
-            chunk = fh.read(RAW_BYTES)
-            raw = leftover + chunk if leftover else chunk
-            if not raw:
+            # a fresh buffer per chunk: the one before may still be read by inflating workers
+            raw = bytearray(len(leftover) + RAW_BYTES)
+            raw[:len(leftover)] = leftover
+            got = fh.readinto(memoryview(raw)[len(leftover):])
+            got = got or 0
+            size = len(leftover) + got
+            if size == 0:
                 break
-            arr = np.frombuffer(raw, dtype=np.uint8)
-            n, used, status = bgzf_block_table(arr, len(raw), offsets, sizes, isizes)
+            arr = np.frombuffer(raw, dtype=np.uint8, count=size)
+            n, used, status = bgzf_block_table(arr, size, offsets, sizes, isizes)
             if status != 0:
                 raise InputFormatError(f"not BGZF data at compressed offset {consumed_raw + used}", path=path)
-            if not chunk and used != len(raw):
+            if got == 0 and used != size:
                 raise InputFormatError(f"truncated file: incomplete BGZF block at compressed offset {consumed_raw + used}",
                                        path=path)
             if n:
                 seen_any = True
                 last_block_empty = int(isizes[n - 1]) == 0
-                in_flight.append(submit(raw[:used], n, consumed_raw))
+                in_flight.append(submit(memoryview(raw)[:used], n, consumed_raw))
             consumed_raw += used
-            leftover = raw[used:]
-            while len(in_flight) > (1 if pool is not None else 0):
+            leftover = bytes(raw[used:size])
+            if got == 0 and not leftover:
+                break
+            while len(in_flight) > (AHEAD if pool is not None else 0):
                 yield collect()
         while in_flight:
             yield collect()
