@@ -27,7 +27,6 @@ import numpy as np
 from cohortflow.alignment import kernels as K
 from cohortflow.alignment.depth import DEFAULT_EXCLUDE_FLAGS, DepthAccumulator, DepthResult, read_regions
 from cohortflow.alignment.flagstat import format_flagstat_text
-from cohortflow.alignment.depth_kernels import record_offsets
 from cohortflow.alignment.reader import open_alignment, record_batches, record_byte_batches
 from cohortflow.alignment.sex import infer_sex
 from cohortflow.alignment.stats import (
@@ -86,9 +85,9 @@ def _scan(bam: Path, *, reference, regions, threads, per_base_fh, exclude_flags,
         counter = SiteCounter(sites, header.contig_names, path=bam)
     if stats is None and counter is None:  # depth alone needs no decoded columns: record offsets do
         records = 0
-        for buf in record_byte_batches(bam, file_format=header.file_format, reference=reference, threads=threads):
-            rec_off = np.empty(len(buf) // 36 + 1, dtype=np.int64)
-            n = int(record_offsets(buf, rec_off))
+        for buf, rec_off in record_byte_batches(bam, file_format=header.file_format, reference=reference,
+                                                threads=threads):
+            n = len(rec_off)
             depth.add_records(buf, rec_off, n, records + 1)
             records += n
         return header, None, depth.finish(), None

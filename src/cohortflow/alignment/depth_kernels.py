@@ -198,20 +198,6 @@ def _i32(buf, o):
 
 
 @numba.njit(cache=True, nogil=True)
-def record_offsets(buf, out):
-    """Offsets of the BAM records laid end to end in ``buf`` (whole records only) into ``out``;
-    returns their number."""
-    o = 0
-    n = 0
-    end = buf.shape[0]
-    while o + 4 <= end and n < out.shape[0]:
-        out[n] = o
-        n += 1
-        o += 4 + _i32(buf, o)
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
 def record_tid(buf, off):
     return _i32(buf, off + 4)
 

@@ -260,19 +260,24 @@ def decode_bam_records(buf, n_bytes, cols, block_start, block_end):
 
 
 @numba.njit(cache=True, nogil=True)
-def complete_records_end(buf, start):
-    """Offset just past the last complete BAM record in buf[start:] (records start at
-    ``start``); -1 if a block_size is impossibly small (corrupt data)."""
+def complete_record_offsets(buf, start, out):
+    """The complete BAM records in buf[start:] (records start at ``start``): their offsets
+    relative to ``start`` into ``out`` (len(buf[start:]) // 36 + 1 entries always suffice).
+    Returns (records, offset just past the last one), or (-1, offset) where a block_size is
+    impossibly small (corrupt data)."""
     o = start
+    n = 0
     n_bytes = buf.shape[0]
     while o + 4 <= n_bytes:
         size = _i32(buf, o)
         if size < 32:
-            return -1
+            return -1, o
         if o + 4 + size > n_bytes:
             break
+        out[n] = o - start
+        n += 1
         o += 4 + size
-    return o
+    return n, o
 
 
 @numba.njit(cache=True, nogil=True)

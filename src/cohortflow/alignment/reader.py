@@ -209,9 +209,10 @@ def _first_error(stderr: str) -> str:
 
 
 def record_byte_batches(path: str | Path, *, file_format: str, reference: str | Path | None = None,
-                        threads: int = 1) -> Iterator[np.ndarray]:
+                        threads: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Uncompressed BAM bytes of ``path`` after the header, cut so that every array holds whole
-    records only (a record straddling two inflated batches comes as an array of its own)."""
+    records only (a record straddling two inflated batches comes as an array of its own), with
+    the offsets of its records: (bytes, int64 offsets). Valid until the generator is resumed."""
     path = Path(path)
     proc = None
     stderr_text: list[str] = []
@@ -250,7 +251,7 @@ def record_byte_batches(path: str | Path, *, file_format: str, reference: str | 
             proc.wait()
 
 
-def _records_after_header(batches: Iterator[np.ndarray], path: Path) -> Iterator[np.ndarray]:
+def _records_after_header(batches: Iterator[np.ndarray], path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     pending = np.empty(0, dtype=np.uint8)
     header_done = False
     for data in batches:
@@ -269,14 +270,15 @@ def _records_after_header(batches: Iterator[np.ndarray], path: Path) -> Iterator
                 pending = np.concatenate([pending, data])
                 continue
             take = need - len(pending)
-            yield np.concatenate([pending, data[:take]])
+            yield np.concatenate([pending, data[:take]]), np.zeros(1, dtype=np.int64)
             start = take
             pending = np.empty(0, dtype=np.uint8)
-        end = int(K.complete_records_end(data, start))
-        if end < 0:
+        rec_off = np.empty((len(data) - start) // 36 + 1, dtype=np.int64)
+        n, end = K.complete_record_offsets(data, start, rec_off)
+        if n < 0:
             raise InputFormatError("corrupt BAM record (block size below 32 bytes)", path=path)
         if end > start:
-            yield data[start:end]
+            yield data[start:end], rec_off[:n]
         if end < len(data):
             pending = data[end:].copy()
     if not header_done:
@@ -317,7 +319,7 @@ def record_batches(path: str | Path, *, file_format: str, reference: str | Path 
     """Decoded record batches (:class:`RecordBatch`) of the whole file, in file order."""
     path = Path(path)
     records = 0
-    for buf in record_byte_batches(path, file_format=file_format, reference=reference, threads=threads):
+    for buf, _ in record_byte_batches(path, file_format=file_format, reference=reference, threads=threads):
         start = 0
         while start < len(buf):
             rest = buf[start:]
