@@ -243,6 +243,21 @@ def _cmd_disease_score(a):
                         seed=a.seed, out_prefix=a.out)
 
 
+def _cmd_cell_eqtl(a):
+    from pathlib import Path
+
+    from cohortflow.singlecell.eqtl import run_cell_eqtl
+
+    out = Path(a.out)
+    stem = out.name.removesuffix(".tsv")
+    run_cell_eqtl(a.h5ad, bfile=a.bfile, variants=a.variants, variant_ids=a.variant_id, out_tsv=out,
+                  out_summary=out.with_name(stem + ".summary.json"), out_png=out.with_name(stem + ".png"),
+                  genes_gtf=a.genes, covariates=a.covariates, covariate_names=a.covariate_names, pcs=a.pcs,
+                  n_pcs=a.n_pcs, cell_type_key=a.cell_type_key, donor_key=a.donor_key, layer=a.layer,
+                  window_kb=a.window_kb, min_cells=a.min_cells, min_donors=a.min_donors,
+                  min_donor_fraction=a.min_donor_fraction, fdr=a.fdr, max_plots=a.max_plots)
+
+
 def _cmd_report(a):
     import yaml
 
@@ -530,6 +545,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-ctrl", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output prefix")
+
+    p = add("cell-eqtl", _cmd_cell_eqtl, "pseudobulk cell-type eQTL of given variants and the genes near them")
+    p.add_argument("--h5ad", required=True, help="annotated .h5ad: raw counts (layers['counts'] or X), obs cell type and donor")
+    p.add_argument("--bfile", required=True, help="PLINK prefix; donors matched to .fam IIDs; dosage of A1 (ALT)")
+    p.add_argument("--variants", nargs="*", default=[], metavar="LIST",
+                   help="variant ID files: table with a variant_id column (e.g. gwas leads), JSON, or one ID per line")
+    p.add_argument("--variant-id", nargs="*", default=[], help="further variant IDs")
+    p.add_argument("--genes", help="GTF of gene positions (else var columns chrom, start[, end, strand])")
+    p.add_argument("--covariates", help="plink2-style covariate file (IID + numeric columns, e.g. sex age)")
+    p.add_argument("--covariate-names", nargs="*", help="columns of --covariates to use (default: all)")
+    p.add_argument("--pcs", help="genotype PCs, plink2 .eigenvec layout")
+    p.add_argument("--n-pcs", type=int, default=4)
+    p.add_argument("--cell-type-key", default="cell_type")
+    p.add_argument("--donor-key", default="donor")
+    p.add_argument("--layer", help="raw-count layer (default: 'counts' when present, else X)")
+    p.add_argument("--window-kb", type=float, default=1000, help="gene TSS within this distance of the variant")
+    p.add_argument("--min-cells", type=int, default=5, help="cells per donor and cell type for a pseudobulk")
+    p.add_argument("--min-donors", type=int, default=10, help="donors per cell type for its tests")
+    p.add_argument("--min-donor-fraction", type=float, default=0.1, help="gene expressed in more than this share of donors")
+    p.add_argument("--fdr", type=float, default=0.05)
+    p.add_argument("--max-plots", type=int, default=4, help="eQTL rows in the box-plot PNG")
+    p.add_argument("--out", required=True, help="OUT.tsv (+ OUT.summary.json, OUT.png)")
 
     p = add("report", _cmd_report, "the self-contained HTML report of one cohort's results")
     p.add_argument("--results-dir", required=True)
