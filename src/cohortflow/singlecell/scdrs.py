@@ -1,0 +1,645 @@
+"""scDRS (Zhang et al. 2022, Nat Genet) per-cell disease scores, as scDRS 1.0.2 computes them.
+
+The method, step by step (what :func:`preprocess`, :func:`score_cells` and
+:func:`group_analysis` do; names as in scDRS):
+
+1. Expression on scDRS's scale: counts normalised to 1e4 per cell, log1p (:func:`log_normalize`;
+   data already on that scale are used as they are).
+2. Covariates (optional, e.g. a constant and the number of genes per cell): regressed out of
+   every gene *implicitly*: corrected = X + C @ B + m with B = -(C'C)^-1 C'X and m the gene means
+   (categorical covariates become dummies, missing values the column mean, a constant is added
+   unless the covariates already span one). X stays sparse; the correction enters as rank-k terms.
+3. Gene statistics of the corrected data: mean and variance on the log scale, and on the count
+   scale (expm1); technical variance = a loess fit (degree 2, span 0.3) of log10 count-scale
+   variance on log10 count-scale mean, carried to the log scale as var * ct_var_tech / ct_var.
+   Genes are put into n_mean_bin x n_var_bin bins (quantiles of mean, then of variance within
+   each mean bin; 20 x 20, fewer when there are few genes: floor(sqrt(n_genes / 10))).
+4. Control gene sets: for each of n_ctrl sets and each mean-variance bin holding k disease
+   genes, k genes drawn without replacement from the bin (disease genes included), with the
+   disease genes' GWAS weights. The draws use numpy's legacy seeded generator in scDRS's order,
+   so the control sets are scDRS's own for the same seed and bins.
+5. Raw score of a set: weighted mean of corrected expression, weights GWAS weight /
+   sqrt(var_tech + 0.01) normalised to sum 1 (scDRS "vs"). All 1 + n_ctrl raw scores are
+   X @ W + C @ (B @ W) + m @ W with W sparse (genes x sets), in numba over cell blocks.
+6. Normalisation: centre each set over cells, scale controls by sqrt of the independent
+   variance ratio (sum var w^2), standardise each cell by its control scores' mean and sd,
+   centre again; cells whose raw score is exactly 0 go to the bottom. mc_pval: the cell's own
+   control scores; pval: the pooled control scores of all cells, (1 + #null >= s) / (1 + N);
+   zscore = -Phi^-1(pval) clipped to +-10.
+7. Group analysis per cell type: association (95 % quantile of the group's normalised scores
+   vs the same of each control set: assoc_mcp, assoc_mcz), heterogeneity (Geary's C of the
+   group's scores on the cell kNN graph vs control scores mapped onto the group's score
+   distribution: hetero_mcp, hetero_mcz), and cells at FDR (BH over all cells) < 0.05/0.1/0.2.
+
+What differs from scDRS 1.0.2 (all below the tolerances the tests state): sums are in float64 (scDRS's sparse
+means run in the matrix's float32); no cell/gene filtering (scDRS's CLI filters cells with
+< 250 genes and genes in < 50 cells by default; our single-cell stage has already filtered).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import stats
+
+from cohortflow.errors import CohortflowError, InputFormatError
+from cohortflow.singlecell.scdrs_kernels import (corrected_gene_moments, gearys_c_sub,
+                                                 score_pass_cellwise, score_pass_colsums, score_pass_final)
+
+SCORE_COLUMNS = ["raw_score", "norm_score", "mc_pval", "pval", "nlog10_pval", "zscore"]
+GENE_STATS_COLUMNS = ["mean", "var", "var_tech", "ct_mean", "ct_var", "ct_var_tech", "mean_var"]
+FDR_THRESHOLDS = (0.05, 0.1, 0.2)
+MAX_GWAS_WEIGHT = 10.0        # munge-gs --weight zscore clips weights here
+MIN_GENE_SET_SIZE = 10        # scDRS compute-score skips smaller gene sets
+
+
+# ---------------------------------------------------------------------------------------------
+# gene sets
+# ---------------------------------------------------------------------------------------------
+
+def load_gs(path: str | Path) -> dict[str, pd.Series]:
+    """Read a scDRS ``.gs`` file: header ``TRAIT<TAB>GENESET``, one trait a line, genes separated
+    by commas, each ``gene`` (weight 1) or ``gene:weight`` (all of a line alike).
+
+    Returns {trait: Series gene -> weight} in file order (a gene listed twice keeps its last
+    weight, as scDRS). A malformed line is one InputFormatError naming the file and line.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFormatError(f"cannot read gene-set file ({exc})", path=path) from None
+    if not lines or lines[0].split("\t")[:2] != ["TRAIT", "GENESET"]:
+        raise InputFormatError("header must be 'TRAIT<TAB>GENESET'", path=path, record="line 1")
+    out: dict[str, pd.Series] = {}
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0] or not fields[1]:
+            raise InputFormatError("expected two tab-separated fields TRAIT and GENESET", path=path,
+                                   record=f"line {lineno}")
+        trait, geneset = fields
+        items = [g.split(":") for g in geneset.split(",")]
+        if all(len(g) == 1 for g in items):
+            weights = {g[0]: 1.0 for g in items}
+        elif all(len(g) == 2 for g in items):
+            try:
+                weights = {g[0]: float(g[1]) for g in items}
+            except ValueError:
+                raise InputFormatError(f"gene set {trait!r} has a weight that is not a number", path=path,
+                                       record=f"line {lineno}") from None
+        else:
+            raise InputFormatError(f"gene set {trait!r} mixes 'gene' and 'gene:weight' entries", path=path,
+                                   record=f"line {lineno}")
+        if trait in out:
+            raise InputFormatError(f"trait {trait!r} appears twice", path=path, record=f"line {lineno}")
+        out[trait] = pd.Series(weights, dtype=float, name=trait)
+    if not out:
+        raise InputFormatError("no gene set", path=path)
+    return out
+
+
+def gene_set_from_gene_scores(gene_table: pd.DataFrame, *, n_genes: int = 1000) -> pd.Series:
+    """The gene set ``scdrs munge-gs --zscore-file ... --weight zscore --n-max n_genes`` makes from
+    gene z-scores (columns gene, z): one-sided p = 1 - Phi(z), the ``n_genes`` smallest p (ties by
+    gene name), weight = Phi^-1(1 - max(p, 1e-100)) clipped at 10, rounded to 5 significant
+    digits as munge-gs writes them. Returns Series gene -> weight, best first.
+    """
+    table = gene_table.loc[np.isfinite(pd.to_numeric(gene_table["z"], errors="coerce").to_numpy(dtype=float))]
+    table = table.drop_duplicates("gene", keep="first")
+    if table.empty:
+        raise CohortflowError("no gene with a finite z-score")
+    z = table["z"].to_numpy(dtype=float)
+    logp = stats.norm.logsf(z)
+    order = np.lexsort((table["gene"].astype(str).to_numpy(), -z))[:n_genes]
+    p = np.exp(logp[order]).clip(min=1e-100)
+    weights = np.minimum(stats.norm.isf(p), MAX_GWAS_WEIGHT)
+    weights = np.array([float(f"{w:.5g}") for w in weights])
+    return pd.Series(weights, index=table["gene"].astype(str).to_numpy()[order], name="weight")
+
+
+# ---------------------------------------------------------------------------------------------
+# expression and covariates
+# ---------------------------------------------------------------------------------------------
+
+def _looks_like_counts(x) -> bool:
+    data = x.data if sp.issparse(x) else np.asarray(x)
+    sample = np.asarray(data).ravel()[:200000]
+    return bool(sample.size) and bool(np.all(sample >= 0)) and bool(np.all(np.equal(np.mod(sample, 1), 0)))
+
+
+def log_normalize(adata) -> sp.csr_matrix:
+    """Expression on scDRS's scale as CSR (float32 kept when the input is float32).
+
+    Counts (``layers['counts']``, else X when it holds non-negative integers) are normalised to
+    1e4 per cell and log1p-transformed (scanpy's normalize_per_cell + log1p, as
+    ``scdrs compute-score --flag-raw-count True``); otherwise X is taken as already on that scale.
+    Negative or NaN values are an error (scDRS's loess needs non-negative expression).
+    """
+    counts = adata.layers["counts"] if "counts" in adata.layers else (adata.X if _looks_like_counts(adata.X) else None)
+    src = adata.X if counts is None else counts
+    mat = sp.csr_matrix(src)
+    if mat.dtype not in (np.float32, np.float64):
+        mat = mat.astype(np.float32)
+    else:
+        mat = mat.copy() if mat is src else mat
+    if mat.nnz and (not np.all(np.isfinite(mat.data)) or mat.data.min() < 0):
+        raise CohortflowError("expression has negative or non-finite values (scDRS needs non-negative expression)")
+    if counts is not None:
+        totals = np.asarray(mat.sum(axis=1), dtype=np.float64).ravel()
+        scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0).astype(mat.dtype)
+        mat.data *= np.repeat(scale, np.diff(mat.indptr))
+        np.log1p(mat.data, out=mat.data)
+    mat.sort_indices()
+    return mat
+
+
+def read_covariates(path: str | Path) -> pd.DataFrame:
+    """A scDRS ``.cov`` file: tab-separated, first column the cell names, one column per covariate."""
+    try:
+        df = pd.read_csv(path, sep="\t", index_col=0)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputFormatError(f"cannot read covariates ({exc})", path=path) from None
+    if df.shape[1] == 0:
+        raise InputFormatError("no covariate column (expected: cell name, then covariates)", path=path)
+    if not df.index.is_unique:
+        dup = df.index[df.index.duplicated()][0]
+        raise InputFormatError("cell listed twice", path=path, record=str(dup))
+    return df
+
+
+def covariate_matrix(cov: pd.DataFrame, obs_names, *, path=None) -> pd.DataFrame:
+    """Covariates aligned to the cells as scDRS uses them: categorical columns as dummies (first
+    level dropped), missing values filled with the column mean, a constant column SCDRS_CONST
+    added unless the covariates span one already. At least 75 % of cells must be covered."""
+    obs_names = pd.Index(obs_names)
+    if len(obs_names.intersection(cov.index)) <= 0.75 * len(obs_names):
+        raise CohortflowError(f"covariates cover {len(obs_names.intersection(cov.index))} of {len(obs_names)} "
+                              "cells (scDRS needs more than 75 %)", path=path)
+    df = pd.DataFrame(index=obs_names).join(cov)
+    categorical = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    for col in categorical:
+        dummies = pd.get_dummies(df[col], drop_first=True).astype(float)
+        dummies.columns = [f"{col}_{s}" for s in dummies.columns]
+        dummies.loc[df[col].isna(), :] = np.nan
+        df = pd.concat([df.drop(columns=col), dummies], axis=1)
+    df = df.astype(float)
+    df = df.fillna(df.mean())
+    mat = df.to_numpy()
+    ones = np.ones(len(df))
+    coef, *_ = np.linalg.lstsq(mat, ones, rcond=None)
+    if np.mean((ones - mat @ coef) ** 2) > 0.01:
+        df["SCDRS_CONST"] = 1.0
+    return df
+
+
+# ---------------------------------------------------------------------------------------------
+# preprocessing: gene statistics
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ScdrsData:
+    """Expression plus what scoring needs (scDRS's ``adata.uns['SCDRS_PARAM']``).
+
+    ``X``: CSR cells x genes on the log scale; ``gene_stats``: DataFrame indexed by gene with
+    :data:`GENE_STATS_COLUMNS`; with covariates, ``cov`` (cells x k), ``cov_beta`` (k x genes,
+    the *negated* regression coefficients) and ``gene_mean`` (genes): corrected = X + cov @
+    cov_beta + gene_mean.
+    """
+    X: sp.csr_matrix
+    obs_names: pd.Index
+    var_names: pd.Index
+    gene_stats: pd.DataFrame
+    cov: np.ndarray | None = None
+    cov_beta: np.ndarray | None = None
+    gene_mean: np.ndarray | None = None
+    cov_names: list = field(default_factory=list)
+
+
+def _sparse_col_moments(mat: sp.csr_matrix, transform=None) -> tuple[np.ndarray, np.ndarray]:
+    n = mat.shape[0]
+    data = mat.data.astype(np.float64)
+    if transform is not None:
+        data = transform(data)
+    s1 = np.bincount(mat.indices, weights=data, minlength=mat.shape[1])
+    s2 = np.bincount(mat.indices, weights=data * data, minlength=mat.shape[1])
+    mean = s1 / n
+    return mean, s2 / n - mean ** 2
+
+
+def loess_fit(x: np.ndarray, y: np.ndarray, *, span: float = 0.3) -> np.ndarray:
+    """Fitted values of loess (degree 2, tricube weights, gaussian family) at every x, with
+    the default surface of Cleveland's loess (what ``skmisc.loess.loess(x, y, span, degree=2)``
+    computes, the fit scDRS uses): the local fit is evaluated only at the vertices of a k-d
+    partition of x (cells split at the median point until they hold at most
+    floor(n * span * 0.2) points, ties kept on one side) and blended between vertices by cubic
+    Hermite interpolation of the vertex values and slopes. Agrees with skmisc to ~1e-13.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = x.size
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    q = max(3, min(n, int(math.floor(n * span))))
+    cell_max = int(math.floor(n * span * 0.2))
+    lo, hi = xs[0], xs[-1]
+    margin = 0.005 * max(hi - lo, 1e-10 * max(abs(lo), abs(hi)) + 1e-30)
+    vertices = {lo - margin, hi + margin}
+    stack = [(0, n - 1, lo - margin, hi + margin)]
+    while stack:
+        left, right, v_lo, v_hi = stack.pop()
+        if right - left + 1 <= cell_max:
+            continue
+        m = (left + right + 2) // 2 - 1            # the median point (1-based (l+u)/2)
+        off = 0                                    # nearest split between distinct values: m, m+1, m-1, ...
+        while left <= m + off < right:
+            if xs[m + off] == xs[m + off + 1]:
+                off = -off + (1 if -off >= 0 else 0)
+            else:
+                m += off
+                break
+        split = xs[m]
+        if split == v_lo or split == v_hi:
+            continue
+        vertices.add(split)
+        stack.append((left, m, v_lo, split))
+        stack.append((m + 1, right, split, v_hi))
+    verts = np.array(sorted(vertices))
+    value = np.empty(verts.size)
+    slope = np.empty(verts.size)
+    for k, x0 in enumerate(verts):
+        dist = np.abs(xs - x0)
+        h = np.partition(dist, q - 1)[q - 1]
+        h = h if h > 0 else 1.0
+        u = (xs - x0) / h
+        w = np.where(np.abs(u) < 1, (1 - np.abs(u) ** 3) ** 3, 0.0)
+        sw = np.sqrt(w)
+        design = np.column_stack([np.ones(n), u, u * u]) * sw[:, None]
+        coef = np.linalg.lstsq(design, ys * sw, rcond=None)[0]
+        value[k], slope[k] = coef[0], coef[1] / h
+    cell = np.clip(np.searchsorted(verts, x, side="right") - 1, 0, verts.size - 2)
+    v0, v1 = verts[cell], verts[cell + 1]
+    t = (x - v0) / (v1 - v0)
+    phi0, phi1 = (1 - t) ** 2 * (1 + 2 * t), t ** 2 * (3 - 2 * t)
+    psi0, psi1 = t * (1 - t) ** 2, -t ** 2 * (1 - t)
+    return phi0 * value[cell] + phi1 * value[cell + 1] + (psi0 * slope[cell] + psi1 * slope[cell + 1]) * (v1 - v0)
+
+
+def _mean_var_bins(mean: pd.Series, var: pd.Series, n_mean_bin: int, n_var_bin: int) -> pd.Series:
+    """scDRS's 'mean_var' labels: quantile bins of mean, then of variance within each ("i.j")."""
+    mean_bin = pd.qcut(mean, n_mean_bin, labels=False, duplicates="drop")
+    out = pd.Series("", index=mean.index, dtype=object)
+    for b in sorted(set(mean_bin)):
+        sel = mean_bin == b
+        var_bin = pd.qcut(var[sel], n_var_bin, labels=False, duplicates="drop")
+        out[sel] = [f"{b}.{v}" for v in var_bin]
+    return out
+
+
+def preprocess(X: sp.csr_matrix, *, obs_names, var_names, cov: pd.DataFrame | None = None,
+               n_mean_bin: int = 20, n_var_bin: int = 20) -> ScdrsData:
+    """Covariate correction (implicit) and gene statistics, as ``scdrs.pp.preprocess``.
+
+    ``X``: CSR on the log scale (:func:`log_normalize`); ``cov``: covariate table indexed by cell
+    name (:func:`read_covariates`) or None. Returns :class:`ScdrsData`.
+    """
+    X = sp.csr_matrix(X)
+    obs_names = pd.Index(obs_names).astype(str)
+    var_names = pd.Index(var_names).astype(str)
+    n_cell, n_gene = X.shape
+    if n_gene < 10:
+        raise CohortflowError(f"{n_gene} genes: too few for scDRS's mean-variance bins")
+    res = ScdrsData(X=X, obs_names=obs_names, var_names=var_names, gene_stats=pd.DataFrame())
+    if cov is not None:
+        cdf = covariate_matrix(cov, obs_names)
+        cmat = np.ascontiguousarray(cdf.to_numpy(dtype=np.float64))
+        gene_mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+        xtc = np.asarray((X.T @ cmat), dtype=np.float64)                     # genes x k
+        beta = np.linalg.solve(cmat.T @ cmat / n_cell, xtc.T / n_cell)      # k x genes
+        res.cov, res.cov_beta, res.gene_mean, res.cov_names = cmat, np.ascontiguousarray(-beta), gene_mean, list(cdf.columns)
+        mean, var, ct_mean, ct_var = corrected_gene_moments(X.indptr, X.indices, X.data, cmat, res.cov_beta,
+                                                            gene_mean, _threads())
+    else:
+        mean, var = _sparse_col_moments(X)
+        ct_mean, ct_var = _sparse_col_moments(X, np.expm1)
+
+    not_const = ct_var > 0
+    log_fit = np.zeros(n_gene)
+    if not_const.sum() >= 3:
+        x = np.log10(ct_mean[not_const])
+        y = np.log10(ct_var[not_const])
+        log_fit[not_const] = loess_fit(x, y, span=0.3)
+    ct_var_tech = 10.0 ** log_fit
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_tech = var * ct_var_tech / ct_var
+    var_tech = np.where(np.isnan(var_tech), 0.0, var_tech)
+    gs = pd.DataFrame({"mean": mean, "var": var, "var_tech": var_tech, "ct_mean": ct_mean, "ct_var": ct_var,
+                       "ct_var_tech": ct_var_tech}, index=var_names)
+    n_bin_max = int(math.floor(math.sqrt(n_gene / 10)))
+    if n_mean_bin > n_bin_max or n_var_bin > n_bin_max:
+        n_mean_bin = n_var_bin = n_bin_max
+    gs["mean_var"] = _mean_var_bins(gs["mean"], gs["var"], n_mean_bin, n_var_bin)
+    res.gene_stats = gs
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+# ---------------------------------------------------------------------------------------------
+
+def select_ctrl_genes(gene_stats: pd.DataFrame, genes: list[str], weights: np.ndarray, *, n_ctrl: int,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """scDRS's control gene sets (``_select_ctrl_geneset`` with ctrl_match_key='mean_var').
+
+    ``genes`` sorted disease genes (all in gene_stats), ``weights`` their GWAS weights. Bins are
+    visited in scDRS's order (bin labels sorted as strings); for each bin holding disease genes
+    and for each control set, as many genes as the bin has disease genes are drawn without
+    replacement from the bin's genes sorted by name (``RandomState(seed).permutation``, what
+    legacy ``np.random.choice(replace=False)`` does). Returns (ctrl_genes (n_ctrl x n_dis) row
+    positions in gene_stats, ctrl_weights (n_dis,) the GWAS weight of each column).
+    """
+    rng = np.random.RandomState(seed)
+    names = gene_stats.index.to_numpy().astype(str)
+    pos_of = pd.Series(np.arange(len(names)), index=names)
+    labels = gene_stats["mean_var"].astype(str).to_numpy()
+    gene_weight = dict(zip(genes, weights))
+    dis_set = set(genes)
+    by_bin: dict[str, list[str]] = {}
+    for g, b in zip(names, labels):
+        by_bin.setdefault(b, []).append(g)
+    cols_genes: list[np.ndarray] = []
+    cols_weights: list[float] = []
+    for b in sorted(by_bin):
+        bin_genes = sorted(by_bin[b])
+        bin_dis = sorted(dis_set.intersection(bin_genes))
+        if not bin_dis:
+            continue
+        k = len(bin_dis)
+        pos = pos_of.loc[bin_genes].to_numpy()
+        picks = np.empty((n_ctrl, k), dtype=np.int64)
+        for i in range(n_ctrl):
+            picks[i] = pos[rng.permutation(len(bin_genes))[:k]]
+        cols_genes.append(picks)
+        cols_weights.extend(gene_weight[g] for g in bin_dis)
+    if not cols_genes:
+        return np.empty((n_ctrl, 0), dtype=np.int64), np.empty(0)
+    return np.hstack(cols_genes), np.asarray(cols_weights, dtype=np.float64)
+
+
+def _set_weights(var_tech: np.ndarray, gwas_weight: np.ndarray) -> np.ndarray:
+    w = gwas_weight / np.sqrt(var_tech + 1e-2)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def score_cells(data: ScdrsData, gene_weights: pd.Series, *, n_ctrl: int = 1000, seed: int = 0,
+                return_ctrl_norm_score: bool = False) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """scDRS scores of every cell for one gene set (``scdrs.score_cell``, weight_opt 'vs',
+    ctrl_match_key 'mean_var').
+
+    ``gene_weights``: Series gene -> GWAS weight; genes absent from the data are dropped.
+    Returns (scores, ctrl_norm): scores is a float32 DataFrame indexed by cell with
+    :data:`SCORE_COLUMNS`; ctrl_norm (cells x n_ctrl float32, the control sets' normalised
+    scores) only with ``return_ctrl_norm_score``, else None. ``scores.attrs``: n_genes (genes
+    scored), genes, n_ctrl.
+    """
+    gs = data.gene_stats
+    names = gs.index
+    if not names.is_unique:
+        raise CohortflowError("gene names of the expression matrix are not unique")
+    weights = gene_weights[~gene_weights.index.duplicated(keep="last")]
+    genes = sorted(set(weights.index.astype(str)) & set(names))
+    if not genes:
+        raise CohortflowError("no gene of the gene set is in the expression matrix")
+    gw = weights.loc[genes].to_numpy(dtype=np.float64)
+    pos_of = pd.Series(np.arange(len(names)), index=names)
+    dis_pos = pos_of.loc[genes].to_numpy()
+    ctrl_pos, ctrl_gw = select_ctrl_genes(gs, genes, gw, n_ctrl=n_ctrl, seed=seed)
+
+    var_tech = gs["var_tech"].to_numpy(dtype=np.float64)
+    var = gs["var"].to_numpy(dtype=np.float64)
+    w_dis = _set_weights(var_tech[dis_pos], gw)
+    w_ctrl = _set_weights(var_tech[ctrl_pos], ctrl_gw[None, :])                    # n_ctrl x n_dis
+    var_ratio = (var[ctrl_pos] * w_ctrl ** 2).sum(axis=1) / (var[dis_pos] * w_dis ** 2).sum()
+    ctrl_scale = np.concatenate([[1.0], 1.0 / np.sqrt(var_ratio)])
+
+    n_sets = 1 + n_ctrl
+    rows = np.concatenate([dis_pos, ctrl_pos.ravel()])
+    cols = np.concatenate([np.zeros(dis_pos.size, dtype=np.int64), np.repeat(np.arange(1, n_sets), ctrl_pos.shape[1])])
+    vals = np.concatenate([w_dis, w_ctrl.ravel()])
+    W = sp.csr_matrix((vals, (rows, cols)), shape=(len(names), n_sets))
+    W.sum_duplicates()
+    w_indptr, w_sets, w_vals = W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64)
+    if data.cov is not None:
+        cov = data.cov
+        cov_proj = np.ascontiguousarray((W.T @ data.cov_beta.T).T)                  # k x sets
+        const = np.asarray(W.T @ data.gene_mean).ravel()
+    else:
+        cov = np.zeros((data.X.shape[0], 0))
+        cov_proj = np.zeros((0, n_sets))
+        const = np.zeros(n_sets)
+    X = data.X
+    args = (X.indptr, X.indices, X.data, w_indptr, w_sets, w_vals, cov, cov_proj, const, n_sets, _threads())
+    n_cell = X.shape[0]
+
+    colsum, raw0 = score_pass_colsums(*args)
+    col_mean = colsum / n_cell
+    norm_pre, cell_mean, cell_sd, colsum2 = score_pass_cellwise(*args, col_mean, ctrl_scale)
+    norm = norm_pre - norm_pre.mean()
+    ctrl_col_mean2 = colsum2 / n_cell
+    zero = raw0 == 0
+    t_sorted = np.sort(norm[~zero])
+    ctrl_out = np.empty((n_cell, n_ctrl), dtype=np.float32) if return_ctrl_norm_score else np.empty((0, 0), np.float32)
+    hist, cell_ge, cell_zero, ctrl_min, n_zero = score_pass_final(
+        *args, col_mean, ctrl_scale, cell_mean, cell_sd, ctrl_col_mean2, norm, t_sorted,
+        return_ctrl_norm_score, ctrl_out)
+    global_min = min(float(norm.min()), float(ctrl_min))
+    n_null = n_cell * n_ctrl
+    # count of null values >= t: positions (#t' <= v) above #{t' < t}
+    suffix = np.concatenate([np.cumsum(hist[::-1])[::-1], [0]])
+    left = np.searchsorted(t_sorted, norm, side="left")
+    at_min = norm <= global_min
+    n_ge = suffix[np.minimum(left + 1, hist.size)] + np.where(at_min, n_zero, 0)
+    mc_ge = cell_ge + np.where(at_min, cell_zero, 0)
+    norm = norm.copy()
+    norm[zero] = global_min - 1e-3
+    n_ge[zero] = n_null
+    mc_ge[zero] = n_ctrl
+    pval = (n_ge + 1.0) / (n_null + 1.0)
+    scores = pd.DataFrame({
+        "raw_score": raw0, "norm_score": norm, "mc_pval": (mc_ge + 1.0) / (n_ctrl + 1.0), "pval": pval,
+        "nlog10_pval": -np.log10(pval), "zscore": np.clip(-stats.norm.ppf(pval), -10, 10)},
+        index=data.obs_names, dtype=np.float32)
+    scores.index.name = "index"
+    scores.attrs.update(n_genes=len(genes), genes=genes, n_ctrl=int(n_ctrl))
+    if return_ctrl_norm_score:
+        np.nan_to_num(ctrl_out, copy=False, nan=np.float32(global_min))
+        return scores, ctrl_out
+    return scores, None
+
+
+# ---------------------------------------------------------------------------------------------
+# group analysis
+# ---------------------------------------------------------------------------------------------
+
+def knn_connectivities(adata, X: sp.csr_matrix, *, n_neighbors: int = 15, n_pcs: int = 20) -> sp.csr_matrix:
+    """The cell graph scDRS's group analysis uses: ``obsp['connectivities']`` when present, else
+    scanpy PCA (``n_pcs``, at most min(shape) - 1) and ``sc.pp.neighbors`` on the log expression."""
+    if "connectivities" in adata.obsp:
+        return sp.csr_matrix(adata.obsp["connectivities"])
+    import anndata
+    import scanpy as sc
+
+    tmp = anndata.AnnData(X=X.copy())
+    n_pcs = min(n_pcs, min(X.shape) - 1)
+    sc.pp.pca(tmp, n_comps=n_pcs)
+    sc.pp.neighbors(tmp, n_neighbors=n_neighbors, n_pcs=n_pcs)
+    return sp.csr_matrix(tmp.obsp["connectivities"])
+
+
+def group_analysis(scores: pd.DataFrame, ctrl_norm: np.ndarray, groups, graph: sp.csr_matrix, *,
+                   fdr_thresholds=FDR_THRESHOLDS) -> pd.DataFrame:
+    """scDRS group-level analysis (``downstream_group_analysis``) for one annotation.
+
+    ``scores``: :func:`score_cells` output (norm_score, pval; index = cells); ``ctrl_norm``
+    cells x n_ctrl; ``groups`` one label per cell; ``graph`` the cells' kNN connectivities.
+    Returns a DataFrame indexed by group (sorted) with n_cell, n_ctrl, assoc_mcp, assoc_mcz,
+    hetero_mcp, hetero_mcz, n_fdr_<t> (float32, as scDRS writes it).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    groups = pd.Series(np.asarray(groups, dtype=object), index=scores.index).astype(str)
+    names = scores.index.to_numpy().astype(str)
+    norm = scores["norm_score"].to_numpy(dtype=np.float64)
+    ctrl = np.asarray(ctrl_norm, dtype=np.float64)
+    n_ctrl = ctrl.shape[1]
+    fdr = multipletests(scores["pval"].to_numpy(dtype=np.float64), method="fdr_bh")[1]
+    graph = sp.csr_matrix(graph)
+    rows = []
+    group_list = sorted(set(groups))
+    for g in group_list:
+        idx = np.flatnonzero(groups.to_numpy() == g)
+        idx = idx[np.argsort(names[idx], kind="stable")]      # scDRS works on cells sorted by name
+        q = np.quantile(norm[idx], 0.95)
+        q_ctrl = np.quantile(ctrl[idx], 0.95, axis=0)
+        assoc_mcp = ((q_ctrl >= q).sum() + 1) / (n_ctrl + 1)
+        assoc_mcz = (q - q_ctrl.mean()) / q_ctrl.std()
+        sub = graph[idx][:, idx].tocsr()
+        ip, ix, wd = sub.indptr.astype(np.int64), sub.indices.astype(np.int64), sub.data.astype(np.float64)
+        g_norm = norm[idx]
+        trait_c = gearys_c_sub(ip, ix, wd, g_norm)
+        ref_sorted = np.sort(g_norm)
+        null_c = np.empty(n_ctrl)
+        for k in range(n_ctrl):
+            ranks = stats.rankdata(ctrl[idx, k], method="ordinal") - 1
+            null_c[k] = gearys_c_sub(ip, ix, wd, ref_sorted[ranks])
+        hetero_mcp = ((trait_c > null_c).sum() + 1) / (n_ctrl + 1) if np.isfinite(trait_c) else np.nan
+        hetero_mcz = -(trait_c - null_c.mean()) / null_c.std(ddof=1) if n_ctrl > 1 else np.nan
+        row = {"n_cell": idx.size, "n_ctrl": n_ctrl, "assoc_mcp": assoc_mcp, "assoc_mcz": assoc_mcz,
+               "hetero_mcp": hetero_mcp, "hetero_mcz": hetero_mcz}
+        for t in fdr_thresholds:
+            row[f"n_fdr_{t}"] = int((fdr[idx] < t).sum())
+        rows.append(row)
+    out = pd.DataFrame(rows, index=pd.Index(group_list, name="group"), dtype=np.float32)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def _safe_name(trait: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", trait)
+
+
+def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str | Path | None = None,
+                        gene_set: str | Path | None = None, trait: str | None = None, n_genes: int = 1000,
+                        n_ctrl: int = 1000, covariates: str | Path | None = None, seed: int = 0,
+                        group_key: str | None = "cell_type", write_h5ad: bool = True) -> dict:
+    """``cohortflow disease-score``: scDRS scores from files.
+
+    Exactly one of ``gene_scores`` (our gene-score TSV, columns gene and z: turned into a gene set
+    as ``scdrs munge-gs --weight zscore --n-max n_genes``; trait named ``trait`` or the file's
+    stem) and ``gene_set`` (a scDRS ``.gs`` file, every trait in it; gene sets under 10 genes in
+    the data are skipped, as scDRS does). Writes, atomically, for each trait T:
+
+    - ``{out}.T.score.tsv.gz``: index, raw_score, norm_score, mc_pval, pval, nlog10_pval, zscore
+      (scDRS's ``.score.gz`` columns and float32 values);
+    - ``{out}.T.scdrs_group.{group_key}.tsv``: the group table (when ``group_key`` is in obs);
+
+    and ``{out}.gene_stats.tsv`` (scDRS's gene statistics) and ``{out}.h5ad`` (the input cells
+    with the scores in obs as ``T.norm_score`` etc.; not with ``write_h5ad=False``). Returns
+    {trait: {"n_genes": ..., "score": path, "group": path or None}}.
+    """
+    from cohortflow.io.atomic import atomic_path, write_table_atomic
+    from cohortflow.io.h5ad import read_h5ad
+    from cohortflow.singlecell.integration import read_gene_scores
+
+    if (gene_scores is None) == (gene_set is None):
+        raise CohortflowError("give exactly one of --gene-scores and --gene-set")
+    adata = read_h5ad(h5ad)
+    if group_key is not None and group_key not in adata.obs:
+        group_key = None
+    if gene_set is not None:
+        sets = load_gs(gene_set)
+    else:
+        name = trait or re.sub(r"(\.gene_scores)?\.tsv(\.gz)?$", "", Path(gene_scores).name)
+        sets = {name: gene_set_from_gene_scores(read_gene_scores(gene_scores), n_genes=n_genes)}
+    cov = read_covariates(covariates) if covariates is not None else None
+    X = log_normalize(adata)
+    try:
+        data = preprocess(X, obs_names=adata.obs_names, var_names=adata.var_names, cov=cov)
+    except CohortflowError as exc:
+        if covariates is not None and exc.path is None and "covariates" in exc.problem:
+            raise CohortflowError(exc.problem, path=covariates) from None
+        raise
+    graph = None
+    results = {}
+    obs_cols = {}
+    tables = []
+    for name, weights in sets.items():
+        n_in = int(weights.index.isin(data.var_names).sum())
+        if n_in < MIN_GENE_SET_SIZE:
+            results[name] = {"n_genes": n_in, "skipped": f"fewer than {MIN_GENE_SET_SIZE} genes in the data"}
+            continue
+        scores, ctrl = score_cells(data, weights, n_ctrl=n_ctrl, seed=seed, return_ctrl_norm_score=group_key is not None)
+        prefix = f"{out}.{_safe_name(name)}"
+        tables.append((f"{prefix}.score.tsv.gz", scores.reset_index()))
+        entry = {"n_genes": scores.attrs["n_genes"], "score": f"{prefix}.score.tsv.gz", "group": None}
+        if group_key is not None:
+            if graph is None:
+                graph = knn_connectivities(adata, X)
+            grp = group_analysis(scores, ctrl, adata.obs[group_key].astype(str).to_numpy(), graph)
+            path = f"{prefix}.scdrs_group.{_safe_name(group_key)}.tsv"
+            tables.append((path, grp.reset_index()))
+            entry["group"] = path
+        for col in SCORE_COLUMNS:
+            obs_cols[f"{name}.{col}"] = scores[col].to_numpy()
+        results[name] = entry
+    if not tables:
+        raise CohortflowError(f"no gene set has {MIN_GENE_SET_SIZE} or more genes in the expression matrix",
+                              path=gene_set or gene_scores)
+    gstats = data.gene_stats.copy()
+    gstats.index.name = "index"
+    tables.append((f"{out}.gene_stats.tsv", gstats.reset_index()))
+    for path, df in tables:
+        write_table_atomic(path, df, float_format=None)
+    if write_h5ad:
+        res_adata = adata.copy()
+        for col, v in obs_cols.items():
+            res_adata.obs[col] = v
+        with atomic_path(f"{out}.h5ad") as tmp:
+            res_adata.write_h5ad(tmp)
+    return results

@@ -1,0 +1,283 @@
+"""numba kernels of the scDRS method (pure functions on numpy arrays, no I/O).
+
+- :func:`corrected_gene_moments`: per-gene mean and variance of the implicitly
+  covariate-corrected expression ``X + C @ B + m`` and of its expm1, without building it.
+- :func:`score_pass_colsums`, :func:`score_pass_cellwise`, :func:`score_pass_final`: the three
+  passes of scDRS scoring over cell blocks. Raw scores of the disease set and all control sets
+  are ``X @ W + C @ (B @ W) + m @ W`` with ``W`` a sparse genes x sets weight matrix (CSR by gene);
+  each pass recomputes them for a block of cells instead of storing cells x sets (recomputing is
+  cheaper than the memory traffic, and keeps float64 throughout).
+- :func:`gearys_c_sub`: Geary's C of values on an induced subgraph.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def _corrected_row(i: int, g0: int, g1: int, indptr, indices, data, cov, beta, gene_mean, row: np.ndarray) -> None:
+    """row[j - g0] = (x_ij + cov_i . beta_j) + m_j for genes g0 <= j < g1 (numpy's order of
+    operations for ``X + C @ B + m``, so sums of these values round as scDRS's do)."""
+    k = cov.shape[1]
+    for j in range(g0, g1):
+        cb = 0.0
+        for t in range(k):
+            cb += cov[i, t] * beta[t, j]
+        row[j - g0] = cb
+    start = indptr[i]
+    stop = indptr[i + 1]
+    # the cell's non-zeros inside [g0, g1) (indices sorted)
+    lo = start
+    hi = stop
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if indices[mid] < g0:
+            lo = mid + 1
+        else:
+            hi = mid
+    p = lo
+    while p < stop and indices[p] < g1:
+        row[indices[p] - g0] = np.float64(data[p]) + row[indices[p] - g0]
+        p += 1
+    for j in range(g0, g1):
+        row[j - g0] = row[j - g0] + gene_mean[j]
+
+
+@numba.njit(parallel=True, cache=True)
+def corrected_gene_moments(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, cov: np.ndarray,
+                           beta: np.ndarray, gene_mean: np.ndarray,
+                           n_threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-gene mean and variance (ddof 0) over cells of v = x_ij + cov_i . beta_j + m_j and of
+    expm1(v): scDRS's gene statistics of the implicitly covariate-corrected data.
+
+    CSR ``indptr/indices/data`` (cells x genes, sorted indices), ``cov`` (cells x k), ``beta``
+    (k x genes), ``gene_mean`` (genes). Every cell x gene value is visited (twice) but never
+    stored. Parallel over gene blocks; each gene sums its cells in cell order and the variance is
+    two-pass (mean, then mean squared deviation), numpy's arithmetic, so that even the rounding
+    noise of (nearly) constant genes, which the loess fit sees, is numpy's.
+    """
+    n_cell = indptr.shape[0] - 1
+    n_gene = beta.shape[1]
+    n_block = max(1, min(n_threads * 4, n_gene))
+    mean = np.zeros(n_gene)
+    var = np.zeros(n_gene)
+    ct_mean = np.zeros(n_gene)
+    ct_var = np.zeros(n_gene)
+    for b in numba.prange(n_block):
+        g0 = b * n_gene // n_block
+        g1 = (b + 1) * n_gene // n_block
+        row = np.empty(g1 - g0)
+        s1 = np.zeros(g1 - g0)
+        e1 = np.zeros(g1 - g0)
+        for i in range(n_cell):
+            _corrected_row(i, g0, g1, indptr, indices, data, cov, beta, gene_mean, row)
+            for j in range(g1 - g0):
+                s1[j] += row[j]
+                e1[j] += math.expm1(row[j])
+        for j in range(g1 - g0):
+            s1[j] = s1[j] / n_cell
+            e1[j] = e1[j] / n_cell
+        s2 = np.zeros(g1 - g0)
+        e2 = np.zeros(g1 - g0)
+        for i in range(n_cell):
+            _corrected_row(i, g0, g1, indptr, indices, data, cov, beta, gene_mean, row)
+            for j in range(g1 - g0):
+                d = row[j] - s1[j]
+                s2[j] += d * d
+                d = math.expm1(row[j]) - e1[j]
+                e2[j] += d * d
+        for j in range(g1 - g0):
+            mean[g0 + j] = s1[j]
+            var[g0 + j] = s2[j] / n_cell
+            ct_mean[g0 + j] = e1[j]
+            ct_var[g0 + j] = e2[j] / n_cell
+    return mean, var, ct_mean, ct_var
+
+
+@numba.njit(cache=True)
+def _raw_scores_of_cell(i: int, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
+                        out: np.ndarray) -> None:
+    """Raw scores of cell i for every set: out[s] = sum_j x_ij W_js + cov_i . P_s + const_s."""
+    n_sets = out.shape[0]
+    k = cov.shape[1]
+    for s in range(n_sets):
+        v = const[s]
+        for t in range(k):
+            v += cov[i, t] * cov_proj[t, s]
+        out[s] = v
+    for p in range(indptr[i], indptr[i + 1]):
+        j = indices[p]
+        x = data[p]
+        for q in range(w_indptr[j], w_indptr[j + 1]):
+            out[w_sets[q]] += x * w_vals[q]
+
+
+@numba.njit(parallel=True, cache=True)
+def score_pass_colsums(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
+                       n_sets: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1: column sums of the raw scores and the disease set's raw score (set 0) per cell."""
+    n_cell = indptr.shape[0] - 1
+    n_chunk = max(1, min(n_threads, n_cell))
+    acc = np.zeros((n_chunk, n_sets))
+    raw0 = np.empty(n_cell)
+    for c in numba.prange(n_chunk):
+        start = c * n_cell // n_chunk
+        stop = (c + 1) * n_cell // n_chunk
+        buf = np.empty(n_sets)
+        for i in range(start, stop):
+            _raw_scores_of_cell(i, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, buf)
+            raw0[i] = buf[0]
+            for s in range(n_sets):
+                acc[c, s] += buf[s]
+    colsum = np.zeros(n_sets)
+    for c in range(n_chunk):
+        for s in range(n_sets):
+            colsum[s] += acc[c, s]
+    return colsum, raw0
+
+
+@numba.njit(parallel=True, cache=True)
+def score_pass_cellwise(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, n_sets: int,
+                        n_threads: int, col_mean: np.ndarray, ctrl_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                                 np.ndarray]:
+    """Pass 2 (scDRS's first set alignment and cell-wise standardisation).
+
+    Control raw scores are centred by column and divided by sqrt(variance ratio)
+    (``ctrl_scale`` = 1/sqrt(ratio), index 0 unused); per cell their mean and sd (ddof 0) give
+    the disease set's standardised score ``norm_pre`` and the control sets' standardised scores,
+    whose column sums are returned. Returns (norm_pre, cell_mean, cell_sd, ctrl_colsum).
+    """
+    n_cell = indptr.shape[0] - 1
+    n_ctrl = n_sets - 1
+    n_chunk = max(1, min(n_threads, n_cell))
+    acc = np.zeros((n_chunk, n_sets))
+    norm_pre = np.empty(n_cell)
+    cell_mean = np.empty(n_cell)
+    cell_sd = np.empty(n_cell)
+    for c in numba.prange(n_chunk):
+        start = c * n_cell // n_chunk
+        stop = (c + 1) * n_cell // n_chunk
+        buf = np.empty(n_sets)
+        for i in range(start, stop):
+            _raw_scores_of_cell(i, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, buf)
+            m = 0.0
+            for s in range(1, n_sets):
+                buf[s] = (buf[s] - col_mean[s]) * ctrl_scale[s]
+                m += buf[s]
+            m /= n_ctrl
+            ss = 0.0
+            for s in range(1, n_sets):
+                d = buf[s] - m
+                ss += d * d
+            sd = math.sqrt(ss / n_ctrl)
+            cell_mean[i] = m
+            cell_sd[i] = sd
+            norm_pre[i] = (buf[0] - col_mean[0] - m) / sd
+            for s in range(1, n_sets):
+                acc[c, s] += (buf[s] - m) / sd
+    colsum = np.zeros(n_sets)
+    for c in range(n_chunk):
+        for s in range(n_sets):
+            colsum[s] += acc[c, s]
+    return norm_pre, cell_mean, cell_sd, colsum
+
+
+@numba.njit(parallel=True, cache=True)
+def score_pass_final(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, n_sets: int,
+                     n_threads: int, col_mean: np.ndarray, ctrl_scale: np.ndarray, cell_mean: np.ndarray, cell_sd: np.ndarray,
+                     ctrl_col_mean2: np.ndarray, norm: np.ndarray, t_sorted: np.ndarray, keep_ctrl: bool,
+                     ctrl_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
+    """Pass 3: the control sets' final normalised scores (second alignment), counted, not stored.
+
+    ``norm``: the disease set's final normalised scores; ``t_sorted``: the ascending final
+    scores of cells whose disease raw score is not 0 (the only ones needing a pooled count).
+    For each control value with a non-zero raw score: its position among ``t_sorted`` goes into
+    a histogram (pooled p-values, O(N log n) without storing the N = cells x n_ctrl null), and
+    it is compared with the same cell's disease score (per-cell MC p). Returns
+    (hist (len(t_sorted)+1: #null values v with #{t <= v} = position), cell_ge (per cell, #
+    non-zero-raw control values >= its score), cell_zero (per cell, # zero-raw control values),
+    min of all final values (zero-raw entries included, as scDRS), total zero-raw control values).
+    With ``keep_ctrl`` the final values are written to ``ctrl_out`` (cells x n_ctrl, float32;
+    zero-raw entries as NaN, set by the caller).
+    """
+    n_cell = indptr.shape[0] - 1
+    n_t = t_sorted.shape[0]
+    n_chunk = max(1, min(n_threads, n_cell))
+    hist = np.zeros((n_chunk, n_t + 1), dtype=np.int64)
+    mins = np.full(n_chunk, np.inf)
+    cell_ge = np.zeros(n_cell, dtype=np.int64)
+    cell_zero = np.zeros(n_cell, dtype=np.int64)
+    for c in numba.prange(n_chunk):
+        start = c * n_cell // n_chunk
+        stop = (c + 1) * n_cell // n_chunk
+        buf = np.empty(n_sets)
+        mn = np.inf
+        for i in range(start, stop):
+            _raw_scores_of_cell(i, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, buf)
+            m = cell_mean[i]
+            sd = cell_sd[i]
+            t_i = norm[i]
+            ge = 0
+            nz = 0
+            for s in range(1, n_sets):
+                raw = buf[s]
+                v = ((raw - col_mean[s]) * ctrl_scale[s] - m) / sd - ctrl_col_mean2[s]
+                if v < mn:
+                    mn = v
+                if raw == 0.0:
+                    nz += 1
+                    if keep_ctrl:
+                        ctrl_out[i, s - 1] = np.nan
+                    continue
+                if keep_ctrl:
+                    ctrl_out[i, s - 1] = v
+                if v >= t_i:
+                    ge += 1
+                # position = #{t <= v}
+                lo = 0
+                hi = n_t
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if t_sorted[mid] <= v:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                hist[c, lo] += 1
+            cell_ge[i] = ge
+            cell_zero[i] = nz
+        mins[c] = mn
+    total = np.zeros(n_t + 1, dtype=np.int64)
+    for c in range(n_chunk):
+        for k in range(n_t + 1):
+            total[k] += hist[c, k]
+    n_zero = 0
+    for i in range(n_cell):
+        n_zero += cell_zero[i]
+    return total, cell_ge, cell_zero, mins.min(), n_zero
+
+
+@numba.njit(cache=True)
+def gearys_c_sub(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, vals: np.ndarray) -> float:
+    """Geary's C = (N - 1) sum_ij w_ij (x_i - x_j)^2 / (2 W sum_i (x_i - mean)^2) on a CSR graph
+    whose rows and columns are the N values (an induced subgraph)."""
+    n = indptr.shape[0] - 1
+    w_total = 0.0
+    num = 0.0
+    for i in range(n):
+        for p in range(indptr[i], indptr[i + 1]):
+            w = weights[p]
+            d = vals[i] - vals[indices[p]]
+            w_total += w
+            num += w * d * d
+    mean = 0.0
+    for i in range(n):
+        mean += vals[i]
+    mean /= n
+    den = 0.0
+    for i in range(n):
+        den += (vals[i] - mean) ** 2
+    return (n - 1) * num / (2.0 * w_total * den)
