@@ -19,6 +19,7 @@ include: "workflow/rules/variants.smk"
 include: "workflow/rules/gwas.smk"
 include: "workflow/rules/prs.smk"
 include: "workflow/rules/singlecell.smk"
+include: "workflow/rules/cell_eqtl.smk"
 include: "workflow/rules/report.smk"
 
 

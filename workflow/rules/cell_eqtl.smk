@@ -1,0 +1,43 @@
+# Pseudobulk cell-type eQTL (cohortflow.singlecell.eqtl): the GWAS lead variants of every trait
+# (plus configured variants, and on the demo the planted eQTL variant) against the genes whose TSS
+# lies within cell_eqtl.window_kb, per annotated cell type, on the QC'd genotypes.
+
+
+def cell_eqtl_variant_files(wildcards):
+    """Variant lists: each trait's gwas/{trait}.leads.tsv and, for a cohort with a truth file,
+    the planted eQTL of the demo (singlecell_truth.json beside truth.json)."""
+    cohort = COHORTS[wildcards.cohort]
+    files = []
+    if config["cell_eqtl"]["lead_variants"] and cohort.has_gwas:
+        files += [res(cohort.id, f"gwas/{trait}.leads.tsv") for trait in cohort.traits]
+    if config["cell_eqtl"]["planted_eqtl"] and cohort.has_truth:
+        files.append(os.path.join(os.path.dirname(cohort.get("truth")), "singlecell_truth.json"))
+    return files
+
+
+rule cell_eqtl:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        sc=res("{cohort}", "singlecell/sc.h5ad"),
+        variants=cell_eqtl_variant_files,
+        genes=lambda w: COHORTS[w.cohort].get("genes") or [],
+        covariates=lambda w: (COHORTS[w.cohort].get("covariates") or []) if config["cell_eqtl"]["covariates"] else [],
+        pcs=lambda w: res(w.cohort, "qc/qc.pcs.tsv") if config["cell_eqtl"]["n_pcs"] > 0 else [],
+    output:
+        tsv=res("{cohort}", "cell_eqtl/eqtl.tsv"),
+        summary=res("{cohort}", "cell_eqtl/summary.json"),
+        png=report(res("{cohort}", "cell_eqtl/boxplots.png"), caption="../report/cell_eqtl.rst", category="Single-cell"),
+    params:
+        cell_eqtl=config["cell_eqtl"],
+    log:
+        res("{cohort}", "logs/cell_eqtl.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/cell_eqtl.tsv")
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../../envs/singlecell.yaml"
+    script:
+        "../../scripts/cell_eqtl.py"
