@@ -3,23 +3,22 @@
 # lies within cell_eqtl.window_kb, per annotated cell type, on the QC'd genotypes.
 
 
-def cell_eqtl_variant_files(wildcards):
-    """Variant lists: each trait's gwas/{trait}.leads.tsv and, for a cohort with a truth file,
-    the planted eQTL of the demo (singlecell_truth.json beside truth.json)."""
-    cohort = COHORTS[wildcards.cohort]
-    files = []
-    if config["cell_eqtl"]["lead_variants"] and cohort.has_gwas:
-        files += [res(cohort.id, f"gwas/{trait}.leads.tsv") for trait in cohort.traits]
-    if config["cell_eqtl"]["planted_eqtl"] and cohort.has_truth:
-        files.append(os.path.join(os.path.dirname(cohort.get("truth")), "singlecell_truth.json"))
-    return files
-
-
 rule cell_eqtl:
     input:
         unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
         sc=res("{cohort}", "singlecell/sc.h5ad"),
-        variants=cell_eqtl_variant_files,
+        # variant lists: each trait's lead variants and, for a cohort with a truth file (the demo),
+        # the planted eQTL (singlecell_truth.json beside truth.json)
+        variants=lambda w: (
+            [res(w.cohort, f"gwas/{t}.leads.tsv") for t in COHORTS[w.cohort].traits]
+            if config["cell_eqtl"]["lead_variants"] and COHORTS[w.cohort].has_gwas
+            else []
+        )
+        + (
+            [os.path.join(os.path.dirname(COHORTS[w.cohort].get("truth")), "singlecell_truth.json")]
+            if config["cell_eqtl"]["planted_eqtl"] and COHORTS[w.cohort].has_truth
+            else []
+        ),
         genes=lambda w: COHORTS[w.cohort].get("genes") or [],
         covariates=lambda w: (COHORTS[w.cohort].get("covariates") or []) if config["cell_eqtl"]["covariates"] else [],
         pcs=lambda w: res(w.cohort, "qc/qc.pcs.tsv") if config["cell_eqtl"]["n_pcs"] > 0 else [],
