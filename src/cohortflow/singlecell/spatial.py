@@ -19,60 +19,147 @@ from cohortflow.io.h5ad import read_h5ad
 from cohortflow.io.atomic import atomic_path, write_json_atomic, write_table_atomic
 from cohortflow.singlecell import kernels
 
-__all__ = ["run_spatial", "spatial_graph", "spatial_autocorrelation"]
+__all__ = ["run_spatial", "spatial_graph", "spatial_autocorrelation", "nhood_enrichment", "transfer_labels_centroid"]
 
 GRAPHS = ("knn", "radius", "delaunay")
 
 
 def spatial_graph(coords: np.ndarray, *, graph: str = "knn", n_neighbors: int = 6,
                   radius: float | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Binary, symmetric spatial connectivities and the matching Euclidean distances.
+    """Spatial connectivities and Euclidean distances, edge for edge those of squidpy 1.8's
+    ``spatial_neighbors(coord_type="generic", ...)`` on the same coordinates.
 
-    - ``knn``: ``i ~ j`` when either is among the other's ``n_neighbors`` nearest spots (sklearn,
-      ties broken by index order);
-    - ``radius``: all spots within ``radius`` (default 1.2 x the median nearest-neighbour distance,
-      i.e. the first ring of a square or hexagonal grid);
-    - ``delaunay``: edges of the Delaunay triangulation (scipy).
+    - ``knn``: row ``i`` holds its ``n_neighbors`` nearest other spots (sklearn ``kneighbors``,
+      ties by sklearn's order). **Directed**, as squidpy's: ``j`` may be among ``i``'s neighbours
+      without ``i`` being among ``j``'s;
+    - ``radius``: all other spots at distance ``<= radius`` (symmetric). Default when ``None``
+      (ours; squidpy requires a value): 1.2 x the median nearest-neighbour distance, the first
+      ring of a square or hexagonal grid;
+    - ``delaunay``: edges of the Delaunay triangulation (scipy; symmetric).
 
-    No self-loops. Returns ``(connectivities, distances)``, CSR float64 with identical sparsity.
+    Only the first two coordinate columns are used. No self-loops, no stored zeros. Returns
+    ``(connectivities, distances)``: CSR float64 with identical sparsity and sorted indices
+    (connectivities 1.0; squidpy stores float32 1.0, the same values).
     """
     from sklearn.neighbors import NearestNeighbors
 
-    coords = np.asarray(coords, dtype=np.float64)
+    coords = np.asarray(coords)
+    if coords.dtype.kind not in "fiu":
+        raise ValueError(f"coordinates must be numeric, got dtype {coords.dtype}")
+    if coords.dtype.kind != "f":
+        coords = coords.astype(np.float64)
     n = coords.shape[0]
     if coords.ndim != 2 or coords.shape[1] < 2 or n < 3:
         raise ValueError(f"need >= 3 spots with 2-D coordinates, got shape {coords.shape}")
-    coords = coords[:, :2]
+    coords = np.ascontiguousarray(coords[:, :2])
     if graph == "knn":
         k = int(min(n_neighbors, n - 1))
-        _, idx = NearestNeighbors(n_neighbors=k).fit(coords).kneighbors()
+        dists, cols = NearestNeighbors(n_neighbors=k).fit(coords).kneighbors()
         rows = np.repeat(np.arange(n), k)
-        cols = idx.ravel()
+        cols, dists = cols.ravel(), dists.ravel()
     elif graph == "radius":
         if radius is None:
             d1, _ = NearestNeighbors(n_neighbors=1).fit(coords).kneighbors()
             radius = 1.2 * float(np.median(d1))
-        adj = NearestNeighbors(radius=radius).fit(coords).radius_neighbors_graph(mode="connectivity")
-        adj = adj.tocoo()
-        rows, cols = adj.row, adj.col
+        dist_lists, col_lists = NearestNeighbors(radius=radius).fit(coords).radius_neighbors()
+        rows = np.repeat(np.arange(n), [len(c) for c in col_lists])
+        cols = np.concatenate(col_lists).astype(np.int64)
+        dists = np.concatenate(dist_lists).astype(np.float64)
     elif graph == "delaunay":
         from scipy.spatial import Delaunay
 
-        tri = Delaunay(coords).simplices
-        rows = np.concatenate([tri[:, 0], tri[:, 1], tri[:, 2]])
-        cols = np.concatenate([tri[:, 1], tri[:, 2], tri[:, 0]])
+        indptr, cols = Delaunay(coords).vertex_neighbor_vertices
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        dists = np.linalg.norm(coords[rows] - coords[cols], axis=1)
     else:
         raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
     keep = rows != cols
-    rows, cols = rows[keep], cols[keep]
-    adj = sp.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n)).tocsr()
-    adj = ((adj + adj.T) > 0).astype(np.float64).tocsr()
-    adj.sort_indices()
-    coo = adj.tocoo()
-    dist = np.sqrt(((coords[coo.row] - coords[coo.col]) ** 2).sum(axis=1))
-    distances = sp.csr_matrix((dist, (coo.row, coo.col)), shape=(n, n))
+    rows, cols, dists = rows[keep], cols[keep], np.asarray(dists, dtype=np.float64)[keep]
+    conn = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
+    distances = sp.csr_matrix((dists, (rows, cols)), shape=(n, n))
+    conn.sum_duplicates()
+    distances.sum_duplicates()
+    conn.sort_indices()
     distances.sort_indices()
-    return sp.csr_matrix(adj), distances
+    return conn, distances
+
+
+def nhood_enrichment(labels, connectivities, *, n_perms: int = 1000, seed: int = 0) -> dict:
+    """Neighbourhood enrichment of cell-type pairs (``squidpy.gr.nhood_enrichment``'s statistic).
+
+    ``labels``: categorical-like, one per cell (a pandas Categorical keeps its category order,
+    else categories are the sorted unique values); ``connectivities``: the neighbour graph (its
+    stored entries count, whatever their values, as in squidpy). ``count[a, b]`` = graph entries
+    from a cell of type ``a`` to one of type ``b``; the null permutes labels over cells
+    (``n_perms`` permutations, seeded, ``cohortflow.singlecell.spatial_kernels``);
+    ``zscore = (count - mean_null) / sd_null`` (population sd, as squidpy; NaN where the null
+    does not vary).
+
+    Returns ``{"categories": list, "count": int64 (k, k), "zscore": float64 (k, k),
+    "null_mean": ..., "null_sd": ..., "n_perms": int, "seed": int}``.
+    """
+    from cohortflow.singlecell import spatial_kernels
+
+    cat = pd.Categorical(labels)
+    if (cat.codes < 0).any():
+        raise ValueError("cell-type labels contain missing values")
+    n_types = len(cat.categories)
+    if n_types < 2:
+        raise ValueError(f"need >= 2 cell types for neighbourhood enrichment, got {n_types}")
+    if n_perms < 1:
+        raise ValueError("n_perms must be >= 1")
+    W = sp.csr_matrix(connectivities)
+    if W.shape != (len(cat), len(cat)):
+        raise ValueError(f"graph shape {W.shape} does not match {len(cat)} labels")
+    indptr, indices = W.indptr.astype(np.int64), W.indices.astype(np.int64)
+    codes = cat.codes.astype(np.int64)
+    count = spatial_kernels.pair_counts(indptr, indices, codes, n_types)
+    null = spatial_kernels.pair_counts_permuted(indptr, indices, codes, n_types, int(n_perms), int(seed))
+    null_mean = null.mean(axis=0)
+    null_sd = null.std(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zscore = np.where(null_sd > 0, (count - null_mean) / null_sd, np.nan)
+    return {"categories": [str(c) for c in cat.categories], "count": count, "zscore": zscore,
+            "null_mean": null_mean, "null_sd": null_sd, "n_perms": int(n_perms), "seed": int(seed)}
+
+
+def transfer_labels_centroid(query, reference, reference_labels, *, genes: list[str] | None = None) -> pd.DataFrame:
+    """Label transfer by correlation to reference centroids.
+
+    ``query`` and ``reference`` are AnnData (cells x genes, same expression scale or not: each
+    gene is standardised within its own dataset, so only the within-dataset pattern matters);
+    ``reference_labels`` one label per reference cell. Over the shared genes (or ``genes``), each
+    cell type's centroid is the mean standardised profile of its reference cells; each query cell
+    takes the type whose centroid has the highest Pearson correlation with its own standardised
+    profile. Returns a DataFrame indexed like ``query.obs_names``: ``label`` (categorical, the
+    reference's category order), ``correlation`` (best), ``margin`` (best - second best).
+    """
+    ref_labels = pd.Categorical(reference_labels)
+    if genes is None:
+        genes = [g for g in query.var_names if g in set(reference.var_names)]
+    if len(genes) < 2:
+        raise ValueError("query and reference share fewer than 2 genes")
+
+    def standardised(adata):
+        x = adata[:, genes].X
+        x = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
+        sd = x.std(axis=0)
+        return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+    q, r = standardised(query), standardised(reference)
+    centroids = np.vstack([r[ref_labels.codes == k].mean(axis=0) for k in range(len(ref_labels.categories))])
+
+    def rowcentre(m):
+        m = m - m.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(m, axis=1, keepdims=True)
+        return m / np.where(norm > 0, norm, 1.0)
+
+    corr = rowcentre(q) @ rowcentre(centroids).T
+    order = np.argsort(-corr, axis=1, kind="stable")
+    best = corr[np.arange(len(q)), order[:, 0]]
+    second = corr[np.arange(len(q)), order[:, 1]] if corr.shape[1] > 1 else np.full(len(q), np.nan)
+    label = pd.Categorical.from_codes(order[:, 0], categories=ref_labels.categories)
+    return pd.DataFrame({"label": label, "correlation": best, "margin": best - second}, index=query.obs_names)
 
 
 def spatial_autocorrelation(values: np.ndarray, W, names: list[str], *, n_perms: int = 199, seed: int = 0,
@@ -125,6 +212,8 @@ def run_spatial(
     n_perms: int = 199,
     seed: int = 0,
     fdr: float = 0.05,
+    cell_type_key: str = "cell_type",
+    nhood_perms: int = 1000,
     threads: int = 1,
 ) -> dict:
     """Spatial neighbour graph and Moran's I / Geary's C of genes and numeric obs columns.
@@ -140,18 +229,28 @@ def run_spatial(
     >= ``min_spot_fraction`` of spots, the ``max_genes`` most variable (log scale) of them.
     ``obs_columns``: extra numeric obs columns (e.g. a per-spot disease score).
 
+    Neighbourhood enrichment (``nhood_enrichment``, squidpy's statistic) runs between the
+    categories of ``obs[cell_type_key]`` with ``nhood_perms`` label permutations (seeded by
+    ``seed``) when that column exists and has >= 2 categories; otherwise it is skipped and the
+    summary says why.
+
     Writes:
 
     - ``out_h5ad``: the AnnData above with ``uns['moranI']`` and ``uns['gearyC']`` (DataFrames
       indexed by feature; columns ``I``/``C``, ``expected``, ``var_norm``, ``z_norm``,
-      ``pval_norm``, ``var_sim``, ``pval_sim``, ``pval_norm_fdr_bh``, ``pval_sim_fdr_bh``).
+      ``pval_norm``, ``var_sim``, ``pval_sim``, ``pval_norm_fdr_bh``, ``pval_sim_fdr_bh``), and
+      with cell types ``uns['{cell_type_key}_nhood_enrichment']`` = {``zscore``, ``count``,
+      ``categories``, ``n_perms``, ``seed``} (squidpy's keys; rows/columns in category order).
     - ``out_table`` (optional) TSV: ``feature kind I moran_pval_norm moran_pval_sim
       moran_fdr_norm C geary_pval_norm geary_pval_sim``, sorted by I descending.
     - ``out_summary`` JSON: ``n_spots``, ``n_genes``, ``graph`` {type, n_neighbors, radius,
       n_edges, mean_degree}, ``convention``, ``n_features_tested``, ``n_perms``, ``seed``,
       ``n_significant`` {moran_norm, moran_sim, geary_norm} at FDR ``fdr``, ``top_moran`` (10 rows:
-      feature, I, pval_norm, pval_sim), ``obs_columns`` (their rows).
-    - ``out_png``: maps of total counts, the three genes with the highest I, and each obs column.
+      feature, I, pval_norm, pval_sim), ``obs_columns`` (their rows), ``nhood_enrichment``
+      {``cell_type_key``, ``categories``, ``n_perms``, ``seed``, ``count``, ``zscore`` (k x k
+      lists), ``top_pairs`` (the 10 largest |z| pairs a <= b)} or {``skipped``: reason}.
+    - ``out_png``: maps of total counts, the three genes with the highest I, each obs column,
+      and the cell types on the slide (when present).
 
     ``threads`` caps BLAS and numba threads (the permutations run in parallel; results do not
     depend on the thread count). Returns the summary dictionary.
@@ -198,6 +297,24 @@ def run_spatial(
                                           "distances_key": "spatial_distances",
                                           "params": {k: v for k, v in params.items() if v is not None}}
 
+        nhood, nhood_note = None, None
+        if cell_type_key in adata.obs:
+            labels = adata.obs[cell_type_key]
+            if labels.isna().any():
+                raise InputFormatError(f"obs[{cell_type_key!r}] has missing values", path=h5ad,
+                                       record=str(adata.obs_names[int(np.flatnonzero(labels.isna().to_numpy())[0])]))
+            labels = labels.astype("category") if not isinstance(labels.dtype, pd.CategoricalDtype) else labels
+            if len(labels.cat.categories) >= 2 and nhood_perms > 0:
+                nhood = nhood_enrichment(labels.cat.remove_unused_categories().to_numpy(), conn,
+                                         n_perms=nhood_perms, seed=seed)
+                adata.uns[f"{cell_type_key}_nhood_enrichment"] = {
+                    "zscore": nhood["zscore"], "count": nhood["count"], "categories": np.array(nhood["categories"]),
+                    "n_perms": nhood["n_perms"], "seed": nhood["seed"]}
+            else:
+                nhood_note = f"obs[{cell_type_key!r}] has < 2 categories or nhood_perms = 0"
+        else:
+            nhood_note = f"no obs[{cell_type_key!r}]"
+
         gene_list = _select_genes(adata, genes, max_genes=max_genes, min_spot_fraction=min_spot_fraction, path=h5ad)
         obs_columns = list(obs_columns or [])
         for c in obs_columns:
@@ -231,7 +348,8 @@ def run_spatial(
         panels += [(f"{g} (Moran's I = {moran.loc[g, 'I']:.2f})", _column(adata, g)) for g in top_genes]
         panels += [(f"{c} (Moran's I = {moran.loc[c, 'I']:.2f})", adata.obs[c].to_numpy(dtype=float))
                    for c in obs_columns]
-        plots.spatial_maps_png(coords, panels, out_png)
+        categorical = {cell_type_key: adata.obs[cell_type_key]} if nhood is not None else None
+        plots.spatial_maps_png(coords, panels, out_png, categorical=categorical)
 
         with atomic_path(out_h5ad) as tmp:
             adata.write_h5ad(tmp)
@@ -261,9 +379,20 @@ def run_spatial(
         },
         "top_moran": rows(list(moran.index[:10])),
         "obs_columns": rows(obs_columns),
+        "nhood_enrichment": _nhood_summary(nhood, cell_type_key) if nhood is not None else {"skipped": nhood_note},
     }
     write_json_atomic(out_summary, summary)
     return summary
+
+
+def _nhood_summary(nhood: dict, cell_type_key: str) -> dict:
+    cats, z = nhood["categories"], nhood["zscore"]
+    pairs = [(a, b) for a in range(len(cats)) for b in range(a, len(cats)) if np.isfinite(z[a, b])]
+    pairs.sort(key=lambda ab: (-abs(z[ab]), ab))
+    return {"cell_type_key": cell_type_key, "categories": cats, "n_perms": nhood["n_perms"], "seed": nhood["seed"],
+            "count": nhood["count"].tolist(), "zscore": [[float(v) for v in row] for row in z],
+            "top_pairs": [{"a": cats[a], "b": cats[b], "zscore": float(z[a, b]), "count": int(nhood["count"][a, b])}
+                          for a, b in pairs[:10]]}
 
 
 def _column(adata, gene: str) -> np.ndarray:
