@@ -227,7 +227,23 @@ def _cmd_spatial(a):
 
     out = Path(a.out)
     run_spatial(a.h5ad, out_h5ad=out, out_summary=out.with_suffix(".summary.json"), out_png=out.with_suffix(".png"),
-                graph=a.graph, n_neighbors=a.n_neighbors)
+                out_table=out.with_suffix(".autocorr.tsv"), graph=a.graph, n_neighbors=a.n_neighbors,
+                radius=a.radius, n_perms=a.n_perms, nhood_perms=a.nhood_perms, cell_type_key=a.cell_type_key,
+                max_genes=a.max_genes, seed=a.seed, threads=a.threads)
+
+
+def _cmd_spatial_import(a):
+    from cohortflow.io.atomic import atomic_path
+    from cohortflow.io.spatial_formats import read_spatial
+
+    kwargs = {"coordinates": a.coordinates, "labels": a.labels} if a.format == "seqfish" else {}
+    if a.format == "visium":
+        kwargs["in_tissue_only"] = not a.all_spots
+    adata = read_spatial(a.format, a.path, **kwargs)
+    with atomic_path(a.out) as tmp:
+        adata.write_h5ad(tmp)
+    print(f"{a.out}: {adata.n_obs} cells/spots x {adata.n_vars} genes ({a.format}; "
+          f"{adata.uns['spatial_import']['dropped_features']} control features dropped)")
 
 
 def _cmd_gene_scores(a):
@@ -528,7 +544,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("spatial", _cmd_spatial, "spatial neighbour graph, Moran's I and Geary's C")
     p.add_argument("--h5ad", required=True)
     p.add_argument("--graph", choices=["knn", "radius", "delaunay"], default="knn")
-    p.add_argument("--n-neighbors", type=int, default=6)
+    p.add_argument("--n-neighbors", type=int, default=6, help="knn: neighbours per cell (squidpy n_neighs)")
+    p.add_argument("--radius", type=float, default=None,
+                   help="radius graph: distance cut-off (default 1.2 x median nearest-neighbour distance)")
+    p.add_argument("--n-perms", type=int, default=199, help="permutations for Moran's I / Geary's C (0: none)")
+    p.add_argument("--nhood-perms", type=int, default=1000, help="permutations for neighbourhood enrichment")
+    p.add_argument("--cell-type-key", default="cell_type", help="obs column for neighbourhood enrichment")
+    p.add_argument("--max-genes", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True,
+                   help="OUT.h5ad (also OUT.summary.json, OUT.png, OUT.autocorr.tsv)")
+
+    p = add("spatial-import", _cmd_spatial_import,
+            "vendor spatial output (Xenium, Visium, seqFISH, CosMx, MERSCOPE) -> .h5ad for `spatial`")
+    p.add_argument("--format", required=True, choices=["xenium", "visium", "seqfish", "cosmx", "merscope"])
+    p.add_argument("--path", required=True,
+                   help="xenium: folder with cell_feature_matrix.h5 + cells.csv.gz; visium: Space Ranger outs/; "
+                        "cosmx: folder with *exprMat_file.csv + *metadata_file.csv; merscope: folder with "
+                        "*cell_by_gene.csv + *cell_metadata.csv; seqfish: the genes x cells expression file")
+    p.add_argument("--coordinates", help="seqfish: cell_id field_of_view x y file")
+    p.add_argument("--labels", help="seqfish (optional): cell_id cluster cell_type ... file -> obs['cell_type']")
+    p.add_argument("--all-spots", action="store_true", help="visium: keep spots not under tissue")
     p.add_argument("--out", required=True, help="OUT.h5ad")
 
     p = add("gene-scores", _cmd_gene_scores, "gene-level association from GWAS summary statistics (MAGMA-style SNP-wise mean)")

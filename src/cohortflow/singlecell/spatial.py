@@ -244,7 +244,8 @@ def run_spatial(
     - ``out_table`` (optional) TSV: ``feature kind I moran_pval_norm moran_pval_sim
       moran_fdr_norm C geary_pval_norm geary_pval_sim``, sorted by I descending.
     - ``out_summary`` JSON: ``n_spots``, ``n_genes``, ``graph`` {type, n_neighbors, radius,
-      n_edges, mean_degree}, ``convention``, ``n_features_tested``, ``n_perms``, ``seed``,
+      n_edges (distinct neighbour pairs), n_entries (stored graph entries), directed, mean_degree
+      (stored entries per row)}, ``convention``, ``n_features_tested``, ``n_perms``, ``seed``,
       ``n_significant`` {moran_norm, moran_sim, geary_norm} at FDR ``fdr``, ``top_moran`` (10 rows:
       feature, I, pval_norm, pval_sim), ``obs_columns`` (their rows), ``nhood_enrichment``
       {``cell_type_key``, ``categories``, ``n_perms``, ``seed``, ``count``, ``zscore`` (k x k
@@ -360,11 +361,13 @@ def run_spatial(
                  "C": float(geary.loc[f, "C"])} for f in index]
 
     degree = np.diff(conn.indptr)
+    undirected = ((conn + conn.T) > 0).nnz // 2  # distinct neighbour pairs (kNN is directed)
     summary = {
         "n_spots": int(adata.n_obs),
         "n_genes": int(adata.n_vars),
         "graph": {"type": graph, "n_neighbors": int(n_neighbors) if graph == "knn" else None, "radius": radius,
-                  "n_edges": int(conn.nnz // 2), "mean_degree": float(degree.mean())},
+                  "n_edges": int(undirected), "n_entries": int(conn.nnz), "directed": bool((conn != conn.T).nnz > 0),
+                  "mean_degree": float(degree.mean())},
         "convention": "squidpy spatial_autocorr defaults: row-standardised weights, normality-assumption "
                       "variance, one-tailed p-values in the observed direction, permutation p = (min tail "
                       "count + 1)/(n_perms + 1), BH FDR",
