@@ -53,13 +53,14 @@ _MAX_VIF = 50.0
 # ------------------------------------------------------------------------------------------- pseudobulk
 
 def _count_matrix(adata, layer: str | None, path=None) -> sp.csr_matrix:
-    """Raw counts (CSR float64): ``layers[layer]``, else ``layers['counts']`` when present, else X."""
+    """Raw counts (CSR, dtype as stored): ``layers[layer]``, else ``layers['counts']`` when present, else X."""
     if layer is None:
         layer = "counts" if "counts" in adata.layers else None
     if layer is not None and layer not in adata.layers:
         raise InputFormatError(f"no layer {layer!r} (layers: {', '.join(adata.layers) or 'none'})", path=path)
     x = adata.layers[layer] if layer is not None else adata.X
-    x = sp.csr_matrix(x, dtype=np.float64)
+    # No float64 copy of the whole matrix: only the genes averaged are converted.
+    x = x.tocsr() if sp.issparse(x) else sp.csr_matrix(np.asarray(x))
     data = x.data
     if data.size and (data.min() < 0 or not np.array_equal(data, np.round(data))):
         where = f"layers[{layer!r}]" if layer is not None else "X"
@@ -88,7 +89,7 @@ def pseudobulk(adata, *, cell_type_key: str = "cell_type", donor_key: str = "don
             raise InputFormatError(f"no obs column {key!r} (obs columns: {', '.join(map(str, adata.obs.columns))})",
                                    path=path)
     counts = _count_matrix(adata, layer, path)
-    total = np.asarray(counts.sum(axis=1)).ravel()
+    total = np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel()
     cell_type = adata.obs[cell_type_key].astype(str).to_numpy()
     donor = adata.obs[donor_key].astype(str).to_numpy()
     ok = (total > 0) & ~pd.isna(adata.obs[cell_type_key]).to_numpy() & ~pd.isna(adata.obs[donor_key]).to_numpy()
@@ -108,7 +109,7 @@ def pseudobulk(adata, *, cell_type_key: str = "cell_type", donor_key: str = "don
     if genes is not None:
         var_names = var_names[var_names.isin(list(genes))]
         counts = counts[:, adata.var_names.astype(str).get_indexer(var_names)]
-    mean = np.asarray((averager @ counts[cells]).todense())
+    mean = np.asarray((averager @ counts[cells].astype(np.float64)).todense())
     obs = pd.DataFrame({"cell_type": [uniques[i][0] for i in keep], "donor": [uniques[i][1] for i in keep],
                         "n_cells": n_cells[keep].astype(np.int64)})
     obs.index = (obs["cell_type"] + "|" + obs["donor"]).to_numpy()
