@@ -120,7 +120,8 @@ def pseudobulk(adata, *, cell_type_key: str = "cell_type", donor_key: str = "don
 
 @dataclass
 class OLSResult:
-    """Per (variant, gene) pair: arrays of shape (n_variants, n_genes)."""
+    """Dosage effect per (variant, gene): arrays of shape (n_variants, n_genes), or (n_pairs,)
+    when :func:`eqtl_ols` was given ``pairs``."""
 
     beta: np.ndarray
     se: np.ndarray
@@ -131,7 +132,8 @@ class OLSResult:
     errcode: np.ndarray  # per variant: "" or why no test
 
 
-def eqtl_ols(expression: np.ndarray, dosage: np.ndarray, covariates: np.ndarray | None = None) -> OLSResult:
+def eqtl_ols(expression: np.ndarray, dosage: np.ndarray, covariates: np.ndarray | None = None, *,
+             pairs: tuple[np.ndarray, np.ndarray] | None = None) -> OLSResult:
     """OLS of every expression column on every dosage column with the same covariates.
 
     ``expression``: donors x genes; ``dosage``: donors x variants (no missing values: subset the
@@ -139,7 +141,8 @@ def eqtl_ols(expression: np.ndarray, dosage: np.ndarray, covariates: np.ndarray 
     For each pair the model is ``expr ~ 1 + covariates + dosage``; returns the dosage's beta, se,
     t and two-sided p (t distribution, ``df = n - rank([1, covariates]) - 1``), all equal to the
     full OLS fit (Frisch-Waugh-Lovell). Variants with no variance left after the covariates
-    (monomorphic, or VIF > 50) get NaN and an ``errcode``.
+    (monomorphic, or VIF > 50) get NaN and an ``errcode``. With ``pairs`` = (variant indices,
+    gene indices), only those pairs are returned (1-D arrays).
     """
     y = np.asarray(expression, dtype=np.float64)
     g = np.asarray(dosage, dtype=np.float64)
@@ -163,16 +166,21 @@ def eqtl_ols(expression: np.ndarray, dosage: np.ndarray, covariates: np.ndarray 
     if df < 1:
         errcode[:] = "too_few_observations"
     ok = errcode == ""
-    gy = rg.T @ ry  # variants x genes
+    gy = rg.T @ ry  # variants x genes, one BLAS product
     yy = np.einsum("ij,ij->j", ry, ry)
+    if pairs is None:
+        gy, gg_p, yy_p, ok_p = gy, gg[:, None], yy[None, :], np.broadcast_to(ok[:, None], gy.shape)
+    else:
+        vi, gi = (np.asarray(x, dtype=np.int64) for x in pairs)
+        gy, gg_p, yy_p, ok_p = gy[vi, gi], gg[vi], yy[gi], ok[vi]
     with np.errstate(divide="ignore", invalid="ignore"):
-        beta = gy / gg[:, None]
-        rss = np.maximum(yy[None, :] - beta * gy, 0.0)
-        se = np.sqrt(rss / max(df, 1) / gg[:, None])
+        beta = gy / gg_p
+        rss = np.maximum(yy_p - beta * gy, 0.0)
+        se = np.sqrt(rss / max(df, 1) / gg_p)
         t = beta / se
     p = 2.0 * stats.t.sf(np.abs(t), max(df, 1))
     for arr in (beta, se, t, p):
-        arr[~ok] = np.nan
+        arr[~ok_p] = np.nan
     return OLSResult(beta=beta, se=se, t=t, p_value=p, df=df, n=n, errcode=errcode)
 
 
@@ -365,7 +373,8 @@ def cell_eqtl(adata, bfile: str | Path, variants: list[str], *, genes_gtf: str |
     bulk = pseudobulk(adata, cell_type_key=cell_type_key, donor_key=donor_key, layer=layer, min_cells=min_cells,
                       genes=genes_near, path=h5ad_path)
 
-    out_rows = []
+    near_col = {i: bulk.var_names.get_indexer(names) for i, (names, _) in near.items()}
+    parts: list[dict] = []  # one block of tests per (cell type, missingness pattern)
     per_type = {}
     for cell_type in sorted(bulk.obs["cell_type"].unique()):
         sub = bulk[(bulk.obs["cell_type"] == cell_type).to_numpy() & bulk.obs["donor"].isin(matched).to_numpy()]
@@ -378,7 +387,6 @@ def cell_eqtl(adata, bfile: str | Path, variants: list[str], *, genes_gtf: str |
         expr = np.asarray(sub.X)
         expressed = (expr > 0).mean(axis=0) > min_donor_fraction
         info["n_genes_expressed"] = int(expressed.sum())
-        gene_col = pd.Series(np.arange(sub.n_vars), index=sub.var_names)
         cov_t = cov.loc[donors_t, cov_names].to_numpy(np.float64) if cov_names else None
         g_t = dosage[donors_t].to_numpy()
         # Donors with a missing call drop out of that variant's test: variants sharing a missingness
@@ -388,34 +396,51 @@ def cell_eqtl(adata, bfile: str | Path, variants: list[str], *, genes_gtf: str |
             patterns.setdefault(np.isnan(g_t[i]).tobytes(), []).append(i)
         for key, members in patterns.items():
             keep = ~np.frombuffer(key, dtype=bool)
-            genes_needed = sorted({int(gene_col[gname]) for i in members for gname in near[i][0]
-                                   if expressed[gene_col[gname]]})
-            if not genes_needed:
+            cols = {i: near_col[i][expressed[near_col[i]]] for i in members}
+            sel = {i: expressed[near_col[i]] for i in members}
+            genes_needed = np.unique(np.concatenate([cols[i] for i in members]))
+            if not genes_needed.size:
                 continue
+            pair_v = np.concatenate([np.full(cols[i].size, a, dtype=np.int64) for a, i in enumerate(members)])
+            pair_g = np.searchsorted(genes_needed, np.concatenate([cols[i] for i in members]))
             fit = eqtl_ols(expr[keep][:, genes_needed], g_t[members][:, keep].T,
-                           None if cov_t is None else cov_t[keep])
-            pos_in_fit = {gcol: j for j, gcol in enumerate(genes_needed)}
+                           None if cov_t is None else cov_t[keep], pairs=(pair_v, pair_g))
+            n_called = int(keep.sum())
+            start = 0
             for a, i in enumerate(members):
+                sl = slice(start, start + cols[i].size)
+                start = sl.stop
                 dose = g_t[i][keep]
-                freq = float(dose.mean() / 2) if dose.size else float("nan")
-                for gname, dist in zip(*near[i]):
-                    gcol = int(gene_col[gname])
-                    if not expressed[gcol]:
-                        continue
-                    j = pos_in_fit[gcol]
-                    out_rows.append((cell_type, vinfo.at[i, "id"], vinfo.at[i, "chrom"], int(vinfo.at[i, "pos"]),
-                                     vinfo.at[i, "a1"], vinfo.at[i, "a2"], gname, int(dist), int(keep.sum()), freq,
-                                     fit.beta[a, j], fit.se[a, j], fit.t[a, j], fit.p_value[a, j], np.nan,
-                                     fit.errcode[a]))
-                    info["n_tests"] += 1
+                parts.append({"cell_type": cell_type, "variant": i, "gene_col": cols[i], "dist": near[i][1][sel[i]],
+                              "n": n_called, "freq": float(dose.mean() / 2) if dose.size else np.nan,
+                              "beta": fit.beta[sl], "se": fit.se[sl], "t": fit.t[sl], "p": fit.p_value[sl],
+                              "errcode": fit.errcode[a]})
+                info["n_tests"] += int(cols[i].size)
 
-    results = pd.DataFrame(out_rows, columns=RESULT_COLUMNS)
+    sizes = np.array([part["gene_col"].size for part in parts], dtype=np.int64)
+    variant_of = np.repeat(np.array([part["variant"] for part in parts], dtype=np.int64), sizes)
+    gene_col = np.concatenate([part["gene_col"] for part in parts]) if parts else np.empty(0, np.int64)
+    results = pd.DataFrame({
+        "cell_type": np.repeat(np.array([part["cell_type"] for part in parts], dtype=object), sizes),
+        "variant_id": vinfo["id"].to_numpy(dtype=object)[variant_of],
+        "chromosome": vinfo["chrom"].to_numpy(dtype=object)[variant_of],
+        "base_pair_location": vinfo["pos"].to_numpy(np.int64)[variant_of],
+        "effect_allele": vinfo["a1"].to_numpy(dtype=object)[variant_of],
+        "other_allele": vinfo["a2"].to_numpy(dtype=object)[variant_of],
+        "gene": bulk.var_names.to_numpy(dtype=object)[gene_col],
+        "distance_to_tss": np.concatenate([part["dist"] for part in parts]) if parts else np.empty(0, np.int64),
+        "n_donors": np.repeat(np.array([part["n"] for part in parts], dtype=np.int64), sizes),
+        "effect_allele_frequency": np.repeat(np.array([part["freq"] for part in parts], dtype=float), sizes),
+        **{col: np.concatenate([part[key] for part in parts]) if parts else np.empty(0)
+           for col, key in (("beta", "beta"), ("se", "se"), ("t", "t"), ("p_value", "p"))},
+        "fdr": np.nan,
+        "errcode": np.repeat(np.array([part["errcode"] for part in parts], dtype=object), sizes),
+    }, columns=RESULT_COLUMNS)
     tested = results["p_value"].notna().to_numpy()
     if tested.any():
         results.loc[tested, "fdr"] = stats.false_discovery_control(results.loc[tested, "p_value"].to_numpy(),
                                                                    method="bh")
-    order = {v: k for k, v in enumerate(vinfo["id"])}
-    results["_v"] = results["variant_id"].map(order)
+    results["_v"] = variant_of
     results = results.sort_values(["cell_type", "_v", "gene"], kind="stable").drop(columns="_v").reset_index(drop=True)
     summary = {
         "n_variants_requested": len(wanted), "n_variants_found": len(found), "variants_not_in_bim": not_found,
