@@ -19,7 +19,7 @@ from cohortflow.io.h5ad import read_h5ad
 from cohortflow.io.atomic import atomic_path, write_json_atomic, write_table_atomic
 from cohortflow.singlecell import kernels
 
-__all__ = ["run_spatial", "spatial_graph", "spatial_autocorrelation", "nhood_enrichment", "transfer_labels_centroid"]
+__all__ = ["run_spatial", "spatial_graph", "spatial_autocorrelation", "nhood_enrichment", "transfer_labels"]
 
 GRAPHS = ("knn", "radius", "delaunay")
 
@@ -123,20 +123,31 @@ def nhood_enrichment(labels, connectivities, *, n_perms: int = 1000, seed: int =
             "null_mean": null_mean, "null_sd": null_sd, "n_perms": int(n_perms), "seed": int(seed)}
 
 
-def transfer_labels_centroid(query, reference, reference_labels, *, genes: list[str] | None = None) -> pd.DataFrame:
-    """Label transfer by correlation to reference centroids.
+def transfer_labels(query, reference, reference_labels, *, method: str = "logistic", genes: list[str] | None = None,
+                    C: float = 0.1) -> pd.DataFrame:
+    """Cell-type labels for ``query`` cells learnt from an annotated ``reference`` (e.g. scRNA-seq).
 
-    ``query`` and ``reference`` are AnnData (cells x genes, same expression scale or not: each
-    gene is standardised within its own dataset, so only the within-dataset pattern matters);
-    ``reference_labels`` one label per reference cell. Over the shared genes (or ``genes``), each
-    cell type's centroid is the mean standardised profile of its reference cells; each query cell
-    takes the type whose centroid has the highest Pearson correlation with its own standardised
-    profile. Returns a DataFrame indexed like ``query.obs_names``: ``label`` (categorical, the
-    reference's category order), ``correlation`` (best), ``margin`` (best - second best).
+    ``query`` and ``reference``: AnnData, cells x genes. Over the shared genes (or ``genes``) each
+    gene is standardised within its own dataset (mean 0, sd 1), so only within-dataset patterns are
+    compared and the two technologies' scales need not match. ``reference_labels``: one per
+    reference cell.
+
+    - ``method="logistic"`` (default): multinomial logistic regression (sklearn, L2 penalty ``C``,
+      classes weighted inversely to their frequency so rare types are not absorbed by common
+      ones), fitted on the reference and applied to the query; ``score`` = the winning class
+      probability.
+    - ``method="centroid"``: Pearson correlation with each type's mean standardised reference
+      profile; ``score`` = the best correlation.
+
+    Returns a DataFrame indexed like ``query.obs_names``: ``label`` (categorical, the reference's
+    category order), ``score``, ``margin`` (best - second best score). Deterministic.
     """
     ref_labels = pd.Categorical(reference_labels)
+    if len(ref_labels) != reference.n_obs:
+        raise ValueError(f"{len(ref_labels)} reference labels for {reference.n_obs} reference cells")
     if genes is None:
-        genes = [g for g in query.var_names if g in set(reference.var_names)]
+        ref_genes = set(reference.var_names)
+        genes = [g for g in query.var_names if g in ref_genes]
     if len(genes) < 2:
         raise ValueError("query and reference share fewer than 2 genes")
 
@@ -147,19 +158,31 @@ def transfer_labels_centroid(query, reference, reference_labels, *, genes: list[
         return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
     q, r = standardised(query), standardised(reference)
-    centroids = np.vstack([r[ref_labels.codes == k].mean(axis=0) for k in range(len(ref_labels.categories))])
+    if method == "logistic":
+        from sklearn.linear_model import LogisticRegression
 
-    def rowcentre(m):
-        m = m - m.mean(axis=1, keepdims=True)
-        norm = np.linalg.norm(m, axis=1, keepdims=True)
-        return m / np.where(norm > 0, norm, 1.0)
+        model = LogisticRegression(C=C, max_iter=5000, class_weight="balanced")
+        model.fit(r, ref_labels.codes)
+        score = model.predict_proba(q)
+        classes = model.classes_
+    elif method == "centroid":
+        centroids = np.vstack([r[ref_labels.codes == k].mean(axis=0) for k in range(len(ref_labels.categories))])
 
-    corr = rowcentre(q) @ rowcentre(centroids).T
-    order = np.argsort(-corr, axis=1, kind="stable")
-    best = corr[np.arange(len(q)), order[:, 0]]
-    second = corr[np.arange(len(q)), order[:, 1]] if corr.shape[1] > 1 else np.full(len(q), np.nan)
-    label = pd.Categorical.from_codes(order[:, 0], categories=ref_labels.categories)
-    return pd.DataFrame({"label": label, "correlation": best, "margin": best - second}, index=query.obs_names)
+        def rowcentre(m):
+            m = m - m.mean(axis=1, keepdims=True)
+            norm = np.linalg.norm(m, axis=1, keepdims=True)
+            return m / np.where(norm > 0, norm, 1.0)
+
+        score = rowcentre(q) @ rowcentre(centroids).T
+        classes = np.arange(len(ref_labels.categories))
+    else:
+        raise ValueError(f"method must be 'logistic' or 'centroid', got {method!r}")
+    order = np.argsort(-score, axis=1, kind="stable")
+    rows = np.arange(len(q))
+    best = score[rows, order[:, 0]]
+    second = score[rows, order[:, 1]] if score.shape[1] > 1 else np.full(len(q), np.nan)
+    label = pd.Categorical.from_codes(classes[order[:, 0]], categories=ref_labels.categories)
+    return pd.DataFrame({"label": label, "score": best, "margin": best - second}, index=query.obs_names)
 
 
 def spatial_autocorrelation(values: np.ndarray, W, names: list[str], *, n_perms: int = 199, seed: int = 0,
