@@ -17,7 +17,14 @@ from statsmodels.stats.multitest import multipletests
 
 from cohortflow.cli import main
 from cohortflow.errors import CohortflowError, InputFormatError
-from cohortflow.singlecell.eqtl import eqtl_ols, gene_tss, pseudobulk, read_variant_list, run_cell_eqtl
+from cohortflow.singlecell.eqtl import (
+    RESULT_COLUMNS,
+    eqtl_ols,
+    gene_tss,
+    pseudobulk,
+    read_variant_list,
+    run_cell_eqtl,
+)
 from cohortflow.variants.ingest import ingest_vcf
 from test_demo_singlecell import simulate_small
 
@@ -175,6 +182,11 @@ def test_outputs_deterministic_and_aggregate_only(demo, tmp_path):
     summary = json.loads((out / "eqtl.summary.json").read_text())
     assert summary["plotted"] == [{"variant_id": demo["sim"]["eqtl"]["variant_id"], "gene": demo["sim"]["eqtl"]["gene"]}]
     assert summary["cell_types"]["T_CD4"]["n_donors"] >= 20
+    table = (out / "eqtl.tsv").read_text().splitlines()
+    assert table[0].split("\t") == RESULT_COLUMNS
+    # numbers written with 12 significant digits (fdr included)
+    assert all(len(f.lstrip("-").replace(".", "").lstrip("0").split("e")[0]) <= 12
+               for line in table[1:] for f in line.split("\t")[9:15])
     text = (out / "eqtl.summary.json").read_text() + (out / "eqtl.tsv").read_text()
     assert not any(d in text for d in demo["sim"]["donors"])  # no donor IDs, hence no genotypes by donor
     # The CLI gives the same bytes.

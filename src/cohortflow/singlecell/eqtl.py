@@ -433,7 +433,7 @@ def cell_eqtl(adata, bfile: str | Path, variants: list[str], *, genes_gtf: str |
         "effect_allele_frequency": np.repeat(np.array([part["freq"] for part in parts], dtype=float), sizes),
         **{col: np.concatenate([part[key] for part in parts]) if parts else np.empty(0)
            for col, key in (("beta", "beta"), ("se", "se"), ("t", "t"), ("p_value", "p"))},
-        "fdr": np.nan,
+        "fdr": np.full(gene_col.size, np.nan),
         "errcode": np.repeat(np.array([part["errcode"] for part in parts], dtype=object), sizes),
     }, columns=RESULT_COLUMNS)
     tested = results["p_value"].notna().to_numpy()
