@@ -14,5 +14,7 @@ run_step(
     n_neighbors=sp["n_neighbors"],
     n_perms=sp["n_perms"],
     seed=sp["seed"],
+    cell_type_key=sp.get("cell_type_key", "cell_type"),
+    nhood_perms=sp.get("nhood_perms", 1000),
     threads=snakemake.threads,
 )
