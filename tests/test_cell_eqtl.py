@@ -298,3 +298,14 @@ def test_pseudobulk_equals_scanpy_aggregate(demo):
     order = pd.Index(key).get_indexer(ours.obs_names)
     np.testing.assert_allclose(ours.X, expected[order], rtol=1e-10, atol=1e-12)
     assert ours.obs["n_cells"].tolist() == agg.obs["n"].to_numpy()[order].tolist()
+
+
+def test_no_variants_gives_empty_table(demo, tmp_path):
+    """A trait without lead variants (the workflow's case): header-only table, summary, a PNG."""
+    (tmp_path / "leads.tsv").write_text("variant_id\tp_value\n")
+    summary = run_cell_eqtl(demo["h5ad"], bfile=demo["tmp"] / "geno", variants=[tmp_path / "leads.tsv"],
+                            out_tsv=tmp_path / "e.tsv", out_summary=tmp_path / "e.json", out_png=tmp_path / "e.png",
+                            genes_gtf=demo["sim"]["genome"]["genes_gtf"])
+    assert (tmp_path / "e.tsv").read_text() == "\t".join(RESULT_COLUMNS) + "\n"
+    assert summary["n_tests"] == 0 and summary["n_variants_requested"] == 0 and summary["plotted"] == []
+    assert (tmp_path / "e.png").exists() and json.loads((tmp_path / "e.json").read_text())["n_significant"] == 0
