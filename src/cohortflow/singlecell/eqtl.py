@@ -309,7 +309,7 @@ def cell_eqtl(adata, bfile: str | Path, variants: list[str], *, genes_gtf: str |
     Donors (``obs[donor_key]``) are matched to .fam IIDs and to the covariate IIDs; a cell type
     is tested when at least ``min_donors`` donors with ``min_cells`` cells remain. See the module
     docstring for the model. Returns a dict: ``results`` (DataFrame with ``RESULT_COLUMNS``,
-    sorted by cell type, chromosome, position, variant, gene), ``pseudobulk`` (AnnData from
+    sorted by cell type, the variant's .bim row, gene), ``pseudobulk`` (AnnData from
     :func:`pseudobulk`), ``dosage`` (DataFrame variants x matched donors, A1 counts, NaN missing:
     individual-level, never written), ``summary`` (aggregate figures only).
     """
@@ -321,6 +321,8 @@ def cell_eqtl(adata, bfile: str | Path, variants: list[str], *, genes_gtf: str |
         if key not in adata.obs:
             raise InputFormatError(f"no obs column {key!r} (obs columns: {', '.join(map(str, adata.obs.columns))})",
                                    path=h5ad_path)
+    if not adata.var_names.is_unique:
+        raise InputFormatError("gene names (var_names) repeat: make them unique first", path=h5ad_path)
     donors_h5ad = sorted(set(adata.obs[donor_key].dropna().astype(str)))
     fam_iid = bed.fam["iid"].astype(str).to_numpy()
     if len(set(fam_iid)) != len(fam_iid):
@@ -443,7 +445,7 @@ def cell_eqtl(adata, bfile: str | Path, variants: list[str], *, genes_gtf: str |
     results["_v"] = variant_of
     results = results.sort_values(["cell_type", "_v", "gene"], kind="stable").drop(columns="_v").reset_index(drop=True)
     summary = {
-        "n_variants_requested": len(wanted), "n_variants_found": len(found), "variants_not_in_bim": not_found,
+        "n_variants_requested": len(wanted), "n_variants_found": len(found), "variants_not_in_bim": not_found[:100],
         "n_donors_h5ad": len(donors_h5ad), "n_donors_genotyped": len(in_fam), "n_donors_used": len(matched),
         "covariates": cov_names, "cell_types": per_type, "n_tests": int(tested.sum()),
         "model": "OLS expr ~ 1 + covariates + A1 dosage per cell type, gene and variant (FWL); "
