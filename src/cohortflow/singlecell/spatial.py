@@ -391,7 +391,9 @@ def run_spatial(
         "graph": {"type": graph, "n_neighbors": int(n_neighbors) if graph == "knn" else None, "radius": radius,
                   "n_edges": int(undirected), "n_entries": int(conn.nnz), "directed": bool((conn != conn.T).nnz > 0),
                   "mean_degree": float(degree.mean())},
-        "convention": "squidpy spatial_autocorr defaults: row-standardised weights, normality-assumption "
+        "convention": "squidpy spatial_autocorr defaults: row-standardised weights (transformation=True; "
+                      "scanpy.metrics.morans_i/gearys_c use the weights as given), graph as squidpy "
+                      "spatial_neighbors (generic coordinates; kNN directed), normality-assumption "
                       "variance, one-tailed p-values in the observed direction, permutation p = (min tail "
                       "count + 1)/(n_perms + 1), BH FDR",
         "n_features_tested": len(names),
