@@ -47,7 +47,7 @@ def make_inputs(d: Path, *, donors: int, types: int, cells_per_group: int, genes
     donor_of = np.repeat(np.tile(np.arange(donors)[:, None], (1, types)).ravel(), n_per.ravel())
     type_of = np.repeat(np.tile(np.arange(types)[None, :], (donors, 1)).ravel(), n_per.ravel())
     n_cells = donor_of.size
-    profile = rng.lognormal(0, 1.5, size=(types, genes))
+    profile = rng.lognormal(0, 2.2, size=(types, genes))  # skewed: ~10% of counts non-zero, as in 10x data
     profile /= profile.sum(axis=1, keepdims=True)
     lib = rng.lognormal(np.log(2500), 0.3, size=n_cells)
     blocks = []
