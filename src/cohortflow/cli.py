@@ -253,10 +253,11 @@ def _cmd_gene_scores(a):
 
 
 def _cmd_disease_score(a):
-    from cohortflow.singlecell.integration import disease_score_files
+    from cohortflow.singlecell.scdrs import disease_score_files
 
-    disease_score_files(h5ad=a.h5ad, gene_scores=a.gene_scores, n_genes=a.n_genes, n_ctrl=a.n_ctrl,
-                        seed=a.seed, out_prefix=a.out)
+    disease_score_files(h5ad=a.h5ad, gene_scores=a.gene_scores, gene_set=a.gene_set, trait=a.trait,
+                        n_genes=a.n_genes, n_ctrl=a.n_ctrl, covariates=a.covariates, seed=a.seed,
+                        group_key=a.group_key, write_h5ad=not a.no_h5ad, out=a.out)
 
 
 def _cmd_cell_eqtl(a):
@@ -575,13 +576,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-kb", type=float, default=10)
     p.add_argument("--out", required=True, help="OUT.tsv")
 
-    p = add("disease-score", _cmd_disease_score, "scDRS-style per-cell disease scores and cell-type ranking")
-    p.add_argument("--h5ad", required=True, help="processed .h5ad with obs['cell_type']")
-    p.add_argument("--gene-scores", required=True)
+    p = add("disease-score", _cmd_disease_score,
+            "scDRS per-cell disease scores (scDRS 1.0.2's method) and cell-type association/heterogeneity")
+    p.add_argument("--h5ad", required=True, help="cells: counts (normalised + log1p here) or log-normalised X")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--gene-scores", help="gene-score TSV (gene, z): top --n-genes as scdrs munge-gs --weight zscore")
+    src.add_argument("--gene-set", help="scDRS .gs file (every trait in it)")
+    p.add_argument("--trait", help="trait name for --gene-scores (default: the file name)")
     p.add_argument("--n-genes", type=int, default=1000)
     p.add_argument("--n-ctrl", type=int, default=1000)
+    p.add_argument("--covariates", help="scDRS .cov file: cell, covariates (tab-separated)")
+    p.add_argument("--group-key", default="cell_type", help="obs column for the group analysis")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output prefix")
+    p.add_argument("--no-h5ad", action="store_true", help="do not write OUT.h5ad")
+    p.add_argument("--out", required=True,
+                   help="prefix: OUT.<trait>.score.tsv.gz, OUT.<trait>.scdrs_group.<key>.tsv, OUT.gene_stats.tsv, OUT.h5ad")
 
     p = add("cell-eqtl", _cmd_cell_eqtl, "pseudobulk cell-type eQTL of given variants and the genes near them")
     p.add_argument("--h5ad", required=True, help="annotated .h5ad: raw counts (layers['counts'] or X), obs cell type and donor")

@@ -31,8 +31,7 @@ The method, step by step (what :func:`preprocess`, :func:`score_cells` and
    group's scores on the cell kNN graph vs control scores mapped onto the group's score
    distribution: hetero_mcp, hetero_mcz), and cells at FDR (BH over all cells) < 0.05/0.1/0.2.
 
-What differs from scDRS 1.0.2 (all below the tolerances the tests state): sums are in float64 (scDRS's sparse
-means run in the matrix's float32); no cell/gene filtering (scDRS's CLI filters cells with
+What differs from scDRS 1.0.2: no cell/gene filtering (scDRS's CLI filters cells with
 < 250 genes and genes in < 50 cells by default; our single-cell stage has already filtered).
 """
 
@@ -49,7 +48,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from cohortflow.errors import CohortflowError, InputFormatError
-from cohortflow.singlecell.scdrs_kernels import (corrected_gene_moments, gearys_c_sub,
+from cohortflow.singlecell.scdrs_kernels import (col_sums_in_order, corrected_gene_moments, gearys_c_sub,
                                                  score_pass_cellwise, score_pass_colsums, score_pass_final)
 
 SCORE_COLUMNS = ["raw_score", "norm_score", "mc_pval", "pval", "nlog10_pval", "zscore"]
@@ -223,15 +222,20 @@ class ScdrsData:
     cov_names: list = field(default_factory=list)
 
 
-def _sparse_col_moments(mat: sp.csr_matrix, transform=None) -> tuple[np.ndarray, np.ndarray]:
-    n = mat.shape[0]
-    data = mat.data.astype(np.float64)
-    if transform is not None:
-        data = transform(data)
-    s1 = np.bincount(mat.indices, weights=data, minlength=mat.shape[1])
-    s2 = np.bincount(mat.indices, weights=data * data, minlength=mat.shape[1])
-    mean = s1 / n
-    return mean, s2 / n - mean ** 2
+def _sparse_col_moments(mat: sp.csr_matrix, transform=None, *, chunk: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and E[x^2] - mean^2 of a CSR matrix (of ``transform`` of its non-zeros, which
+    must map 0 to 0), as scipy computes ``mean(axis=0)`` in the matrix's own dtype (float32 stays
+    float32, as in scDRS). Returns arrays of the matrix's dtype."""
+    dtype = mat.dtype if mat.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    scale = dtype.type(1.0 / mat.shape[0])
+    s1 = np.zeros(mat.shape[1], dtype=dtype)
+    s2 = np.zeros(mat.shape[1], dtype=dtype)
+    for start in range(0, mat.nnz, chunk):
+        vals = mat.data[start:start + chunk].astype(dtype, copy=False)
+        if transform is not None:
+            vals = transform(vals)
+        col_sums_in_order(mat.indices[start:start + chunk], vals, scale, s1, s2)
+    return s1, s2 - s1 ** 2
 
 
 def loess_fit(x: np.ndarray, y: np.ndarray, *, span: float = 0.3) -> np.ndarray:
@@ -320,7 +324,8 @@ def preprocess(X: sp.csr_matrix, *, obs_names, var_names, cov: pd.DataFrame | No
     if cov is not None:
         cdf = covariate_matrix(cov, obs_names)
         cmat = np.ascontiguousarray(cdf.to_numpy(dtype=np.float64))
-        gene_mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+        # scipy's mean in X's dtype, as scDRS's COV_GENE_MEAN
+        gene_mean = _sparse_col_moments(X)[0].astype(np.float64)
         xtc = np.asarray((X.T @ cmat), dtype=np.float64)                     # genes x k
         beta = np.linalg.solve(cmat.T @ cmat / n_cell, xtc.T / n_cell)      # k x genes
         res.cov, res.cov_beta, res.gene_mean, res.cov_names = cmat, np.ascontiguousarray(-beta), gene_mean, list(cdf.columns)
@@ -334,7 +339,7 @@ def preprocess(X: sp.csr_matrix, *, obs_names, var_names, cov: pd.DataFrame | No
     log_fit = np.zeros(n_gene)
     if not_const.sum() >= 3:
         x = np.log10(ct_mean[not_const])
-        y = np.log10(ct_var[not_const])
+        y = np.log10(ct_var[not_const])      # in the statistics' dtype, as scDRS passes them
         log_fit[not_const] = loess_fit(x, y, span=0.3)
     ct_var_tech = 10.0 ** log_fit
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -281,3 +281,15 @@ def gearys_c_sub(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, v
     for i in range(n):
         den += (vals[i] - mean) ** 2
     return (n - 1) * num / (2.0 * w_total * den)
+
+
+@numba.njit(cache=True)
+def col_sums_in_order(indices: np.ndarray, values: np.ndarray, scale, acc: np.ndarray, acc_sq: np.ndarray) -> None:
+    """acc[j] += v * scale and acc_sq[j] += (v * v) * scale for the CSR entries in order, in the
+    arrays' own precision: scipy's ``X.mean(axis=0)`` / ``X.power(2).mean(axis=0)`` arithmetic
+    (entries pre-multiplied by 1/n, then summed cell by cell), which scDRS's gene statistics use
+    without covariates. Called on consecutive chunks of the data (the sums carry over)."""
+    for p in range(indices.shape[0]):
+        v = values[p]
+        acc[indices[p]] += v * scale
+        acc_sq[indices[p]] += (v * v) * scale
