@@ -158,3 +158,27 @@ def test_cli_spatial_import_then_spatial(tmp_path):
     bad = _cli("spatial-import", "--format", "cosmx", "--path", str(folder), "--out", str(tmp_path / "bad.h5ad"))
     assert bad.returncode != 0 and "exprMat_file.csv" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad.h5ad").exists()
+
+
+@pytest.mark.parametrize("fmt,parts", [("cosmx", ("NanostringCosMx",)), ("merscope", ("VizgenMERSCOPE",)),
+                                       ("visium", ("10xVisium_mouse_brain_tiny", "section1", "outs"))])
+def test_small_sets_run_through_spatial(tmp_path, fmt, parts):
+    """Each imported set runs through run_spatial; the stored Moran's I equals the kernel on the stored graph."""
+    from cohortflow.singlecell import kernels
+    from cohortflow.singlecell.spatial import run_spatial
+
+    adata = sf.read_spatial(fmt, require_shared(*DATA, *parts))
+    adata.write_h5ad(tmp_path / "in.h5ad")
+    summary = run_spatial(tmp_path / "in.h5ad", out_h5ad=tmp_path / "o.h5ad", out_summary=tmp_path / "o.json",
+                          out_png=tmp_path / "o.png", n_perms=19, min_spot_fraction=0.05,
+                          n_neighbors=min(6, adata.n_obs - 1))
+    import anndata as ad
+
+    res = ad.read_h5ad(tmp_path / "o.h5ad")
+    assert summary["n_spots"] == adata.n_obs and summary["n_features_tested"] >= 3
+    assert summary["nhood_enrichment"] == {"skipped": "no obs['cell_type']"}
+    moran = res.uns["moranI"]
+    g = moran.index[0]
+    x = res[:, g].X.toarray().ravel()
+    assert moran.loc[g, "I"] == pytest.approx(kernels.morans_i(x, res.obsp["spatial_connectivities"]).statistic,
+                                              rel=1e-9)
