@@ -420,3 +420,16 @@ def test_seqfish_labels_transferred_from_tasic():
     for cls in ("GABA-ergic Neuron", "Glutamatergic Neuron"):
         assert (pred[truth == cls] == cls).mean() >= 0.7
     assert (res["score"] > 0).all() and (res["margin"] >= 0).all()
+
+
+def test_run_spatial_byte_identical_across_threads(spatial_run, tmp_path):
+    import hashlib
+
+    sim, out, _ = spatial_run
+    src = out.parent / "in.h5ad"
+    run_spatial(src, out_h5ad=tmp_path / "spatial.h5ad", out_summary=tmp_path / "summary.json",
+                out_png=tmp_path / "spatial.png", out_table=tmp_path / "moran.tsv", obs_columns=["trait_type_share"],
+                n_perms=99, seed=0, threads=2)
+    for name in ("spatial.h5ad", "summary.json", "spatial.png", "moran.tsv"):
+        assert hashlib.sha256((tmp_path / name).read_bytes()).digest() == \
+            hashlib.sha256((out / name).read_bytes()).digest(), name
