@@ -153,7 +153,7 @@ def test_cli_spatial_import_then_spatial(tmp_path):
     proc = _cli("spatial", "--h5ad", str(tmp_path / "a.h5ad"), "--out", str(tmp_path / "sp" / "out.h5ad"),
                 "--n-perms", "19", "--nhood-perms", "100", "--max-genes", "20")
     assert proc.returncode == 0, proc.stderr
-    for suffix in (".h5ad", ".summary.json", ".png", ".autocorr.tsv"):
+    for suffix in (".h5ad", ".summary.json", ".png", ".autocorr.tsv", ".nhood.png"):
         assert (tmp_path / "sp" / f"out{suffix}").exists()
     bad = _cli("spatial-import", "--format", "cosmx", "--path", str(folder), "--out", str(tmp_path / "bad.h5ad"))
     assert bad.returncode != 0 and "exprMat_file.csv" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -227,7 +227,8 @@ def _cmd_spatial(a):
 
     out = Path(a.out)
     run_spatial(a.h5ad, out_h5ad=out, out_summary=out.with_suffix(".summary.json"), out_png=out.with_suffix(".png"),
-                out_table=out.with_suffix(".autocorr.tsv"), graph=a.graph, n_neighbors=a.n_neighbors,
+                out_table=out.with_suffix(".autocorr.tsv"), out_nhood_png=out.with_suffix(".nhood.png"),
+                graph=a.graph, n_neighbors=a.n_neighbors,
                 radius=a.radius, n_perms=a.n_perms, nhood_perms=a.nhood_perms, cell_type_key=a.cell_type_key,
                 max_genes=a.max_genes, seed=a.seed, threads=a.threads)
 
@@ -555,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True,
-                   help="OUT.h5ad (also OUT.summary.json, OUT.png, OUT.autocorr.tsv)")
+                   help="OUT.h5ad (also OUT.summary.json, OUT.png, OUT.autocorr.tsv, OUT.nhood.png with cell types)")
 
     p = add("spatial-import", _cmd_spatial_import,
             "vendor spatial output (Xenium, Visium, seqFISH, CosMx, MERSCOPE) -> .h5ad for `spatial`")

@@ -225,6 +225,7 @@ def run_spatial(
     out_summary: str | Path,
     out_png: str | Path,
     out_table: str | Path | None = None,
+    out_nhood_png: str | Path | None = None,
     graph: str = "knn",
     n_neighbors: int = 6,
     radius: float | None = None,
@@ -273,6 +274,8 @@ def run_spatial(
       feature, I, pval_norm, pval_sim), ``obs_columns`` (their rows), ``nhood_enrichment``
       {``cell_type_key``, ``categories``, ``n_perms``, ``seed``, ``count``, ``zscore`` (k x k
       lists), ``top_pairs`` (the 10 largest |z| pairs a <= b)} or {``skipped``: reason}.
+    - ``out_nhood_png`` (optional, written when enrichment ran): heatmap of the enrichment
+      z-scores between cell types, observed counts in the cells.
     - ``out_png``: maps of total counts, the three genes with the highest I, each obs column,
       and the cell types on the slide (when present).
 
@@ -374,6 +377,8 @@ def run_spatial(
                    for c in obs_columns]
         categorical = {cell_type_key: adata.obs[cell_type_key]} if nhood is not None else None
         plots.spatial_maps_png(coords, panels, out_png, categorical=categorical)
+        if nhood is not None and out_nhood_png is not None:
+            nhood_heatmap_png(nhood, out_nhood_png, title=f"Neighbourhood enrichment ({cell_type_key})")
 
         with atomic_path(out_h5ad) as tmp:
             adata.write_h5ad(tmp)
@@ -411,6 +416,30 @@ def run_spatial(
     }
     write_json_atomic(out_summary, summary)
     return summary
+
+
+def nhood_heatmap_png(nhood: dict, path: str | Path, *, title: str = "Neighbourhood enrichment") -> None:
+    """Heatmap of ``nhood["zscore"]`` (diverging, symmetric colour scale), counts written in the cells."""
+    from cohortflow.singlecell.plots import _pyplot, save_png
+
+    plt = _pyplot()
+    cats, z, count = nhood["categories"], np.asarray(nhood["zscore"], dtype=float), np.asarray(nhood["count"])
+    k = len(cats)
+    lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * k, 0.9 + 0.5 * k))
+    im = ax.imshow(np.nan_to_num(z), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    if k <= 20:
+        for a in range(k):
+            for b in range(k):
+                dark = np.isfinite(z[a, b]) and abs(z[a, b]) > 0.6 * lim
+                ax.text(b, a, str(count[a, b]), ha="center", va="center", fontsize=6,
+                        color="white" if dark else "black")
+    ax.set_xticks(range(k), cats, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), cats, fontsize=7)
+    ax.set_title(f"{title}\nz-score; numbers: neighbour counts", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    fig.tight_layout()
+    save_png(fig, path)
 
 
 def _nhood_summary(nhood: dict, cell_type_key: str) -> dict:
