@@ -1,9 +1,16 @@
-"""Spatial transcriptomics: neighbour graph from spot coordinates and spatial autocorrelation.
+"""Spatial transcriptomics: neighbour graph, spatial autocorrelation, neighbourhood enrichment, label transfer.
 
 ``run_spatial`` normalises the counts, builds a spatial neighbour graph from ``obsm['spatial']``
-(stored like ``squidpy.gr.spatial_neighbors`` does), and tests genes and numeric ``obs`` columns for
-spatial autocorrelation with Moran's I and Geary's C (``cohortflow.singlecell.kernels``: squidpy's
-conventions, row-standardised weights, normality-assumption and permutation p-values).
+(edge for edge squidpy's ``spatial_neighbors(coord_type="generic")``: directed kNN, radius or
+Delaunay), tests genes and numeric ``obs`` columns for spatial autocorrelation with Moran's I and
+Geary's C (``cohortflow.singlecell.kernels``), and, with a cell-type column, computes squidpy's
+neighbourhood enrichment (``cohortflow.singlecell.spatial_kernels``).
+
+Weighting convention: squidpy's ``spatial_autocorr`` default, ``transformation=True``: the binary
+graph is **row-standardised** (each cell's neighbours weigh 1/degree) before Moran's I / Geary's C
+and their variances. ``scanpy.metrics.morans_i`` / ``gearys_c`` use the weights as given (squidpy
+row-normalises and then calls them), so scanpy on the raw binary graph gives different numbers on
+a graph whose degrees vary. ``transfer_labels`` labels spatial cells from an annotated reference.
 """
 
 from __future__ import annotations
