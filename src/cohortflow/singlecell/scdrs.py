@@ -49,6 +49,7 @@ from scipy import stats
 
 from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.singlecell.scdrs_kernels import (col_sums_in_order, corrected_gene_moments, gearys_c_sub,
+                                                 legacy_permutation_heads,
                                                  score_pass_cellwise, score_pass_colsums, score_pass_final)
 
 SCORE_COLUMNS = ["raw_score", "norm_score", "mc_pval", "pval", "nlog10_pval", "zscore"]
@@ -366,11 +367,14 @@ def select_ctrl_genes(gene_stats: pd.DataFrame, genes: list[str], weights: np.nd
     ``genes`` sorted disease genes (all in gene_stats), ``weights`` their GWAS weights. Bins are
     visited in scDRS's order (bin labels sorted as strings); for each bin holding disease genes
     and for each control set, as many genes as the bin has disease genes are drawn without
-    replacement from the bin's genes sorted by name (``RandomState(seed).permutation``, what
-    legacy ``np.random.choice(replace=False)`` does). Returns (ctrl_genes (n_ctrl x n_dis) row
+    replacement from the bin's genes sorted by name: the head of ``RandomState(seed).permutation``,
+    what legacy ``np.random.choice(replace=False)`` does (reproduced in numba from the
+    generator's raw outputs: ~100x faster than 400,000 calls, same draws). Returns (ctrl_genes (n_ctrl x n_dis) row
     positions in gene_stats, ctrl_weights (n_dis,) the GWAS weight of each column).
     """
     rng = np.random.RandomState(seed)
+    stream = np.empty(0, dtype=np.uint32)     # the generator's raw 32-bit outputs, in order
+    cursor = 0
     names = gene_stats.index.to_numpy().astype(str)
     pos_of = pd.Series(np.arange(len(names)), index=names)
     labels = gene_stats["mean_var"].astype(str).to_numpy()
@@ -387,11 +391,16 @@ def select_ctrl_genes(gene_stats: pd.DataFrame, genes: list[str], weights: np.nd
         if not bin_dis:
             continue
         k = len(bin_dis)
-        pos = pos_of.loc[bin_genes].to_numpy()
-        picks = np.empty((n_ctrl, k), dtype=np.int64)
-        for i in range(n_ctrl):
-            picks[i] = pos[rng.permutation(len(bin_genes))[:k]]
-        cols_genes.append(picks)
+        n = len(bin_genes)
+        heads = np.empty((n_ctrl, k), dtype=np.int64)
+        while True:   # a buffer of the generator's raw outputs, topped up when a bin needs more
+            used = legacy_permutation_heads(stream, cursor, n, k, n_ctrl, heads)
+            if used >= 0:
+                cursor = used
+                break
+            stream = np.concatenate([stream[cursor:], rng.randint(0, 2**32, size=2 * n * n_ctrl + 1024, dtype=np.uint32)])
+            cursor = 0
+        cols_genes.append(pos_of.loc[bin_genes].to_numpy()[heads])
         cols_weights.extend(gene_weight[g] for g in bin_dis)
     if not cols_genes:
         return np.empty((n_ctrl, 0), dtype=np.int64), np.empty(0)
@@ -440,7 +449,7 @@ def score_cells(data: ScdrsData, gene_weights: pd.Series, *, n_ctrl: int = 1000,
     vals = np.concatenate([w_dis, w_ctrl.ravel()])
     W = sp.csr_matrix((vals, (rows, cols)), shape=(len(names), n_sets))
     W.sum_duplicates()
-    w_indptr, w_sets, w_vals = W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64)
+    w_indptr, w_sets, w_vals = W.indptr.astype(np.int64), W.indices.astype(np.int32), W.data.astype(np.float64)
     if data.cov is not None:
         cov = data.cov
         cov_proj = np.ascontiguousarray((W.T @ data.cov_beta.T).T)                  # k x sets

@@ -5,8 +5,9 @@
 - :func:`score_pass_colsums`, :func:`score_pass_cellwise`, :func:`score_pass_final`: the three
   passes of scDRS scoring over cell blocks. Raw scores of the disease set and all control sets
   are ``X @ W + C @ (B @ W) + m @ W`` with ``W`` a sparse genes x sets weight matrix (CSR by gene);
-  each pass recomputes them for a block of cells instead of storing cells x sets (recomputing is
-  cheaper than the memory traffic, and keeps float64 throughout).
+  each pass recomputes them for blocks of cells instead of storing cells x sets (recomputing
+  keeps memory at the size of X and float64 throughout). Blocks are fixed in size, so every sum
+  and hence every output is the same for any thread count.
 - :func:`gearys_c_sub`: Geary's C of values on an induced subgraph.
 """
 
@@ -98,22 +99,55 @@ def corrected_gene_moments(indptr: np.ndarray, indices: np.ndarray, data: np.nda
     return mean, var, ct_mean, ct_var
 
 
+CELL_BLOCK = 128   # cells whose raw scores are computed together (fixed: sums do not depend on threads)
+
+
 @numba.njit(cache=True)
-def _raw_scores_of_cell(i: int, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
-                        out: np.ndarray) -> None:
-    """Raw scores of cell i for every set: out[s] = sum_j x_ij W_js + cov_i . P_s + const_s."""
-    n_sets = out.shape[0]
+def _raw_scores_block(c0: int, c1: int, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
+                      gene_count, gene_ptr, ent_cell, ent_x, acc) -> None:
+    """Raw scores of cells c0..c1-1 for every set: acc[s, i - c0] = sum_j x_ij W_js + cov_i . P_s + const_s.
+
+    The block's non-zeros are regrouped by gene (a small CSC), so that each gene's row of W is
+    read once per block rather than once per non-zero (W is too large for the cache).
+    ``gene_count``/``gene_ptr`` (n_genes + 1, zero on entry and on return), ``ent_cell``/``ent_x``
+    (>= the block's non-zeros) and ``acc`` (n_sets x CELL_BLOCK) are the caller's scratch.
+    """
+    n_sets = acc.shape[0]
     k = cov.shape[1]
+    nb = c1 - c0
     for s in range(n_sets):
-        v = const[s]
-        for t in range(k):
-            v += cov[i, t] * cov_proj[t, s]
-        out[s] = v
-    for p in range(indptr[i], indptr[i + 1]):
-        j = indices[p]
-        x = data[p]
-        for q in range(w_indptr[j], w_indptr[j + 1]):
-            out[w_sets[q]] += x * w_vals[q]
+        for b in range(nb):
+            v = const[s]
+            for t in range(k):
+                v += cov[c0 + b, t] * cov_proj[t, s]
+            acc[s, b] = v
+    p0 = indptr[c0]
+    p1 = indptr[c1]
+    for p in range(p0, p1):
+        gene_count[indices[p] + 1] += 1
+    # prefix sums only over the genes present would need a sort; the full pass is cheap
+    n_gene = gene_count.shape[0] - 1
+    for j in range(n_gene):
+        gene_count[j + 1] += gene_count[j]
+        gene_ptr[j] = gene_count[j]
+    for i in range(c0, c1):
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            q = gene_ptr[j]
+            ent_cell[q] = i - c0
+            ent_x[q] = data[p]
+            gene_ptr[j] = q + 1
+    for j in range(n_gene):
+        e0 = gene_count[j]
+        e1 = gene_count[j + 1]
+        if e1 > e0:
+            for q in range(w_indptr[j], w_indptr[j + 1]):
+                s = w_sets[q]
+                w = w_vals[q]
+                for e in range(e0, e1):
+                    acc[s, ent_cell[e]] += ent_x[e] * w
+    for j in range(n_gene + 1):
+        gene_count[j] = 0
 
 
 @numba.njit(parallel=True, cache=True)
@@ -121,29 +155,45 @@ def score_pass_colsums(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov
                        n_sets: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
     """Pass 1: column sums of the raw scores and the disease set's raw score (set 0) per cell."""
     n_cell = indptr.shape[0] - 1
-    n_chunk = max(1, min(n_threads, n_cell))
-    acc = np.zeros((n_chunk, n_sets))
+    n_gene = w_indptr.shape[0] - 1
+    n_block = (n_cell + CELL_BLOCK - 1) // CELL_BLOCK
+    n_chunk = max(1, min(n_threads, n_block))
+    block_sum = np.zeros((n_block, n_sets))
     raw0 = np.empty(n_cell)
     for c in numba.prange(n_chunk):
-        start = c * n_cell // n_chunk
-        stop = (c + 1) * n_cell // n_chunk
-        buf = np.empty(n_sets)
-        for i in range(start, stop):
-            _raw_scores_of_cell(i, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, buf)
-            raw0[i] = buf[0]
+        gene_count = np.zeros(n_gene + 1, dtype=np.int64)
+        gene_ptr = np.zeros(n_gene, dtype=np.int64)
+        max_nnz = 0
+        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
+            c0 = blk * CELL_BLOCK
+            c1 = min(n_cell, c0 + CELL_BLOCK)
+            max_nnz = max(max_nnz, indptr[c1] - indptr[c0])
+        ent_cell = np.empty(max_nnz, dtype=np.int64)
+        ent_x = np.empty(max_nnz)
+        acc = np.empty((n_sets, CELL_BLOCK))
+        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
+            c0 = blk * CELL_BLOCK
+            c1 = min(n_cell, c0 + CELL_BLOCK)
+            _raw_scores_block(c0, c1, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
+                              gene_count, gene_ptr, ent_cell, ent_x, acc)
+            for b in range(c1 - c0):
+                raw0[c0 + b] = acc[0, b]
             for s in range(n_sets):
-                acc[c, s] += buf[s]
+                t = 0.0
+                for b in range(c1 - c0):
+                    t += acc[s, b]
+                block_sum[blk, s] = t
     colsum = np.zeros(n_sets)
-    for c in range(n_chunk):
+    for blk in range(n_block):
         for s in range(n_sets):
-            colsum[s] += acc[c, s]
+            colsum[s] += block_sum[blk, s]
     return colsum, raw0
 
 
 @numba.njit(parallel=True, cache=True)
 def score_pass_cellwise(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, n_sets: int,
-                        n_threads: int, col_mean: np.ndarray, ctrl_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                                 np.ndarray]:
+                        n_threads: int, col_mean: np.ndarray, ctrl_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                                 np.ndarray, np.ndarray]:
     """Pass 2 (scDRS's first set alignment and cell-wise standardisation).
 
     Control raw scores are centred by column and divided by sqrt(variance ratio)
@@ -152,45 +202,65 @@ def score_pass_cellwise(indptr, indices, data, w_indptr, w_sets, w_vals, cov, co
     whose column sums are returned. Returns (norm_pre, cell_mean, cell_sd, ctrl_colsum).
     """
     n_cell = indptr.shape[0] - 1
+    n_gene = w_indptr.shape[0] - 1
     n_ctrl = n_sets - 1
-    n_chunk = max(1, min(n_threads, n_cell))
-    acc = np.zeros((n_chunk, n_sets))
+    n_block = (n_cell + CELL_BLOCK - 1) // CELL_BLOCK
+    n_chunk = max(1, min(n_threads, n_block))
+    block_sum = np.zeros((n_block, n_sets))
     norm_pre = np.empty(n_cell)
     cell_mean = np.empty(n_cell)
     cell_sd = np.empty(n_cell)
     for c in numba.prange(n_chunk):
-        start = c * n_cell // n_chunk
-        stop = (c + 1) * n_cell // n_chunk
+        gene_count = np.zeros(n_gene + 1, dtype=np.int64)
+        gene_ptr = np.zeros(n_gene, dtype=np.int64)
+        max_nnz = 0
+        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
+            c0 = blk * CELL_BLOCK
+            c1 = min(n_cell, c0 + CELL_BLOCK)
+            max_nnz = max(max_nnz, indptr[c1] - indptr[c0])
+        ent_cell = np.empty(max_nnz, dtype=np.int64)
+        ent_x = np.empty(max_nnz)
+        acc = np.empty((n_sets, CELL_BLOCK))
         buf = np.empty(n_sets)
-        for i in range(start, stop):
-            _raw_scores_of_cell(i, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, buf)
-            m = 0.0
+        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
+            c0 = blk * CELL_BLOCK
+            c1 = min(n_cell, c0 + CELL_BLOCK)
+            _raw_scores_block(c0, c1, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
+                              gene_count, gene_ptr, ent_cell, ent_x, acc)
+            for b in range(c1 - c0):
+                i = c0 + b
+                m = 0.0
+                for s in range(1, n_sets):
+                    buf[s] = (acc[s, b] - col_mean[s]) * ctrl_scale[s]
+                    m += buf[s]
+                m /= n_ctrl
+                ss = 0.0
+                for s in range(1, n_sets):
+                    d = buf[s] - m
+                    ss += d * d
+                sd = math.sqrt(ss / n_ctrl)
+                cell_mean[i] = m
+                cell_sd[i] = sd
+                norm_pre[i] = (acc[0, b] - col_mean[0] - m) / sd
+                for s in range(1, n_sets):
+                    acc[s, b] = (buf[s] - m) / sd
             for s in range(1, n_sets):
-                buf[s] = (buf[s] - col_mean[s]) * ctrl_scale[s]
-                m += buf[s]
-            m /= n_ctrl
-            ss = 0.0
-            for s in range(1, n_sets):
-                d = buf[s] - m
-                ss += d * d
-            sd = math.sqrt(ss / n_ctrl)
-            cell_mean[i] = m
-            cell_sd[i] = sd
-            norm_pre[i] = (buf[0] - col_mean[0] - m) / sd
-            for s in range(1, n_sets):
-                acc[c, s] += (buf[s] - m) / sd
+                t = 0.0
+                for b in range(c1 - c0):
+                    t += acc[s, b]
+                block_sum[blk, s] = t
     colsum = np.zeros(n_sets)
-    for c in range(n_chunk):
+    for blk in range(n_block):
         for s in range(n_sets):
-            colsum[s] += acc[c, s]
+            colsum[s] += block_sum[blk, s]
     return norm_pre, cell_mean, cell_sd, colsum
 
 
 @numba.njit(parallel=True, cache=True)
 def score_pass_final(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, n_sets: int,
-                     n_threads: int, col_mean: np.ndarray, ctrl_scale: np.ndarray, cell_mean: np.ndarray, cell_sd: np.ndarray,
-                     ctrl_col_mean2: np.ndarray, norm: np.ndarray, t_sorted: np.ndarray, keep_ctrl: bool,
-                     ctrl_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
+                     n_threads: int, col_mean: np.ndarray, ctrl_scale: np.ndarray, cell_mean: np.ndarray,
+                     cell_sd: np.ndarray, ctrl_col_mean2: np.ndarray, norm: np.ndarray, t_sorted: np.ndarray,
+                     keep_ctrl: bool, ctrl_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
     """Pass 3: the control sets' final normalised scores (second alignment), counted, not stored.
 
     ``norm``: the disease set's final normalised scores; ``t_sorted``: the ascending final
@@ -205,50 +275,64 @@ def score_pass_final(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_p
     zero-raw entries as NaN, set by the caller).
     """
     n_cell = indptr.shape[0] - 1
+    n_gene = w_indptr.shape[0] - 1
     n_t = t_sorted.shape[0]
-    n_chunk = max(1, min(n_threads, n_cell))
+    n_block = (n_cell + CELL_BLOCK - 1) // CELL_BLOCK
+    n_chunk = max(1, min(n_threads, n_block))
     hist = np.zeros((n_chunk, n_t + 1), dtype=np.int64)
     mins = np.full(n_chunk, np.inf)
     cell_ge = np.zeros(n_cell, dtype=np.int64)
     cell_zero = np.zeros(n_cell, dtype=np.int64)
     for c in numba.prange(n_chunk):
-        start = c * n_cell // n_chunk
-        stop = (c + 1) * n_cell // n_chunk
-        buf = np.empty(n_sets)
+        gene_count = np.zeros(n_gene + 1, dtype=np.int64)
+        gene_ptr = np.zeros(n_gene, dtype=np.int64)
+        max_nnz = 0
+        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
+            c0 = blk * CELL_BLOCK
+            c1 = min(n_cell, c0 + CELL_BLOCK)
+            max_nnz = max(max_nnz, indptr[c1] - indptr[c0])
+        ent_cell = np.empty(max_nnz, dtype=np.int64)
+        ent_x = np.empty(max_nnz)
+        acc = np.empty((n_sets, CELL_BLOCK))
         mn = np.inf
-        for i in range(start, stop):
-            _raw_scores_of_cell(i, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, buf)
-            m = cell_mean[i]
-            sd = cell_sd[i]
-            t_i = norm[i]
-            ge = 0
-            nz = 0
-            for s in range(1, n_sets):
-                raw = buf[s]
-                v = ((raw - col_mean[s]) * ctrl_scale[s] - m) / sd - ctrl_col_mean2[s]
-                if v < mn:
-                    mn = v
-                if raw == 0.0:
-                    nz += 1
+        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
+            c0 = blk * CELL_BLOCK
+            c1 = min(n_cell, c0 + CELL_BLOCK)
+            _raw_scores_block(c0, c1, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
+                              gene_count, gene_ptr, ent_cell, ent_x, acc)
+            for b in range(c1 - c0):
+                i = c0 + b
+                m = cell_mean[i]
+                sd = cell_sd[i]
+                t_i = norm[i]
+                ge = 0
+                nz = 0
+                for s in range(1, n_sets):
+                    raw = acc[s, b]
+                    v = ((raw - col_mean[s]) * ctrl_scale[s] - m) / sd - ctrl_col_mean2[s]
+                    if v < mn:
+                        mn = v
+                    if raw == 0.0:
+                        nz += 1
+                        if keep_ctrl:
+                            ctrl_out[i, s - 1] = np.nan
+                        continue
                     if keep_ctrl:
-                        ctrl_out[i, s - 1] = np.nan
-                    continue
-                if keep_ctrl:
-                    ctrl_out[i, s - 1] = v
-                if v >= t_i:
-                    ge += 1
-                # position = #{t <= v}
-                lo = 0
-                hi = n_t
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if t_sorted[mid] <= v:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                hist[c, lo] += 1
-            cell_ge[i] = ge
-            cell_zero[i] = nz
+                        ctrl_out[i, s - 1] = v
+                    if v >= t_i:
+                        ge += 1
+                    # position = #{t <= v}
+                    lo = 0
+                    hi = n_t
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if t_sorted[mid] <= v:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    hist[c, lo] += 1
+                cell_ge[i] = ge
+                cell_zero[i] = nz
         mins[c] = mn
     total = np.zeros(n_t + 1, dtype=np.int64)
     for c in range(n_chunk):
@@ -293,3 +377,37 @@ def col_sums_in_order(indices: np.ndarray, values: np.ndarray, scale, acc: np.nd
         v = values[p]
         acc[indices[p]] += v * scale
         acc_sq[indices[p]] += (v * v) * scale
+
+
+@numba.njit(cache=True)
+def legacy_permutation_heads(stream: np.ndarray, pos: int, n: int, k: int, n_perm: int, out: np.ndarray) -> int:
+    """The first ``k`` items of ``n_perm`` successive ``RandomState.permutation(n)`` results,
+    from that generator's raw 32-bit outputs ``stream`` starting at ``pos`` (numpy's legacy
+    Fisher-Yates: for i = n-1..1, j = the first raw & mask <= i, mask = the smallest 2^b - 1 >= i;
+    swap items i and j). Writes out[r, :k]; returns the position after the last output used, or
+    -1 when ``stream`` ran out (the caller draws more and calls again)."""
+    perm = np.empty(n, dtype=np.int64)
+    n_stream = stream.shape[0]
+    for r in range(n_perm):
+        for t in range(n):
+            perm[t] = t
+        for i in range(n - 1, 0, -1):
+            mask = i
+            mask |= mask >> 1
+            mask |= mask >> 2
+            mask |= mask >> 4
+            mask |= mask >> 8
+            mask |= mask >> 16
+            while True:
+                if pos >= n_stream:
+                    return -1
+                j = np.int64(stream[pos]) & mask
+                pos += 1
+                if j <= i:
+                    break
+            tmp = perm[i]
+            perm[i] = perm[j]
+            perm[j] = tmp
+        for t in range(k):
+            out[r, t] = perm[t]
+    return pos
