@@ -1,8 +1,14 @@
-"""Single-cell chain: planted cell types recovered, outputs as documented, marker table on real PBMC."""
+"""Single-cell chain: planted cell types recovered, outputs as documented, processed input (scanpy's
+pbmc68k_reduced) annotated with the shipped PBMC table, Wilcoxon marker ranking equal to scanpy's."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -15,13 +21,17 @@ from cohortflow.errors import InputFormatError
 from cohortflow.singlecell.pipeline import (
     annotate_by_markers,
     compute_neighbors,
+    default_markers_path,
+    detect_input_kind,
     read_markers,
     run_singlecell,
     threshold_minimum,
 )
+from cohortflow.singlecell.rank_genes import rank_genes_groups_wilcoxon
 from test_demo_singlecell import simulate_small
 
-REPO_MARKERS = __import__("pathlib").Path(__file__).resolve().parents[1] / "resources" / "markers" / "pbmc_markers.tsv"
+REPO_MARKERS = Path(__file__).resolve().parents[1] / "resources" / "markers" / "pbmc_markers.tsv"
+PBMC_WARNINGS = ("ignore:.*without encoding metadata", "ignore:.*very old version of AnnData", "ignore:Moving element")
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +85,17 @@ def test_output_layout(chain):
     expected = raw[res.obs_names, res.var_names].X
     assert (counts != expected).nnz == 0  # raw counts kept as they were
     np.testing.assert_allclose(np.expm1(res.X[:20].toarray()).sum(axis=1), 1e4, rtol=1e-3)
-    for key in ("donor", "cell_type", "leiden", "doublet_score", "pct_counts_mt", "n_genes_by_counts"):
+    for key in ("donor", "cell_type", "leiden", "doublet_score", "predicted_doublet", "pct_counts_mt",
+                "n_genes_by_counts", "total_counts"):
         assert key in res.obs
+    assert res.obs["donor"].astype(str).isin(set(raw.obs["donor"].astype(str))).all()
+    for key in ("highly_variable", "mt"):
+        assert key in res.var
+    assert res.var["mt"].sum() == 13  # the demo's MT- genes
+    assert res.obsm["X_pca"].shape == (res.n_obs, summary["n_pcs"])
+    assert summary["input_kind"] == "counts" and summary["skipped_steps"] == []
+    ann = res.uns["cell_type_annotation"]
+    assert set(ann["cluster_to_cell_type"]) == set(res.obs["leiden"].astype(str))
     assert res.obsm["X_umap"].shape == (res.n_obs, 2)
     assert "rank_genes_groups" in res.uns and "connectivities" in res.obsp
     on_disk = json.loads((out / "summary.json").read_text())
@@ -118,11 +137,10 @@ def test_read_markers_errors(tmp_path):
         read_markers(bad)
 
 
-def test_rejects_non_counts(tmp_path):
-    adata = ad.AnnData(sp.csr_matrix(np.full((60, 5), 0.5, dtype=np.float32)))
-    adata.write_h5ad(tmp_path / "x.h5ad")
+def test_rejects_unreadable_input(tmp_path):
+    (tmp_path / "x.h5ad").write_bytes(b"not an HDF5 file")
     (tmp_path / "m.tsv").write_text("cell_type\tgene\nA\t0\nA\t1\n")
-    with pytest.raises(InputFormatError, match="raw counts"):
+    with pytest.raises(InputFormatError, match="cannot read AnnData"):
         run_singlecell(tmp_path / "x.h5ad", markers=tmp_path / "m.tsv", out_h5ad=tmp_path / "o.h5ad",
                        out_summary=tmp_path / "o.json", out_umap_png=tmp_path / "u.png",
                        out_markers_png=tmp_path / "k.png", out_qc_png=tmp_path / "q.png")
@@ -147,3 +165,196 @@ def test_pbmc_marker_table_on_real_pbmc():
     assert label["CD4+/CD45RO+ Memory"] == "T_CD4"
     assert label["CD8+ Cytotoxic T"] == "T_CD8"
     assert label["CD14+ Monocyte"].startswith("Monocyte")
+
+
+def _sparse_log_groups(seed: int, n: int = 1500, g: int = 300, k: int = 4):
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(0.5, 2.0, size=(k, g))
+    grp = rng.integers(0, k, n)
+    counts = rng.poisson(lam[grp]).astype(np.float32)
+    x = np.log1p(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) * 1e4).astype(np.float32)
+    adata = ad.AnnData(sp.csr_matrix(x))
+    adata.var_names = [f"g{i}" for i in range(g)]
+    adata.obs["grp"] = pd.Categorical([f"c{i}" for i in grp])
+    return adata
+
+
+def _assert_same_ranking(ours: dict, theirs: dict, *, rtol: float) -> None:
+    for group in theirs["names"].dtype.names:
+        names_o, names_t = ours["names"][group], theirs["names"][group]
+        for key in ("scores", "pvals", "pvals_adj", "logfoldchanges"):
+            o = pd.Series(np.asarray(ours[key][group], dtype=float), index=names_o)
+            t = pd.Series(np.asarray(theirs[key][group], dtype=float), index=names_t)
+            np.testing.assert_allclose(o.loc[t.index].to_numpy(), t.to_numpy(), rtol=rtol, atol=1e-300,
+                                       err_msg=f"{group} {key}")
+        # same order wherever scores are distinct (ties may be ordered differently)
+        scores = np.asarray(theirs["scores"][group], dtype=float)
+        distinct = np.concatenate([[True], np.diff(scores) != 0]) & np.concatenate([np.diff(scores) != 0, [True]])
+        assert (np.asarray(names_o)[distinct] == np.asarray(names_t)[distinct]).all()
+
+
+@pytest.mark.parametrize("tie_correct", [False, True])
+def test_wilcoxon_equals_scanpy_sparse(tie_correct):
+    """Scores, p-values, BH p-values and log fold changes as scanpy's Wilcoxon (1e-6 relative)."""
+    import scanpy as sc
+
+    adata = _sparse_log_groups(3)
+    ours, theirs = adata.copy(), adata.copy()
+    rank_genes_groups_wilcoxon(ours, "grp", tie_correct=tie_correct)
+    sc.tl.rank_genes_groups(theirs, "grp", method="wilcoxon", use_raw=False, tie_correct=tie_correct)
+    _assert_same_ranking(ours.uns["rank_genes_groups"], theirs.uns["rank_genes_groups"], rtol=1e-6)
+    assert ours.uns["rank_genes_groups"]["params"]["method"] == "wilcoxon"
+    df = sc.get.rank_genes_groups_df(ours, group="c0")  # scanpy reads our layout
+    assert len(df) == adata.n_vars
+
+
+def test_wilcoxon_equals_scanpy_dense_negative():
+    """Scaled (negative) dense values with explicit zeros: the zero block is placed among the ranks."""
+    import scanpy as sc
+
+    adata = _sparse_log_groups(5, n=600, g=80, k=3)
+    x = adata.X.toarray()
+    x = np.where(x > 0, x - np.float32(1.5), np.float32(0))  # negative, positive and zero values
+    adata.X = x
+    ours, theirs = adata.copy(), adata.copy()
+    rank_genes_groups_wilcoxon(ours, "grp")
+    sc.tl.rank_genes_groups(theirs, "grp", method="wilcoxon", use_raw=False)
+    for group in theirs.uns["rank_genes_groups"]["names"].dtype.names:
+        for key in ("scores", "pvals"):
+            o = pd.Series(ours.uns["rank_genes_groups"][key][group], index=ours.uns["rank_genes_groups"]["names"][group])
+            t = pd.Series(theirs.uns["rank_genes_groups"][key][group],
+                          index=theirs.uns["rank_genes_groups"]["names"][group])
+            np.testing.assert_allclose(o.loc[t.index].to_numpy(float), t.to_numpy(float), rtol=1e-6)
+
+
+def test_detect_input_kind():
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(1.0, size=(50, 20)).astype(np.float32))
+    assert detect_input_kind(ad.AnnData(counts)) == ("counts", "X")
+    logn = counts.copy()
+    logn.data = np.log1p(logn.data * 1.7)
+    with_layer = ad.AnnData(logn.copy())
+    with_layer.layers["counts"] = counts.copy()
+    assert detect_input_kind(with_layer) == ("counts", "layers['counts']")
+    assert detect_input_kind(ad.AnnData(logn.copy())) == ("log_normalised", "X")
+    scaled = ad.AnnData(np.asarray(logn.toarray() - logn.toarray().mean(axis=0)))
+    assert detect_input_kind(scaled) == ("scaled", "X")
+    scaled.raw = ad.AnnData(logn.copy())
+    assert detect_input_kind(scaled) == ("log_normalised", "raw")
+
+
+def test_default_markers_shipped_in_package():
+    """The default table is package data (works installed), and the workflow's resources/ copy is that file."""
+    path = default_markers_path()
+    assert path.is_file() and "cohortflow" in path.parts
+    assert REPO_MARKERS.resolve() == path.resolve()
+    markers = read_markers(path)
+    assert {"B", "NK", "DC", "Monocyte_classical", "Monocyte_nonclassical", "Plasma", "HSPC"} <= set(markers)
+
+
+# Processed input: scanpy's pbmc68k_reduced (X scaled, raw log-normalised, 700 cells x 765 genes), Leiden at
+# resolution 1.0 (scanpy's default; the config default 0.5 is for the demo's 2,000+ cells).
+PBMC_RESOLUTION = 1.0
+# population -> (bulk label, accepted annotations, known markers)
+PBMC_POPULATIONS = {
+    "B": ("CD19+ B", {"B", "Plasma"}, ("CD79A", "MS4A1")),
+    "NK": ("CD56+ NK", {"NK"}, ("NKG7", "GNLY")),
+    "Monocyte": ("CD14+ Monocyte", {"Monocyte_classical", "Monocyte_nonclassical"}, ("LYZ", "CST3", "S100A8")),
+    "DC": ("Dendritic", {"DC", "pDC"}, ("FCER1A", "CST3")),
+}
+
+
+@pytest.fixture(scope="module")
+def pbmc_runs(tmp_path_factory):
+    from conftest import require_shared
+
+    path = require_shared("sc_pbmc68k_reduced", "10x_pbmc68k_reduced.h5ad")
+    runs = []
+    for i in range(2):
+        out = tmp_path_factory.mktemp(f"pbmc{i}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # anndata's notes on this old file's layout
+            summary = run_singlecell(path, out_h5ad=out / "sc.h5ad", out_summary=out / "summary.json",
+                                     out_dir_figures=out, leiden_resolution=PBMC_RESOLUTION, seed=0)
+        runs.append((out, summary))
+    return runs
+
+
+@pytest.mark.filterwarnings(*PBMC_WARNINGS)
+def test_pbmc_processed_input_annotation(pbmc_runs):
+    """pbmc68k_reduced: processed input detected; B, NK, monocytes and DC annotated as the bulk labels say.
+
+    Agreement per population (bulk label L, accepted annotations A): sensitivity = share of the
+    L cells annotated in A, >= 0.75; precision = share of the A-annotated cells labelled L, >= 0.6
+    (for NK the A cells may also be labelled CD8+ cytotoxic T: that cluster mixes NK and effector
+    CD8 T cells, CD3D+ GNLY+ NKG7+, which correlation-based bulk labels do not separate from NK).
+    """
+    out, summary = pbmc_runs[0]
+    assert summary["input_kind"] == "log_normalised" and summary["input_source"] == "raw"
+    assert "normalize_total" in summary["skipped_steps"] and "doublets" in summary["skipped_steps"]
+    assert "log-normalised raw.X is used" in summary["input_note"]
+    assert summary["markers_file"] == "pbmc_markers.tsv"  # the default table
+    res = ad.read_h5ad(out / "sc.h5ad")
+    assert res.X.min() >= 0 and "counts" not in res.layers  # log-normalised X kept; no counts to keep
+    labels, annot = res.obs["bulk_labels"].astype(str), res.obs["cell_type"].astype(str)
+    for pop, (label, accepted, _) in PBMC_POPULATIONS.items():
+        in_label, in_annot = labels == label, annot.isin(accepted)
+        sensitivity = (in_label & in_annot).sum() / in_label.sum()
+        ok_labels = {label, "CD8+ Cytotoxic T", "CD8+/CD45RA+ Naive Cytotoxic"} if pop == "NK" else {label}
+        precision = (labels[in_annot].isin(ok_labels)).mean()
+        assert sensitivity >= 0.75, (pop, sensitivity)
+        assert precision >= 0.6, (pop, precision)
+
+
+@pytest.mark.filterwarnings(*PBMC_WARNINGS)
+def test_pbmc_known_markers_ranked(pbmc_runs):
+    """Known markers in rank_genes_groups of the clusters annotated as each population: B (CD79A, MS4A1)
+    and NK (NKG7, GNLY) in a cluster's top 5, DC (FCER1A, CST3) in a DC cluster's top 10; monocytes
+    (LYZ, CST3, S100A8) significantly up (BH p < 0.05, log2 fold change > 1) in the monocyte cluster,
+    whose top genes are FCGR3A-type monocyte genes (in pbmc68k_reduced LYZ peaks in the DC clusters)."""
+    out, summary = pbmc_runs[0]
+    res = ad.read_h5ad(out / "sc.h5ad")
+    rgg = res.uns["rank_genes_groups"]
+    c2t = summary["cluster_to_cell_type"]
+
+    def top(cluster, n):
+        return set(rgg["names"][cluster][:n])
+
+    for pop, n in (("B", 5), ("NK", 5), ("DC", 10)):
+        _, accepted, genes = PBMC_POPULATIONS[pop]
+        clusters = [c for c, t in c2t.items() if t in accepted]
+        assert any(set(genes) <= top(c, n) for c in clusters), (pop, {c: list(rgg["names"][c][:n]) for c in clusters})
+    _, accepted, genes = PBMC_POPULATIONS["Monocyte"]
+    mono = [c for c, t in c2t.items() if t in accepted]
+    assert mono
+    for c in mono:
+        names = list(rgg["names"][c])
+        for g in genes:
+            i = names.index(g)
+            assert rgg["scores"][c][i] > 0 and rgg["pvals_adj"][c][i] < 0.05 and rgg["logfoldchanges"][c][i] > 1, (c, g)
+        assert {"FCGR3A", "LST1", "AIF1"} & top(c, 5)
+
+
+@pytest.mark.filterwarnings(*PBMC_WARNINGS)
+def test_pbmc_outputs_byte_identical(pbmc_runs):
+    (a, _), (b, _) = pbmc_runs
+    for name in ("sc.h5ad", "summary.json", "umap.png", "markers.png", "qc.png"):
+        assert hashlib.sha256((a / name).read_bytes()).hexdigest() == hashlib.sha256((b / name).read_bytes()).hexdigest(), name
+
+
+@pytest.mark.filterwarnings(*PBMC_WARNINGS)
+def test_cli_sc_default_markers(tmp_path):
+    from conftest import require_shared
+
+    path = require_shared("sc_pbmc68k_reduced", "10x_pbmc68k_reduced.h5ad")
+    out = tmp_path / "pbmc.h5ad"
+    proc = subprocess.run([sys.executable, "-m", "cohortflow.cli", "sc", "--h5ad", str(path), "--out", str(out),
+                           "--leiden-resolution", "1.0"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("pbmc.h5ad", "pbmc.summary.json", "pbmc.umap.png", "pbmc.markers.png", "pbmc.qc.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert json.loads((tmp_path / "pbmc.summary.json").read_text())["markers_file"] == "pbmc_markers.tsv"
+    bad = subprocess.run([sys.executable, "-m", "cohortflow.cli", "sc", "--h5ad", str(tmp_path / "missing.h5ad"),
+                          "--out", str(tmp_path / "x.h5ad")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "missing.h5ad" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "x.h5ad").exists()

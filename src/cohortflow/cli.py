@@ -216,8 +216,13 @@ def _cmd_sc(a):
     from cohortflow.singlecell.pipeline import run_singlecell
 
     out = Path(a.out)
-    run_singlecell(a.h5ad, markers=a.markers, out_h5ad=out, out_summary=out.with_suffix(".summary.json"),
-                   out_dir_figures=out.parent)
+    stem = out.with_suffix("")  # OUT.h5ad -> OUT.summary.json, OUT.umap.png, OUT.markers.png, OUT.qc.png
+    run_singlecell(a.h5ad, markers=a.markers, out_h5ad=out, out_summary=f"{stem}.summary.json",
+                   out_umap_png=f"{stem}.umap.png", out_markers_png=f"{stem}.markers.png", out_qc_png=f"{stem}.qc.png",
+                   truth=a.truth, min_genes=a.min_genes, min_cells=a.min_cells, max_pct_mito=a.max_pct_mito,
+                   remove_doublets=not a.keep_doublets, doublet_batch_key=a.doublet_batch_key, n_hvg=a.n_hvg,
+                   n_pcs=a.n_pcs, n_neighbors=a.n_neighbors, leiden_resolution=a.leiden_resolution, seed=a.seed,
+                   threads=a.threads)
 
 
 def _cmd_spatial(a):
@@ -539,9 +544,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output prefix")
 
     p = add("sc", _cmd_sc, "scanpy chain and marker-based cell-type annotation")
-    p.add_argument("--h5ad", required=True)
-    p.add_argument("--markers", required=True, help="TSV cell_type, gene")
-    p.add_argument("--out", required=True, help="OUT.h5ad")
+    p.add_argument("--h5ad", required=True, help="raw counts (X, layers['counts'] or raw), or processed data")
+    p.add_argument("--markers", help="TSV cell_type, gene (default: the PBMC table shipped with cohortflow)")
+    p.add_argument("--out", required=True, help="OUT.h5ad (also OUT.summary.json, OUT.umap/markers/qc.png)")
+    p.add_argument("--truth", help="TSV barcode, true_cell_type[, artefact]: adds the ARI to the summary")
+    p.add_argument("--min-genes", type=int, default=200)
+    p.add_argument("--min-cells", type=int, default=3)
+    p.add_argument("--max-pct-mito", type=float, default=20.0)
+    p.add_argument("--keep-doublets", action="store_true", help="score doublets but keep them")
+    p.add_argument("--doublet-batch-key", help="obs column: run Scrublet per batch (e.g. capture lane)")
+    p.add_argument("--n-hvg", type=int, default=2000)
+    p.add_argument("--n-pcs", type=int, default=30)
+    p.add_argument("--n-neighbors", type=int, default=15)
+    p.add_argument("--leiden-resolution", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
 
     p = add("spatial", _cmd_spatial, "spatial neighbour graph, Moran's I and Geary's C")
     p.add_argument("--h5ad", required=True)

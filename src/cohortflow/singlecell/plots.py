@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from cohortflow.io.atomic import write_png_atomic
 
-__all__ = ["umap_png", "marker_dotplot_png", "qc_violin_png", "spatial_maps_png", "save_png"]
+__all__ = ["umap_png", "marker_dotplot_png", "qc_violin_png", "note_png", "spatial_maps_png", "save_png"]
 
 _DPI = 110
 
@@ -104,23 +104,46 @@ def marker_dotplot_png(adata, markers: dict[str, list[str]], path: str | Path, *
 
 def qc_violin_png(qc: pd.DataFrame, path: str | Path, *, max_pct_mito: float | None = None,
                   min_genes: int | None = None) -> None:
-    """Violins of ``n_genes_by_counts``, ``total_counts`` and ``pct_counts_mt`` with the thresholds."""
+    """QC before filtering: violins of ``n_genes_by_counts``, ``total_counts`` and ``pct_counts_mt``
+    with the thresholds (dashed), and UMIs vs genes per cell coloured by % mitochondrial."""
     plt = _pyplot()
     cols = [("n_genes_by_counts", "genes per cell", min_genes), ("total_counts", "UMIs per cell", None),
             ("pct_counts_mt", "% mitochondrial", max_pct_mito)]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.6]})
+    # at most 20,000 jittered points per violin (evenly spaced cells): the figure, not the data, sets the cost
+    shown = np.unique(np.linspace(0, len(qc) - 1, num=min(len(qc), 20_000)).astype(np.int64))
     for ax, (col, label, thr) in zip(axes, cols):
         vals = qc[col].to_numpy(dtype=float)
         if np.ptp(vals) > 0:
             ax.violinplot(vals, showmedians=True)
-        ax.scatter(1 + (np.arange(vals.size) % 97 - 48) / 400.0, vals, s=0.5, color="black", alpha=0.3,
-                   rasterized=True)
+        ax.scatter(1 + (shown % 97 - 48) / 400.0, vals[shown], s=0.5, color="black", alpha=0.3, rasterized=True)
         if thr is not None:
             ax.axhline(thr, color="red", lw=1, ls="--")
         ax.set_title(label)
         ax.set_xticks([])
+    ax = axes[3]
+    sc_ = ax.scatter(qc["total_counts"].to_numpy()[shown], qc["n_genes_by_counts"].to_numpy()[shown],
+                     c=qc["pct_counts_mt"].to_numpy()[shown], s=2, cmap="viridis", linewidths=0, rasterized=True)
+    if min_genes is not None:
+        ax.axhline(min_genes, color="red", lw=1, ls="--")
+    fig.colorbar(sc_, ax=ax, fraction=0.05, pad=0.01, label="% mitochondrial")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("UMIs per cell")
+    ax.set_ylabel("genes per cell")
     fig.suptitle(f"QC before filtering ({len(qc)} cells)")
     fig.tight_layout()
+    save_png(fig, path)
+
+
+def note_png(text: str, path: str | Path) -> None:
+    """A small figure holding only a note (a stage's figure that does not apply to this input)."""
+    import textwrap
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 2))
+    ax.text(0.5, 0.5, textwrap.fill(text, 100), ha="center", va="center", fontsize=9)
+    ax.axis("off")
     save_png(fig, path)
 
 
