@@ -14,16 +14,14 @@ Three steps, each usable alone:
    comparable eigenvalues, up to ~10-15 % (conservative) when one eigenvalue dominates (strong
    LD), |error of z| < 0.05, holding down to p = 1e-250; Satterthwaite is off by ~50 % at 1e-3.
    The gene z-score is Phi^-1(1 - p), computed as r* directly so it stays finite below 1e-300.
-2. :func:`disease_scores` — scDRS-style per-cell scores (Zhang et al. 2022) on scDRS's scale
-   (counts normalised to 1e4 per cell, log1p). Disease genes: the top ``n_genes`` genes by gene
-   z; GWAS weight = z clipped to [0, 10] (what ``scdrs munge-gs --weight zscore`` does); gene
-   weight = GWAS weight / sqrt(technical variance + 0.01) (scDRS "vs" weights: down-weights
-   genes whose expression is noisy by technology), normalised to sum 1. Control sets: ``n_ctrl``
-   sets of genes matched to each disease gene on mean-expression x variance bins. Raw scores of the
-   disease and control sets are aligned (mean 0, variance ratio), standardised per cell against
-   the control sets, and an empirical p per cell is taken from the control scores of all cells
-   pooled. Cell-type association: the 95 % quantile of a group's normalised scores against the
-   same statistic of each control set (Monte-Carlo p).
+2. :func:`disease_scores` — scDRS per-cell scores (Zhang et al. 2022), computed as scDRS 1.0.2
+   does (:mod:`cohortflow.singlecell.scdrs`; counts normalised to 1e4 per cell, log1p).
+   Disease genes: the top ``n_genes`` genes by gene z; GWAS weight = z clipped to [0, 10] (what
+   ``scdrs munge-gs --weight zscore`` does); gene weight = GWAS weight / sqrt(technical variance
+   + 0.01) (scDRS "vs"); control sets matched on scDRS's mean x variance bins; per-cell
+   normalisation against the control sets; pooled Monte-Carlo p per cell. Cell-type
+   association: the 95 % quantile of a group's normalised scores against the same statistic of
+   each control set (Monte-Carlo p), as scDRS's group analysis.
 3. :func:`integrate` — the stage: runs 1 and 2 (and the spatial slide, with Moran's I of the spot
    scores), writes the tables, a summary JSON and plots.
 """
@@ -44,7 +42,7 @@ from cohortflow.io.gtf import read_gtf_genes
 from cohortflow.io.h5ad import read_h5ad
 from cohortflow.io.plink import open_bed
 from cohortflow.io.sumstats import read_sumstats
-from cohortflow.singlecell.integration_kernels import pooled_upper_counts, quadform_saddlepoint
+from cohortflow.singlecell.integration_kernels import quadform_saddlepoint
 from cohortflow.variants.kernels import standardize_rows
 
 GENE_SCORE_COLUMNS = ["gene", "chromosome", "start", "end", "n_snps", "stat", "p_value", "z"]
@@ -52,9 +50,8 @@ CELL_SCORE_COLUMNS = ["cell", "cell_type", "raw_score", "norm_score", "mc_p"]
 RANKING_COLUMNS = ["rank", "cell_type", "n_cells", "mean_norm_score", "assoc_stat", "mc_p", "mc_z"]
 SPATIAL_SCORE_COLUMNS = ["spot", "x", "y", "score", "raw_score", "mc_p", "cluster"]
 
-# scDRS clips GWAS weights at this z; genes' technical variance is regularised by this constant
+# scDRS clips GWAS weights at this z
 MAX_GWAS_WEIGHT = 10.0
-TECH_VAR_OFFSET = 1e-2
 # obs columns taken as spot annotation (regions / domains / clusters), first match wins
 REGION_KEYS = ("region", "spatial_region", "domain", "spatial_domain", "layer", "annotation",
                "cluster", "spatial_cluster", "leiden", "louvain")
@@ -279,132 +276,42 @@ def scdrs_expression(adata) -> sp.csr_matrix:
 
 
 def gene_expression_stats(mat: sp.csr_matrix) -> pd.DataFrame:
-    """Per-gene mean and variance on the log scale, and the technical variance ``var_tech``.
+    """scDRS's gene statistics of log-scale expression (no covariates): mean, var, ct_mean, ct_var
+    (count scale, expm1), ct_var_tech (loess trend of log10 ct_var on log10 ct_mean) and var_tech
+    (= var * ct_var_tech / ct_var), as :func:`cohortflow.singlecell.scdrs.preprocess` computes them
+    (scDRS 1.0.2's values); rows in the matrix's gene order."""
+    from cohortflow.singlecell import scdrs
 
-    The technical part is the mean-variance trend of the count-scale (expm1) expression: a lowess
-    fit (statsmodels, frac 0.3) of log10 variance on log10 mean over expressed genes gives
-    ``ct_var_tech``; on the log scale ``var_tech = var * ct_var_tech / ct_var`` (the delta method
-    scales technical and total variance alike, so their ratio carries over; this reproduces the
-    var_tech of scDRS's own gene-stats output). Variances are population variances (ddof 0) as in
-    scDRS. Columns mean, var, ct_mean, ct_var, ct_var_tech, var_tech; genes never expressed get
-    NaN var_tech.
-    """
-    from statsmodels.nonparametric.smoothers_lowess import lowess
-
-    mean = np.asarray(mat.mean(axis=0)).ravel()
-    var = np.maximum(np.asarray(mat.multiply(mat).mean(axis=0)).ravel() - mean ** 2, 0.0)
-    ct = mat.copy()
-    ct.data = np.expm1(ct.data)
-    ct_mean = np.asarray(ct.mean(axis=0)).ravel()
-    ct_var = np.maximum(np.asarray(ct.multiply(ct).mean(axis=0)).ravel() - ct_mean ** 2, 0.0)
-    expressed = (ct_mean > 0) & (ct_var > 0)
-    ct_var_tech = np.full(mean.size, np.nan)
-    if expressed.sum() >= 3:
-        fit = lowess(np.log10(ct_var[expressed]), np.log10(ct_mean[expressed]), frac=0.3, it=3,
-                     return_sorted=False)
-        ct_var_tech[expressed] = 10.0 ** fit
-    else:
-        ct_var_tech[expressed] = ct_var[expressed]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var_tech = np.where(expressed, var * ct_var_tech / ct_var, np.nan)
-    return pd.DataFrame({"mean": mean, "var": var, "ct_mean": ct_mean, "ct_var": ct_var,
-                         "ct_var_tech": ct_var_tech, "var_tech": var_tech})
-
-
-def _n_match_bins(n_universe: int) -> int:
-    """Bins per axis for mean x variance matching: 20 (scDRS) for big universes, fewer so that a
-    bin holds ~20 genes in small ones."""
-    return int(min(20, max(1, math.floor(math.sqrt(n_universe / 20.0)))))
-
-
-def _mean_var_bins(mean: np.ndarray, var: np.ndarray, n_bins: int) -> np.ndarray:
-    """Quantile bins of mean, then of variance within each mean bin; returns bin ids."""
-    n = mean.size
-    order = np.lexsort((np.arange(n), mean))
-    mean_bin = np.empty(n, dtype=np.int64)
-    mean_bin[order] = (np.arange(n) * n_bins) // n
-    out = np.empty(n, dtype=np.int64)
-    for b in range(n_bins):
-        idx = np.flatnonzero(mean_bin == b)
-        o = idx[np.lexsort((idx, var[idx]))]
-        out[o] = b * n_bins + (np.arange(idx.size) * n_bins) // max(idx.size, 1)
-    return out
-
-
-def _control_sets(disease_idx: np.ndarray, bins: np.ndarray, n_ctrl: int, rng) -> np.ndarray:
-    """(n_ctrl x n_disease) gene indices: control gene k of set j is drawn from the bin of
-    disease gene k, without replacement within a set. Disease genes stay in the pools (as in
-    scDRS): control sets then overlap the disease set as much as they overlap each other, which
-    keeps the disease set exchangeable with its controls under the null (excluding them makes a
-    null disease set look enriched when the universe is small)."""
-    out = np.empty((n_ctrl, disease_idx.size), dtype=np.int64)
-    dis_bins = bins[disease_idx]
-    for b in np.unique(dis_bins):
-        cols = np.flatnonzero(dis_bins == b)
-        pool = np.flatnonzero(bins == b)
-        picks = np.argsort(rng.random((n_ctrl, pool.size)), axis=1, kind="stable")[:, :cols.size]
-        out[:, cols] = pool[picks]
-    return out
+    mat = sp.csr_matrix(mat)
+    data = scdrs.preprocess(mat, obs_names=np.arange(mat.shape[0]), var_names=np.arange(mat.shape[1]))
+    cols = ["mean", "var", "ct_mean", "ct_var", "ct_var_tech", "var_tech"]
+    return data.gene_stats[cols].astype(np.float64).reset_index(drop=True)
 
 
 def score_cells(mat: sp.csr_matrix, gene_names, gwas_weights: pd.Series, *, n_ctrl: int = 200,
                 seed: int = 0) -> dict:
-    """scDRS scores of every cell (row of ``mat``, on scDRS's log scale) for one gene set.
+    """scDRS scores of every cell (row of ``mat``, on scDRS's log scale) for one gene set: the
+    method of :mod:`cohortflow.singlecell.scdrs` (scDRS 1.0.2's gene statistics, mean-variance
+    bins, control sets, "vs" weights and normalisation), without covariates.
 
-    Returns dict with raw_score (n_cells), norm_score (n_cells), mc_p (n_cells; pooled empirical
-    p over all cells' control scores: (1 + #ctrl >= s) / (1 + n_cells * n_ctrl)),
-    ctrl_norm_score (n_cells x n_ctrl), genes (disease genes used), n_ctrl.
+    Returns dict with raw_score (n_cells), norm_score (n_cells), mc_p (n_cells; scDRS's pooled
+    p-value over all cells' control scores: (1 + #ctrl >= s) / (1 + n_cells * n_ctrl)),
+    ctrl_norm_score (n_cells x n_ctrl), genes (disease genes used, sorted), gwas_weights, n_ctrl.
     """
-    names = pd.Index(gene_names)
-    gstats = gene_expression_stats(mat)
-    universe = np.flatnonzero(np.isfinite(gstats["var_tech"].to_numpy()))
-    weights = gwas_weights.loc[gwas_weights.index.isin(names[universe])]
+    from cohortflow.singlecell import scdrs
+
+    names = pd.Index(gene_names).astype(str)
+    weights = gwas_weights.loc[gwas_weights.index.isin(names)]
     weights = weights[weights > 0]
     if weights.empty:
         raise CohortflowError("no disease gene with a positive weight is expressed")
-    # work in universe coordinates
-    uni_pos = pd.Series(np.arange(universe.size), index=names[universe])
-    dis_u = uni_pos.loc[weights.index].to_numpy()
-    mean_u = gstats["mean"].to_numpy()[universe]
-    var_u = gstats["var"].to_numpy()[universe]
-    tech_u = gstats["var_tech"].to_numpy()[universe]
-    bins = _mean_var_bins(mean_u, var_u, _n_match_bins(universe.size))
-    rng = np.random.default_rng(seed)
-    ctrl_u = _control_sets(dis_u, bins, n_ctrl, rng)
-
-    sets = np.vstack([dis_u[None, :], ctrl_u])                      # (1 + n_ctrl) x n_dis
-    gw = np.broadcast_to(weights.to_numpy()[None, :], sets.shape)
-    w = gw / np.sqrt(tech_u[sets] + TECH_VAR_OFFSET)
-    w = w / w.sum(axis=1, keepdims=True)
-    var_raw = (w ** 2 * tech_u[sets]).sum(axis=1)
-    weight_mat = np.zeros((universe.size, sets.shape[0]))
-    for s in range(sets.shape[0]):
-        np.add.at(weight_mat[:, s], sets[s], w[s])
-    raw_all = np.asarray(mat[:, universe] @ weight_mat)           # n_cells x (1 + n_ctrl)
-    raw = raw_all[:, 0].copy()
-    ctrl_raw = raw_all[:, 1:].copy()
-
-    zero_raw = raw == 0
-    zero_ctrl = ctrl_raw == 0
-    # align the sets: mean 0 over cells; controls rescaled to the disease set's expected variance
-    raw_c = raw - raw.mean()
-    ctrl_c = (ctrl_raw - ctrl_raw.mean(axis=0)) / np.sqrt(var_raw[1:] / var_raw[0])
-    # per-cell standardisation against the control sets (cell-level technical background)
-    cell_mean = ctrl_c.mean(axis=1)
-    cell_sd = ctrl_c.std(axis=1)
-    cell_sd = np.where(cell_sd > 0, cell_sd, 1.0)
-    norm = (raw_c - cell_mean) / cell_sd
-    ctrl_norm = (ctrl_c - cell_mean[:, None]) / cell_sd[:, None]
-    norm -= norm.mean()
-    ctrl_norm -= ctrl_norm.mean(axis=0)
-    # cells expressing none of the set's genes carry no evidence: bottom of the distribution
-    floor = min(norm.min(), ctrl_norm.min())
-    norm[zero_raw] = floor - 1e-3
-    ctrl_norm[zero_ctrl] = floor
-    null_sorted = np.sort(ctrl_norm.ravel(), kind="stable")
-    mc_p = (1.0 + pooled_upper_counts(norm, null_sorted)) / (1.0 + null_sorted.size)
-    return {"raw_score": raw, "norm_score": norm, "mc_p": mc_p, "ctrl_norm_score": ctrl_norm,
-            "genes": list(weights.index), "gwas_weights": weights, "n_ctrl": int(n_ctrl)}
+    mat = sp.csr_matrix(mat)
+    data = scdrs.preprocess(mat, obs_names=np.arange(mat.shape[0]).astype(str), var_names=names)
+    scores, ctrl = scdrs.score_cells(data, weights, n_ctrl=n_ctrl, seed=seed, return_ctrl_norm_score=True)
+    return {"raw_score": scores["raw_score"].to_numpy(dtype=np.float64),
+            "norm_score": scores["norm_score"].to_numpy(dtype=np.float64),
+            "mc_p": scores["pval"].to_numpy(dtype=np.float64), "ctrl_norm_score": ctrl.astype(np.float64),
+            "genes": scores.attrs["genes"], "gwas_weights": weights, "n_ctrl": int(n_ctrl)}
 
 
 def group_association(norm_score: np.ndarray, ctrl_norm_score: np.ndarray, groups, *,
@@ -457,19 +364,6 @@ def disease_scores(adata, *, gene_scores: pd.DataFrame | str | Path, n_genes: in
     cells.attrs["disease_genes"] = res["gwas_weights"]
     cells.attrs["n_ctrl"] = res["n_ctrl"]
     return cells, ranking
-
-
-def disease_score_files(*, h5ad: str | Path, gene_scores: str | Path, n_genes: int | None = None,
-                        n_ctrl: int = 200, seed: int = 0, cell_type_key: str = "cell_type",
-                        out_prefix: str | Path) -> pd.DataFrame:
-    """:func:`disease_scores` from files: writes ``{out_prefix}.cell_scores.tsv.gz`` (cell, cell_type,
-    raw_score, norm_score, mc_p) and ``{out_prefix}.celltype_ranking.tsv``; returns the ranking."""
-    adata = read_h5ad(h5ad)
-    cells, ranking = disease_scores(adata, gene_scores=gene_scores, n_genes=n_genes, n_ctrl=n_ctrl, seed=seed,
-                                    cell_type_key=cell_type_key)
-    write_table_atomic(f"{out_prefix}.cell_scores.tsv.gz", cells)
-    write_table_atomic(f"{out_prefix}.celltype_ranking.tsv", ranking)
-    return ranking
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 - :func:`quadform_saddlepoint`: saddlepoint tail of a weighted sum of independent chi2(1)
   variables (the null of the SNP-wise mean gene statistic), returned as the Barndorff-Nielsen
   r* normal deviate, so that P(Q > q) = Phi(-r*) without loss of precision in the far tail.
-- :func:`pooled_upper_counts`: for each observed score, the number of pooled null scores >= it.
 """
 
 from __future__ import annotations
@@ -78,23 +77,3 @@ def quadform_saddlepoint(q: float, lam: np.ndarray) -> tuple[float, bool]:
     if abs(w) < 1e-3 or v / w <= 0.0:
         return w, False
     return w + math.log(v / w) / w, True
-
-
-@numba.njit(cache=True)
-def pooled_upper_counts(scores: np.ndarray, null_sorted: np.ndarray) -> np.ndarray:
-    """For each score, how many values of the ascending array ``null_sorted`` are >= it."""
-    n = null_sorted.shape[0]
-    out = np.empty(scores.shape[0], dtype=np.int64)
-    for i in range(scores.shape[0]):
-        # first index with null_sorted[idx] >= scores[i]
-        lo = 0
-        hi = n
-        s = scores[i]
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if null_sorted[mid] < s:
-                lo = mid + 1
-            else:
-                hi = mid
-        out[i] = n - lo
-    return out
