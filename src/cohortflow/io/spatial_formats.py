@@ -59,7 +59,7 @@ def _require_columns(df: pd.DataFrame, columns, path: Path) -> None:
 
 def _numeric_block(df: pd.DataFrame, path: Path) -> np.ndarray:
     values = df.apply(pd.to_numeric, errors="coerce")
-    bad = values.isna().to_numpy() & ~df.isna().to_numpy() | df.isna().to_numpy()
+    bad = values.isna().to_numpy()  # empty cells and text alike
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise InputFormatError(f"non-numeric or missing value {df.iat[r, c]!r} in column {df.columns[c]!r}",
@@ -90,8 +90,7 @@ def _assemble(x, genes, obs: pd.DataFrame, coords: np.ndarray, *, fmt: str, file
 
 
 def _coords(df: pd.DataFrame, xcol: str, ycol: str, path: Path) -> np.ndarray:
-    xy = _numeric_block(df[[xcol, ycol]], path)
-    return xy
+    return _numeric_block(df[[xcol, ycol]], path)
 
 
 def read_xenium(path: str | Path):
