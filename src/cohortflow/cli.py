@@ -235,7 +235,8 @@ def _cmd_spatial(a):
                 out_table=out.with_suffix(".autocorr.tsv"), out_nhood_png=out.with_suffix(".nhood.png"),
                 graph=a.graph, n_neighbors=a.n_neighbors,
                 radius=a.radius, n_perms=a.n_perms, nhood_perms=a.nhood_perms, cell_type_key=a.cell_type_key,
-                max_genes=a.max_genes, seed=a.seed, threads=a.threads)
+                max_genes=a.max_genes, seed=a.seed, label_reference=a.label_reference,
+                label_reference_key=a.label_reference_key, threads=a.threads)
 
 
 def _cmd_spatial_import(a):
@@ -570,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nhood-perms", type=int, default=1000, help="permutations for neighbourhood enrichment")
     p.add_argument("--cell-type-key", default="cell_type", help="obs column for neighbourhood enrichment")
     p.add_argument("--max-genes", type=int, default=2000)
+    p.add_argument("--label-reference", default=None,
+                   help="annotated reference .h5ad: its labels are transferred to the cells (obs['transferred_label'])")
+    p.add_argument("--label-reference-key", default="cell_type", help="obs column of the reference's labels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True,

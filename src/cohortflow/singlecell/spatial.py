@@ -245,6 +245,8 @@ def run_spatial(
     fdr: float = 0.05,
     cell_type_key: str = "cell_type",
     nhood_perms: int = 1000,
+    label_reference: str | Path | None = None,
+    label_reference_key: str = "cell_type",
     threads: int = 1,
 ) -> dict:
     """Spatial neighbour graph and Moran's I / Geary's C of genes and numeric obs columns.
@@ -264,6 +266,12 @@ def run_spatial(
     categories of ``obs[cell_type_key]`` with ``nhood_perms`` label permutations (seeded by
     ``seed``) when that column exists and has >= 2 categories; otherwise it is skipped and the
     summary says why.
+
+    ``label_reference``: an annotated reference .h5ad (e.g. scRNA-seq; raw counts are normalised +
+    log1p like the slide, other values used as given) whose ``obs[label_reference_key]`` is
+    transferred to the slide by ``transfer_labels`` (logistic) into ``obs['transferred_label']``
+    and ``obs['transferred_score']``. If the slide has no ``obs[cell_type_key]`` the transferred
+    labels are used for the enrichment; if it has, the summary reports their agreement with it.
 
     Writes:
 
@@ -331,6 +339,12 @@ def run_spatial(
                                           "distances_key": "spatial_distances",
                                           "params": {k: v for k, v in params.items() if v is not None}}
 
+        transfer_info = None
+        if label_reference is not None:
+            transfer_info = _transfer_from_reference(adata, Path(label_reference), label_reference_key,
+                                                     cell_type_key=cell_type_key)
+            if cell_type_key not in adata.obs:
+                cell_type_key = "transferred_label"
         nhood, nhood_note = None, None
         if cell_type_key in adata.obs:
             labels = adata.obs[cell_type_key]
@@ -421,8 +435,45 @@ def run_spatial(
         "obs_columns": rows(obs_columns),
         "nhood_enrichment": _nhood_summary(nhood, cell_type_key) if nhood is not None else {"skipped": nhood_note},
     }
+    if transfer_info is not None:
+        summary["label_transfer"] = transfer_info
     write_json_atomic(out_summary, summary)
     return summary
+
+
+def _transfer_from_reference(adata, path: Path, key: str, *, cell_type_key: str) -> dict:
+    """Labels from the reference .h5ad at ``path`` onto ``adata`` (log-normalised X) in place."""
+    import scanpy as sc
+
+    ref = read_h5ad(path)
+    if key not in ref.obs:
+        raise InputFormatError(f"reference has no obs[{key!r}]", path=path)
+    if ref.obs[key].isna().any():
+        raise InputFormatError(f"obs[{key!r}] has missing values", path=path,
+                               record=str(ref.obs_names[int(np.flatnonzero(ref.obs[key].isna().to_numpy())[0])]))
+    ref.var_names_make_unique()
+    x = ref.X
+    data = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    raw_counts = data.size > 0 and (data >= 0).all() and np.allclose(data[:1_000_000], np.round(data[:1_000_000]))
+    if raw_counts:
+        ref.X = sp.csr_matrix(ref.X, dtype=np.float32)
+        sc.pp.normalize_total(ref, target_sum=1e4)
+        sc.pp.log1p(ref)
+    shared = [g for g in adata.var_names if g in set(ref.var_names)]
+    if len(shared) < 10:
+        raise InputFormatError(f"reference shares {len(shared)} genes with the slide (need >= 10)", path=path)
+    res = transfer_labels(adata, ref, ref.obs[key].to_numpy(), genes=shared)
+    adata.obs["transferred_label"] = pd.Categorical(res["label"].to_numpy(), categories=res["label"].cat.categories)
+    adata.obs["transferred_score"] = res["score"].to_numpy()
+    info = {"reference": path.name, "reference_key": key, "method": "logistic (transfer_labels)",
+            "reference_normalised": bool(raw_counts), "n_genes_shared": len(shared),
+            "n_cells_per_label": {str(k): int(v) for k, v in
+                                  adata.obs["transferred_label"].value_counts(sort=False).items()}}
+    if cell_type_key in adata.obs:
+        given = adata.obs[cell_type_key].astype(str).to_numpy()
+        info["agreement_with_obs"] = {"column": cell_type_key,
+                                      "fraction": float((given == res["label"].astype(str).to_numpy()).mean())}
+    return info
 
 
 def nhood_heatmap_png(nhood: dict, path: str | Path, *, title: str = "Neighbourhood enrichment") -> None:
