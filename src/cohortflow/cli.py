@@ -553,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-cells", type=int, default=3)
     p.add_argument("--max-pct-mito", type=float, default=20.0)
     p.add_argument("--keep-doublets", action="store_true", help="score doublets but keep them")
-    p.add_argument("--doublet-batch-key", help="obs column: run Scrublet per batch (e.g. capture lane)")
+    p.add_argument("--doublet-batch-key", default="donor",
+                   help="obs column: Scrublet per batch when every batch has >= 2,000 cells (default donor)")
     p.add_argument("--n-hvg", type=int, default=2000)
     p.add_argument("--n-pcs", type=int, default=30)
     p.add_argument("--n-neighbors", type=int, default=15)
