@@ -358,3 +358,21 @@ def test_cli_sc_default_markers(tmp_path):
                           "--out", str(tmp_path / "x.h5ad")], capture_output=True, text=True)
     assert bad.returncode != 0 and "missing.h5ad" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_threshold_minimum_equals_skimage():
+    """Scrublet's automatic threshold rule: same value as skimage.filters.threshold_minimum (peer venv),
+    including a histogram whose first bin is a maximum (homotypic doublets at score ~0)."""
+    from conftest import require_scpeer
+
+    python = require_scpeer("skimage")
+    rng = np.random.default_rng(4)
+    cases = [np.concatenate([rng.normal(0.1, 0.03, 3000), rng.normal(0.6, 0.05, 600)]),
+             np.concatenate([rng.exponential(0.01, 4000), rng.normal(0.45, 0.08, 8000)]),
+             np.concatenate([rng.gamma(1.0, 0.02, 5000), rng.normal(0.3, 0.05, 2000), rng.normal(0.6, 0.04, 3000)])]
+    script = ("import sys, json, numpy as np\nfrom skimage.filters import threshold_minimum\n"
+              "print(json.dumps([float(threshold_minimum(np.asarray(v))) for v in json.load(sys.stdin)]))")
+    proc = subprocess.run([python, "-c", script], input=json.dumps([c.tolist() for c in cases]),
+                          capture_output=True, text=True, check=True)
+    for ours, theirs in zip((threshold_minimum(c) for c in cases), json.loads(proc.stdout)):
+        assert ours == pytest.approx(theirs, rel=1e-12)

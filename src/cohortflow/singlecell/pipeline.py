@@ -107,10 +107,13 @@ def annotate_by_markers(adata, markers: dict[str, list[str]], *, groupby: str = 
 def threshold_minimum(values: np.ndarray, *, n_bins: int = 256, max_iter: int = 10_000) -> float | None:
     """Threshold at the valley of a bimodal histogram (Prewitt & Mendelsohn's minimum method).
 
-    The histogram of ``values`` (``n_bins`` bins) is smoothed with a 3-bin running mean until it
-    has exactly two local maxima; the threshold is the centre of the lowest bin between them.
-    This is the rule Scrublet uses (through scikit-image, which is not a dependency here).
-    Returns None when the histogram never becomes bimodal.
+    The histogram of ``values`` (``n_bins`` bins over their range) is smoothed with a 3-bin
+    running mean (edges reflected) until it has exactly two local maxima; the threshold is the
+    centre of the lowest bin between them. This is the rule Scrublet uses, through
+    ``skimage.filters.threshold_minimum`` (scikit-image is not a dependency here), with its
+    definition of a maximum: scanning upwards from the first bin, a bin followed by a lower one
+    while rising, so the first bin counts when the histogram starts by falling (Scrublet's
+    homotypic doublets pile up there). Returns None when the histogram never becomes bimodal.
     """
     values = np.asarray(values, dtype=float)
     if values.size < 3 or np.ptp(values) == 0:
@@ -118,16 +121,25 @@ def threshold_minimum(values: np.ndarray, *, n_bins: int = 256, max_iter: int = 
     hist, edges = np.histogram(values, bins=n_bins)
     centres = (edges[:-1] + edges[1:]) / 2
     smooth = hist.astype(float)
+
+    def maxima(h: np.ndarray) -> list[int]:
+        found, rising = [], True
+        for i in range(h.size - 1):
+            if rising and h[i + 1] < h[i]:
+                found.append(i)
+                rising = False
+            elif not rising and h[i + 1] > h[i]:
+                rising = True
+        return found
+
     for _ in range(max_iter):
         padded = np.concatenate([smooth[:1], smooth, smooth[-1:]])
         smooth = (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
-        up = np.diff(smooth) > 0
-        # a maximum: rising into the bin, not rising out of it
-        maxima = np.flatnonzero(up[:-1] & ~up[1:]) + 1
-        if len(maxima) == 2:
-            lo, hi = maxima
+        peaks = maxima(smooth)
+        if len(peaks) == 2:
+            lo, hi = peaks
             return float(centres[lo + int(np.argmin(smooth[lo:hi + 1]))])
-        if len(maxima) < 2:
+        if len(peaks) < 2:
             return None
     return None
 
