@@ -49,8 +49,7 @@ from scipy import stats
 
 from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.singlecell.scdrs_kernels import (col_sums_in_order, corrected_gene_moments, gearys_c_sub,
-                                                 legacy_permutation_heads,
-                                                 score_pass_cellwise, score_pass_colsums, score_pass_final)
+                                                 legacy_permutation_heads, score_pass_cellwise, score_pass_final)
 
 SCORE_COLUMNS = ["raw_score", "norm_score", "mc_pval", "pval", "nlog10_pval", "zscore"]
 GENE_STATS_COLUMNS = ["mean", "var", "var_tech", "ct_mean", "ct_var", "ct_var_tech", "mean_var"]
@@ -145,11 +144,11 @@ def log_normalize(adata) -> sp.csr_matrix:
     """
     counts = adata.layers["counts"] if "counts" in adata.layers else (adata.X if _looks_like_counts(adata.X) else None)
     src = adata.X if counts is None else counts
-    mat = sp.csr_matrix(src)
+    mat = sp.csr_matrix(src)          # shares the data of an already-CSR input
     if mat.dtype not in (np.float32, np.float64):
         mat = mat.astype(np.float32)
-    else:
-        mat = mat.copy() if mat is src else mat
+    elif counts is not None:
+        mat = mat.copy()                  # normalised in place below: leave the input's counts alone
     if mat.nnz and (not np.all(np.isfinite(mat.data)) or mat.data.min() < 0):
         raise CohortflowError("expression has negative or non-finite values (scDRS needs non-negative expression)")
     if counts is not None:
@@ -462,9 +461,14 @@ def score_cells(data: ScdrsData, gene_weights: pd.Series, *, n_ctrl: int = 1000,
     args = (X.indptr, X.indices, X.data, w_indptr, w_sets, w_vals, cov, cov_proj, const, n_sets, _threads())
     n_cell = X.shape[0]
 
-    colsum, raw0 = score_pass_colsums(*args)
-    col_mean = colsum / n_cell
-    norm_pre, cell_mean, cell_sd, colsum2 = score_pass_cellwise(*args, col_mean, ctrl_scale)
+    # the raw scores' column means are linear in X: W' xbar + cbar P + const (no pass needed)
+    xbar = np.zeros(X.shape[1])
+    for start in range(0, X.nnz, 1 << 24):
+        xbar += np.bincount(X.indices[start:start + (1 << 24)], weights=X.data[start:start + (1 << 24)].astype(np.float64),
+                            minlength=X.shape[1])
+    xbar /= n_cell
+    col_mean = np.asarray(W.T @ xbar).ravel() + cov.mean(axis=0) @ cov_proj + const if n_cell else const
+    raw0, norm_pre, cell_mean, cell_sd, colsum2 = score_pass_cellwise(*args, col_mean, ctrl_scale)
     norm = norm_pre - norm_pre.mean()
     ctrl_col_mean2 = colsum2 / n_cell
     zero = raw0 == 0

@@ -2,8 +2,8 @@
 
 - :func:`corrected_gene_moments`: per-gene mean and variance of the implicitly
   covariate-corrected expression ``X + C @ B + m`` and of its expm1, without building it.
-- :func:`score_pass_colsums`, :func:`score_pass_cellwise`, :func:`score_pass_final`: the three
-  passes of scDRS scoring over cell blocks. Raw scores of the disease set and all control sets
+- :func:`score_pass_cellwise`, :func:`score_pass_final`: the two passes of scDRS scoring over
+  cell blocks. Raw scores of the disease set and all control sets
   are ``X @ W + C @ (B @ W) + m @ W`` with ``W`` a sparse genes x sets weight matrix (CSR by gene);
   each pass recomputes them for blocks of cells instead of storing cells x sets (recomputing
   keeps memory at the size of X and float64 throughout). Blocks are fixed in size, so every sum
@@ -151,55 +151,17 @@ def _raw_scores_block(c0: int, c1: int, indptr, indices, data, w_indptr, w_sets,
 
 
 @numba.njit(parallel=True, cache=True)
-def score_pass_colsums(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
-                       n_sets: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pass 1: column sums of the raw scores and the disease set's raw score (set 0) per cell."""
-    n_cell = indptr.shape[0] - 1
-    n_gene = w_indptr.shape[0] - 1
-    n_block = (n_cell + CELL_BLOCK - 1) // CELL_BLOCK
-    n_chunk = max(1, min(n_threads, n_block))
-    block_sum = np.zeros((n_block, n_sets))
-    raw0 = np.empty(n_cell)
-    for c in numba.prange(n_chunk):
-        gene_count = np.zeros(n_gene + 1, dtype=np.int64)
-        gene_ptr = np.zeros(n_gene, dtype=np.int64)
-        max_nnz = 0
-        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
-            c0 = blk * CELL_BLOCK
-            c1 = min(n_cell, c0 + CELL_BLOCK)
-            max_nnz = max(max_nnz, indptr[c1] - indptr[c0])
-        ent_cell = np.empty(max_nnz, dtype=np.int64)
-        ent_x = np.empty(max_nnz)
-        acc = np.empty((n_sets, CELL_BLOCK))
-        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
-            c0 = blk * CELL_BLOCK
-            c1 = min(n_cell, c0 + CELL_BLOCK)
-            _raw_scores_block(c0, c1, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
-                              gene_count, gene_ptr, ent_cell, ent_x, acc)
-            for b in range(c1 - c0):
-                raw0[c0 + b] = acc[0, b]
-            for s in range(n_sets):
-                t = 0.0
-                for b in range(c1 - c0):
-                    t += acc[s, b]
-                block_sum[blk, s] = t
-    colsum = np.zeros(n_sets)
-    for blk in range(n_block):
-        for s in range(n_sets):
-            colsum[s] += block_sum[blk, s]
-    return colsum, raw0
-
-
-@numba.njit(parallel=True, cache=True)
 def score_pass_cellwise(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const, n_sets: int,
-                        n_threads: int, col_mean: np.ndarray, ctrl_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                                                 np.ndarray, np.ndarray]:
-    """Pass 2 (scDRS's first set alignment and cell-wise standardisation).
+                        n_threads: int, col_mean: np.ndarray,
+                        ctrl_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 1 (scDRS's first set alignment and cell-wise standardisation).
 
+    ``col_mean``: the raw scores' means over cells (linear in X, computed by the caller).
     Control raw scores are centred by column and divided by sqrt(variance ratio)
     (``ctrl_scale`` = 1/sqrt(ratio), index 0 unused); per cell their mean and sd (ddof 0) give
     the disease set's standardised score ``norm_pre`` and the control sets' standardised scores,
-    whose column sums are returned. Returns (norm_pre, cell_mean, cell_sd, ctrl_colsum).
+    whose column sums are returned. Returns (raw0 = the disease set's raw score, norm_pre,
+    cell_mean, cell_sd, ctrl_colsum).
     """
     n_cell = indptr.shape[0] - 1
     n_gene = w_indptr.shape[0] - 1
@@ -207,6 +169,7 @@ def score_pass_cellwise(indptr, indices, data, w_indptr, w_sets, w_vals, cov, co
     n_block = (n_cell + CELL_BLOCK - 1) // CELL_BLOCK
     n_chunk = max(1, min(n_threads, n_block))
     block_sum = np.zeros((n_block, n_sets))
+    raw0 = np.empty(n_cell)
     norm_pre = np.empty(n_cell)
     cell_mean = np.empty(n_cell)
     cell_sd = np.empty(n_cell)
@@ -241,6 +204,7 @@ def score_pass_cellwise(indptr, indices, data, w_indptr, w_sets, w_vals, cov, co
                 sd = math.sqrt(ss / n_ctrl)
                 cell_mean[i] = m
                 cell_sd[i] = sd
+                raw0[i] = acc[0, b]
                 norm_pre[i] = (acc[0, b] - col_mean[0] - m) / sd
                 for s in range(1, n_sets):
                     acc[s, b] = (buf[s] - m) / sd
@@ -253,7 +217,7 @@ def score_pass_cellwise(indptr, indices, data, w_indptr, w_sets, w_vals, cov, co
     for blk in range(n_block):
         for s in range(n_sets):
             colsum[s] += block_sum[blk, s]
-    return norm_pre, cell_mean, cell_sd, colsum
+    return raw0, norm_pre, cell_mean, cell_sd, colsum
 
 
 @numba.njit(parallel=True, cache=True)
@@ -261,7 +225,7 @@ def score_pass_final(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_p
                      n_threads: int, col_mean: np.ndarray, ctrl_scale: np.ndarray, cell_mean: np.ndarray,
                      cell_sd: np.ndarray, ctrl_col_mean2: np.ndarray, norm: np.ndarray, t_sorted: np.ndarray,
                      keep_ctrl: bool, ctrl_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
-    """Pass 3: the control sets' final normalised scores (second alignment), counted, not stored.
+    """Pass 2: the control sets' final normalised scores (second alignment), counted, not stored.
 
     ``norm``: the disease set's final normalised scores; ``t_sorted``: the ascending final
     scores of cells whose disease raw score is not 0 (the only ones needing a pooled count).
