@@ -299,6 +299,7 @@ def test_cli_outputs_deterministic_and_bad_input(tmp_path):
     grp = pd.read_csv(tmp_path / "a.t.scdrs_group.cell_type.tsv", sep="\t", index_col=0)
     assert grp["assoc_mcp"].idxmin() == "B" and grp.loc["B", "assoc_mcp"] == pytest.approx(1 / 31)
     res = ad.read_h5ad(tmp_path / "a.h5ad")
+    np.testing.assert_array_equal(res.X.toarray(), adata.X.toarray())     # the input's counts, untouched
     score = pd.read_csv(tmp_path / "a.t.score.tsv.gz", sep="\t", index_col=0)
     np.testing.assert_array_equal(res.obs["t.norm_score"].to_numpy(), score["norm_score"].to_numpy(dtype=np.float32))
 
