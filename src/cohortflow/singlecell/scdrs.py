@@ -463,8 +463,9 @@ def score_cells(data: ScdrsData, gene_weights: pd.Series, *, n_ctrl: int = 1000,
 
     # the raw scores' column means are linear in X: W' xbar + cbar P + const (no pass needed)
     xbar = np.zeros(X.shape[1])
-    for start in range(0, X.nnz, 1 << 24):
-        xbar += np.bincount(X.indices[start:start + (1 << 24)], weights=X.data[start:start + (1 << 24)].astype(np.float64),
+    step = 1 << 22
+    for start in range(0, X.nnz, step):
+        xbar += np.bincount(X.indices[start:start + step], weights=X.data[start:start + step].astype(np.float64),
                             minlength=X.shape[1])
     xbar /= n_cell
     col_mean = np.asarray(W.T @ xbar).ravel() + cov.mean(axis=0) @ cov_proj + const if n_cell else const
