@@ -7,7 +7,7 @@ Live peer: scdrs 1.0.2 in .ci/scpeers, run as a subprocess on the same inputs.
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -318,3 +318,27 @@ def test_cli_outputs_deterministic_and_bad_input(tmp_path):
                 cov_bad, "--out", tmp_path / "c")
     assert proc.returncode != 0 and "few.cov" in proc.stderr and "75 %" in proc.stderr
     assert not list(tmp_path.glob("c.*"))
+
+
+def test_outputs_do_not_depend_on_thread_count(tmp_path):
+    adata, cov, gs = _synthetic_counts(5, n_cells=700, n_genes=800)
+    adata.write_h5ad(tmp_path / "cells.h5ad")
+    cov.to_csv(tmp_path / "cells.cov", sep="\t")
+    script = textwrap.dedent(f"""
+        import anndata as ad, numba, sys
+        from cohortflow.singlecell import scdrs as S
+        a = ad.read_h5ad("{tmp_path / 'cells.h5ad'}")
+        d = S.preprocess(S.log_normalize(a), obs_names=a.obs_names, var_names=a.var_names,
+                         cov=S.read_covariates("{tmp_path / 'cells.cov'}"))
+        scores, _ = S.score_cells(d, S.load_gs("{tmp_path / 'set.gs'}")["planted"], n_ctrl=40)
+        d.gene_stats.to_csv(sys.argv[1] + ".stats", sep="\\t", float_format="%.17g")
+        scores.to_csv(sys.argv[1], sep="\\t", float_format="%.9g")
+        """)
+    (tmp_path / "set.gs").write_text("TRAIT\tGENESET\nplanted\t" + ",".join(f"{g}:{w}" for g, w in gs["planted"].items()))
+    for threads in (1, 2):
+        env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+        proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"t{threads}.tsv")], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "t1.tsv").read_bytes() == (tmp_path / "t2.tsv").read_bytes()
+    assert (tmp_path / "t1.tsv.stats").read_bytes() == (tmp_path / "t2.tsv.stats").read_bytes()
