@@ -656,9 +656,8 @@ def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str |
     for path, df in tables:
         write_table_atomic(path, df, float_format=None)
     if write_h5ad:
-        res_adata = adata.copy()
-        for col, v in obs_cols.items():
-            res_adata.obs[col] = v
+        for col, v in obs_cols.items():     # the input object itself (no copy of X): it is not used again
+            adata.obs[col] = v
         with atomic_path(f"{out}.h5ad") as tmp:
-            res_adata.write_h5ad(tmp)
+            adata.write_h5ad(tmp)
     return results
