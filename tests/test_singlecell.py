@@ -376,3 +376,23 @@ def test_threshold_minimum_equals_skimage():
                           capture_output=True, text=True, check=True)
     for ours, theirs in zip((threshold_minimum(c) for c in cases), json.loads(proc.stdout)):
         assert ours == pytest.approx(theirs, rel=1e-12)
+
+
+@pytest.mark.filterwarnings(*PBMC_WARNINGS)
+def test_scaled_only_input_runs_from_pca(tmp_path):
+    """A scaled X without a log-normalised raw: the chain starts at PCA, says so, and still finds the B cells."""
+    from conftest import require_shared
+
+    src = ad.read_h5ad(require_shared("sc_pbmc68k_reduced", "10x_pbmc68k_reduced.h5ad"))
+    scaled = ad.AnnData(np.asarray(src.X, dtype=np.float32), obs=src.obs[["bulk_labels"]].copy(),
+                        var=pd.DataFrame(index=src.var_names.copy()))
+    scaled.write_h5ad(tmp_path / "scaled.h5ad")
+    summary = run_singlecell(tmp_path / "scaled.h5ad", out_h5ad=tmp_path / "o.h5ad", out_summary=tmp_path / "o.json",
+                             out_dir_figures=tmp_path, leiden_resolution=PBMC_RESOLUTION)
+    assert summary["input_kind"] == "scaled" and "scale" in summary["skipped_steps"]
+    assert "starts at PCA" in summary["input_note"] and summary["n_hvg"] == 0
+    res = ad.read_h5ad(tmp_path / "o.h5ad")
+    np.testing.assert_allclose(res.X.toarray(), scaled.X, rtol=0, atol=0)  # X as given
+    b_cells = res.obs["cell_type"].astype(str).isin({"B", "Plasma"})
+    assert (res.obs["bulk_labels"][b_cells] == "CD19+ B").mean() >= 0.6
+    assert (tmp_path / "qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

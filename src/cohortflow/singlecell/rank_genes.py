@@ -71,7 +71,8 @@ def rank_genes_groups_wilcoxon(adata, groupby: str, *, layer: str | None = None,
     total = value_sum.sum(axis=1, keepdims=True)
     mean_g = value_sum / n_g
     mean_rest = (total - value_sum) / (n - n_g)
-    lfc = np.log2((np.expm1(mean_g) + 1e-9) / (np.expm1(mean_rest) + 1e-9))
+    with np.errstate(invalid="ignore"):  # NaN for scaled (negative) input, as scanpy gives
+        lfc = np.log2((np.expm1(mean_g) + 1e-9) / (np.expm1(mean_rest) + 1e-9))
 
     genes = np.asarray(adata.var_names, dtype=object)
     cols: dict[str, dict[str, np.ndarray]] = {k: {} for k in ("names", "scores", "pvals", "pvals_adj", "logfoldchanges")}
