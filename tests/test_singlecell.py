@@ -398,3 +398,33 @@ def test_scaled_only_input_runs_from_pca(tmp_path):
     b_cells = res.obs["cell_type"].astype(str).isin({"B", "Plasma"})
     assert (res.obs["bulk_labels"][b_cells] == "CD19+ B").mean() >= 0.6
     assert (tmp_path / "qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_counts_chain_byte_identical(chain, tmp_path):
+    """Same counts input and seed: identical h5ad, summary and figures (Scrublet, PCA, kNN, Leiden, UMAP seeded)."""
+    sim, out, _ = chain
+    run_singlecell(sim["dir"] / "singlecell.h5ad", markers=sim["dir"] / "markers.tsv", out_h5ad=tmp_path / "sc.h5ad",
+                   out_summary=tmp_path / "summary.json", out_dir_figures=tmp_path,
+                   truth=sim["dir"] / "singlecell_truth.tsv",
+                   min_genes=100, max_pct_mito=20, n_pcs=20, leiden_resolution=0.5, seed=0)
+    for name in ("sc.h5ad", "summary.json", "umap.png", "markers.png", "qc.png"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_doublets_per_batch(chain, monkeypatch):
+    """Scrublet per batch: each batch gets its own threshold; the planted doublets are still caught."""
+    import cohortflow.singlecell.pipeline as pipeline
+
+    sim, _, _ = chain
+    raw = ad.read_h5ad(sim["dir"] / "singlecell.h5ad")
+    truth = pd.read_csv(sim["dir"] / "singlecell_truth.tsv", sep="\t").set_index("barcode").loc[raw.obs_names]
+    keep = (truth["artefact"] != "low_quality").to_numpy()
+    raw, truth = raw[keep].copy(), truth[keep]
+    raw.obs["lane"] = np.where(np.arange(raw.n_obs) % 2 == 0, "L1", "L2")
+    monkeypatch.setattr(pipeline, "_SCRUBLET_MIN_BATCH", 500)
+    score, called, method = pipeline._doublet_scores(raw, seed=0, batch_key="lane")
+    assert method.startswith("scanpy.pp.scrublet per 'lane' batch (2)"), method
+    planted = (truth["artefact"] == "doublet").to_numpy()
+    assert called[planted].mean() >= 0.5 and called.sum() <= 2 * planted.sum()
+    monkeypatch.setattr(pipeline, "_SCRUBLET_MIN_BATCH", 10_000)  # batches too small: one run on all cells
+    assert "per" not in pipeline._doublet_scores(raw, seed=0, batch_key="lane")[2]
