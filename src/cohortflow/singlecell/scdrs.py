@@ -49,7 +49,8 @@ from scipy import stats
 
 from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.singlecell.scdrs_kernels import (col_sums_in_order, corrected_gene_moments, gearys_c_sub,
-                                                 legacy_permutation_heads, score_pass_cellwise, score_pass_final)
+                                                 legacy_permutation_heads, score_pass_cellwise, score_pass_final,
+                                                 xt_dense)
 
 SCORE_COLUMNS = ["raw_score", "norm_score", "mc_pval", "pval", "nlog10_pval", "zscore"]
 GENE_STATS_COLUMNS = ["mean", "var", "var_tech", "ct_mean", "ct_var", "ct_var_tech", "mean_var"]
@@ -149,7 +150,7 @@ def log_normalize(adata) -> sp.csr_matrix:
         mat = mat.astype(np.float32)
     elif counts is not None:
         mat = mat.copy()                  # normalised in place below: leave the input's counts alone
-    if mat.nnz and (not np.all(np.isfinite(mat.data)) or mat.data.min() < 0):
+    if mat.nnz and not (np.isfinite(mat.data.sum()) and mat.data.min() >= 0):   # (no nnz-sized temporaries)
         raise CohortflowError("expression has negative or non-finite values (scDRS needs non-negative expression)")
     if counts is not None:
         totals = np.asarray(mat.sum(axis=1), dtype=np.float64).ravel()
@@ -326,7 +327,7 @@ def preprocess(X: sp.csr_matrix, *, obs_names, var_names, cov: pd.DataFrame | No
         cmat = np.ascontiguousarray(cdf.to_numpy(dtype=np.float64))
         # scipy's mean in X's dtype, as scDRS's COV_GENE_MEAN
         gene_mean = _sparse_col_moments(X)[0].astype(np.float64)
-        xtc = np.asarray((X.T @ cmat), dtype=np.float64)                     # genes x k
+        xtc = xt_dense(X.indptr, X.indices, X.data, cmat, n_gene)            # genes x k, X' C
         beta = np.linalg.solve(cmat.T @ cmat / n_cell, xtc.T / n_cell)      # k x genes
         res.cov, res.cov_beta, res.gene_mean, res.cov_names = cmat, np.ascontiguousarray(-beta), gene_mean, list(cdf.columns)
         mean, var, ct_mean, ct_var = corrected_gene_moments(X.indptr, X.indices, X.data, cmat, res.cov_beta,

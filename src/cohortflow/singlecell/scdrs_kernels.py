@@ -375,3 +375,19 @@ def legacy_permutation_heads(stream: np.ndarray, pos: int, n: int, k: int, n_per
         for t in range(k):
             out[r, t] = perm[t]
     return pos
+
+
+@numba.njit(cache=True)
+def xt_dense(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, dense: np.ndarray, n_gene: int) -> np.ndarray:
+    """X' @ dense (genes x k) for CSR X (cells x genes), accumulated cell by cell in float64: what
+    scipy's ``dense.T @ X`` computes (csc_matvecs on X' after upcasting X to float64), without
+    that upcast copy of X."""
+    k = dense.shape[1]
+    out = np.zeros((n_gene, k))
+    for i in range(indptr.shape[0] - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            x = np.float64(data[p])
+            for t in range(k):
+                out[j, t] += x * dense[i, t]
+    return out
