@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site-windows", type=int, default=1000, help="1 kb read windows around common SNPs")
     p.add_argument("--contaminate", default="S00005:S00008:0.10", help="SAMPLE:SOURCE:FRACTION ('' for none)")
     p.add_argument("--n-cells", type=int, default=6000)
-    p.add_argument("--n-donors", type=int, default=24)
+    p.add_argument("--n-donors", type=int, default=40)
     p.add_argument("--n-spots", type=int, default=2500)
 
     p = add("alignment-qc", _cmd_alignment_qc,

@@ -91,6 +91,8 @@ def stage_targets(cohort):
         targets.append(res(c, "prs/pgs.summary.json"))
     if cohort.has_singlecell:
         targets.append(res(c, "singlecell/summary.json"))
+        if cohort.has_genotypes:
+            targets.append(res(c, "cell_eqtl/summary.json"))
     if cohort.has_spatial:
         targets.append(res(c, "spatial/summary.json"))
     if cohort.has_truth:

@@ -74,7 +74,7 @@ def simulate_expression(
     truth_json: str | Path,
     vcf_paths: list[str | Path],
     n_cells: int = 6000,
-    n_donors: int = 24,
+    n_donors: int = 40,
     n_spots: int = 2500,
     seed: int = 7,
 ) -> dict:
@@ -254,15 +254,18 @@ def _find_eqtl_variant(vcf_paths, donors: list[str], genes: pd.DataFrame, candid
     """
     from cyvcf2 import VCF
 
-    by_chrom: dict[str, Path] = {}
+    # A contig maps to every file naming it: per-chromosome VCFs usually all carry the whole
+    # header's contig list, so the first file naming a contig need not hold its records.
+    by_chrom: dict[str, list[Path]] = {}
     for p in vcf_paths:
         p = Path(p)
         if not p.exists():
             raise InputFormatError("file not found", path=p)
         vcf = VCF(str(p), samples=donors, lazy=True)
         for contig in vcf.seqnames:
-            by_chrom.setdefault(str(contig), p)
+            by_chrom.setdefault(str(contig), []).append(p)
         vcf.close()
+    all_paths = list(dict.fromkeys(p for paths in by_chrom.values() for p in paths))
 
     def qualifies(v) -> np.ndarray | None:
         if len(v.ALT) != 1 or not v.is_snp:
@@ -291,21 +294,29 @@ def _find_eqtl_variant(vcf_paths, donors: list[str], genes: pd.DataFrame, candid
         if str(row["chrom"]) in by_chrom:
             lo, hi = max(1, int(row["start"]) - EQTL_WINDOW_BP), int(row["end"]) + EQTL_WINDOW_BP
             windows[g] = (str(row["chrom"]), lo, hi)
-    indexed = all(Path(str(p) + ".tbi").exists() or Path(str(p) + ".csi").exists() for p in set(by_chrom.values()))
+    indexed = all(Path(str(p) + ".tbi").exists() or Path(str(p) + ".csi").exists() for p in all_paths)
     if indexed:
-        handles = {p: VCF(str(p), samples=donors) for p in set(by_chrom.values())}
+        import pysam
+
+        handles = {p: VCF(str(p), samples=donors) for p in all_paths}
+        indexed_contigs = {}
+        for p in all_paths:
+            with pysam.TabixFile(str(p)) as tbx:
+                indexed_contigs[p] = set(tbx.contigs)  # the contigs with records
         try:
             for g in candidates:
                 if g not in windows:
                     continue
                 chrom, lo, hi = windows[g]
-                p = by_chrom[chrom]
-                for v in handles[p](f"{chrom}:{lo}-{hi}"):
-                    if v.POS < lo or v.POS > hi:
+                for p in by_chrom[chrom]:
+                    if chrom not in indexed_contigs[p]:
                         continue
-                    dosage = qualifies(v)
-                    if dosage is not None:
-                        return describe(g, v, dosage, p)
+                    for v in handles[p](f"{chrom}:{lo}-{hi}"):
+                        if v.POS < lo or v.POS > hi:
+                            continue
+                        dosage = qualifies(v)
+                        if dosage is not None:
+                            return describe(g, v, dosage, p)
         finally:
             for h in handles.values():
                 h.close()
@@ -315,7 +326,7 @@ def _find_eqtl_variant(vcf_paths, donors: list[str], genes: pd.DataFrame, candid
         per_chrom: dict[str, list[tuple[int, int, str]]] = {}
         for g, (chrom, lo, hi) in windows.items():
             per_chrom.setdefault(chrom, []).append((lo, hi, g))
-        for p in dict.fromkeys(by_chrom.values()):
+        for p in all_paths:
             vcf = VCF(str(p), samples=donors)
             for v in vcf:
                 hits = [g for lo, hi, g in per_chrom.get(str(v.CHROM), ()) if lo <= v.POS <= hi and g not in found]

@@ -22,6 +22,8 @@ PCA_ACCURACY_MIN = 0.95
 PRS_R_MIN = 0.3
 ARI_MIN = 0.9
 SPATIAL_P_MAX = 0.01
+CELLTYPE_P_MAX = 0.01
+EQTL_FDR_MAX = 0.05
 CONTAMINATION_TOLERANCE = 0.03  # issue 6: the planted 10% within 3 percentage points
 CONTAMINATION_CLEAN_MAX = 0.02
 
@@ -166,6 +168,13 @@ def _integration_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[
         ranking = pd.read_csv(path, sep="\t").sort_values("rank")
         top = str(ranking.iloc[0]["cell_type"])
         checks.append(_check("Integration", f"{trait}: top-ranked cell type", cell_type, top, top == cell_type))
+        p_by_type = dict(zip(ranking["cell_type"].astype(str), ranking["mc_p"].astype(float)))
+        p_planted = p_by_type.get(cell_type, float("nan"))
+        others = sorted(t for t, p in p_by_type.items() if t != cell_type and p < CELLTYPE_P_MAX)
+        checks.append(_check("Integration", f"{trait}: {cell_type} significant, no other cell type",
+                             f"p < {CELLTYPE_P_MAX} for {cell_type} only",
+                             f"p = {p_planted:.3g}; others significant: {', '.join(others) or 'none'}",
+                             p_planted < CELLTYPE_P_MAX and not others))
     trait = "quant_trait"
     spatial_json = results / "integration" / f"{trait}.spatial.json"
     if spatial_json.exists() and "trait_region" in sc_truth:
@@ -182,6 +191,23 @@ def _integration_checks(sc_truth: dict, truth_dir: Path, results: Path) -> list[
         checks.append(_check("Spatial", f"{trait}: region with the highest mean disease score", sc_truth["trait_region"],
                              top, top == sc_truth["trait_region"]))
     return checks
+
+
+def _eqtl_checks(sc_truth: dict, results: Path) -> list[dict]:
+    """The planted cell-type eQTL: FDR < EQTL_FDR_MAX in its cell type, not in any other."""
+    path = results / "cell_eqtl" / "eqtl.tsv"
+    eqtl = sc_truth.get("eqtl")
+    if not path.exists() or not eqtl:
+        return []
+    table = pd.read_csv(path, sep="\t", dtype={"variant_id": str, "gene": str, "cell_type": str})
+    pair = table[(table["variant_id"] == eqtl["variant_id"]) & (table["gene"] == eqtl["gene"])]
+    fdr = dict(zip(pair["cell_type"], pair["fdr"].astype(float)))
+    home = fdr.get(eqtl["cell_type"], float("nan"))
+    elsewhere = sorted(t for t, q in fdr.items() if t != eqtl["cell_type"] and q < EQTL_FDR_MAX)
+    return [_check("Cell eQTL", f"{eqtl['variant_id']} -> {eqtl['gene']} in {eqtl['cell_type']} only",
+                   f"FDR < {EQTL_FDR_MAX} in {eqtl['cell_type']}, not in the {max(len(fdr) - 1, 0)} other types",
+                   f"FDR = {home:.3g}; other types significant: {', '.join(elsewhere) or 'none'}",
+                   home < EQTL_FDR_MAX and not elsewhere)]
 
 
 def _alignment_checks(truth: dict, results: Path) -> list[dict]:
@@ -237,6 +263,7 @@ def check_truth(*, truth_json: str | Path, results_dir: str | Path, out: str | P
         sc_truth = json.loads(sc_truth_path.read_text())
         checks += _singlecell_checks(sc_truth, truth_json.parent, results)
         checks += _integration_checks(sc_truth, truth_json.parent, results)
+        checks += _eqtl_checks(sc_truth, results)
     result = {"checks": checks, "all_passed": all(c["passed"] for c in checks) and bool(checks)}
     write_json_atomic(out, result)
     return result

@@ -32,6 +32,7 @@ from cohortflow.report.sections import (
     Pseudonymiser,
     alignment_sample_ids,
     alignment_section,
+    cell_eqtl_section,
     gwas_section,
     integration_section,
     prs_section,
@@ -52,9 +53,10 @@ _STAGE_BUILDERS = (
     singlecell_section,
     spatial_section,
     integration_section,
+    cell_eqtl_section,
 )
 # Summary findings: results first, then the data and its quality, each in this section order.
-_RESULT_SECTIONS = ("gwas", "integration", "prs")
+_RESULT_SECTIONS = ("gwas", "integration", "cell-eqtl", "prs")
 _DATA_SECTIONS = ("known-answers", "alignment-qc", "genotype-qc", "single-cell", "spatial")
 
 

@@ -1858,3 +1858,60 @@ def _integration_finding(trait, summary, top, type_col, p_col, q_col, n_types) -
     if isinstance(summary.get("top_cell_type"), str):
         return f"{trait}: the trait's genetic signal is strongest in {summary['top_cell_type']} cells."
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Cell-type eQTL
+
+
+def cell_eqtl_section(ctx: Context) -> Section | None:
+    """``cell_eqtl/summary.json`` (aggregate: counts of tests, the significant eQTL) and
+    ``cell_eqtl/boxplots.png`` (pseudobulk expression by genotype group, groups of < 3 donors
+    hidden). No individual-level values are read."""
+    edir = ctx.path("cell_eqtl")
+    spath, png = edir / "summary.json", edir / "boxplots.png"
+    if not spath.is_file() and not png.is_file():
+        return None
+    section = Section("cell-eqtl", "Cell-type eQTL")
+    summary = read_json(spath) if spath.is_file() else {}
+    items = _kv_known(ctx, summary, [
+        ("n_variants_requested", "Variants requested", "int"),
+        ("n_variants_found", "Variants in the genotypes", "int"),
+        ("n_donors_used", "Donors with genotypes and cells", "count"),
+        ("n_tests", "Tests (cell type x variant x gene)", "int"),
+        ("n_significant", "Significant eQTL", "int"),
+    ])
+    if summary.get("fdr_threshold") is not None:
+        items.append(("FDR threshold (Benjamini-Hochberg, all tests)", fmt_num(summary["fdr_threshold"])))
+    covariates = summary.get("covariates")
+    if isinstance(covariates, list):
+        items.append(("Covariates", ", ".join(map(str, covariates)) or "none"))
+    params = summary.get("parameters") if isinstance(summary.get("parameters"), Mapping) else {}
+    if params.get("window_kb") is not None:
+        items.append(("Window around the TSS", f"{fmt_num(params['window_kb'])} kb"))
+    if params.get("pseudobulk"):
+        items.append(("Pseudobulk", _text(params["pseudobulk"])))
+    if items:
+        section.blocks.append(KeyValues(items, caption="Pseudobulk cell-type eQTL of the GWAS lead variants "
+                                        "(and the configured variants) with the genes near them."))
+    sig = summary.get("significant") or []
+    table = _records_table(ctx, sig[:20], table_id="tbl-cell-eqtl", first="variant_id",
+                           caption="Significant cell-type eQTL (up to 20, by p-value); beta is per copy of "
+                                   "the effect allele on log1p(mean counts per 10,000).")
+    if table is not None:
+        section.blocks.append(table)
+    fig = make_figure(png, fig_id="fig-cell-eqtl", caption="Pseudobulk expression of the top eQTL genes by "
+                      "genotype, per cell type (genotype groups of fewer than 3 donors hidden).",
+                      alt="Box plots of gene expression by genotype in each cell type.")
+    if fig:
+        section.blocks.append(fig)
+    n_sig = to_int(summary.get("n_significant"))
+    if n_sig is not None:
+        if sig:
+            best = sig[0]
+            section.findings.append(f"Cell-type eQTL: {n_sig} significant of {fmt_int(summary.get('n_tests'))} "
+                                    f"tests; strongest {_text(best.get('variant_id'))} -> {_text(best.get('gene'))} "
+                                    f"in {_text(best.get('cell_type'))} (p = {fmt_p(best.get('p_value'))}).")
+        else:
+            section.findings.append(f"Cell-type eQTL: none significant of {fmt_int(summary.get('n_tests'))} tests.")
+    return section
