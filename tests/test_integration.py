@@ -447,3 +447,28 @@ def test_bad_inputs_give_one_line_errors(cohort, tmp_path):
         integ.disease_scores(ad, gene_scores=pd.DataFrame({"gene": ["G1"], "z": [3.0]}), cell_type_key="celltype")
     with pytest.raises(CohortflowError, match="no gene with a gene score"):
         integ.disease_scores(ad, gene_scores=pd.DataFrame({"gene": ["nope"], "z": [3.0]}))
+
+
+def test_ranking_plot_with_umap_panel(tmp_path):
+    """The association bars alone, and with the UMAP-by-score panel: valid PNGs, the second wider,
+    each byte-identical when drawn twice."""
+    import struct
+
+    import pandas as pd
+
+    from cohortflow.singlecell.integration_plots import plot_celltype_ranking
+
+    ranking = pd.DataFrame({"rank": [1, 2], "cell_type": ["B", "T"], "n_cells": [50, 70],
+                            "mean_norm_score": [1.0, -0.5], "assoc_stat": [2.5, 0.3], "mc_p": [0.01, 0.6],
+                            "mc_z": [2.4, -0.2]})
+    rng = np.random.default_rng(0)
+    umap, score = rng.normal(size=(120, 2)), rng.normal(size=120)
+    widths = []
+    for name, kwargs in (("bars", {}), ("umap", {"umap": umap, "norm_score": score})):
+        first, second = tmp_path / f"{name}1.png", tmp_path / f"{name}2.png"
+        plot_celltype_ranking(ranking, first, title="t", **kwargs)
+        plot_celltype_ranking(ranking, second, title="t", **kwargs)
+        data = first.read_bytes()
+        assert data.startswith(b"\x89PNG") and data == second.read_bytes()
+        widths.append(struct.unpack(">I", data[16:20])[0])
+    assert widths[1] > 1.5 * widths[0]

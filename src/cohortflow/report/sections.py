@@ -1786,9 +1786,10 @@ def integration_section(ctx: Context) -> Section | None:
         fig = make_figure(
             idir / f"{trait}.png",
             fig_id=f"fig-integration-{slug(trait)}",
-            caption=f"Association of each cell type with {trait}'s disease genes (scDRS-style per-cell "
-            "scores against matched control gene sets).",
-            alt=f"Chart of cell-type association with {trait}.",
+            caption=f"Association of each cell type with {trait}'s disease genes (scDRS per-cell "
+            "scores against matched control gene sets) and, beside it, the cells' UMAP coloured by the "
+            "normalised disease score.",
+            alt=f"Chart of cell-type association with {trait} and UMAP of cells by disease score.",
         )
         if fig:
             sub.blocks.append(fig)

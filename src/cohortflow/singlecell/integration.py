@@ -489,7 +489,8 @@ def integrate(*, sumstats: str | Path, bfile: str | Path, genes_gtf: str | Path,
     Outputs: ``out_gene_scores`` (TSV, :data:`GENE_SCORE_COLUMNS`), ``out_cell_scores`` (TSV.gz,
     :data:`CELL_SCORE_COLUMNS`), ``out_ranking`` (TSV, :data:`RANKING_COLUMNS`),
     ``out_spatial_scores`` (TSV.gz, :data:`SPATIAL_SCORE_COLUMNS`; when ``spatial_h5ad``),
-    ``out_summary`` (JSON, returned too), ``out_png`` (cell-type association bars),
+    ``out_summary`` (JSON, returned too), ``out_png`` (cell-type association bars and, when the
+    .h5ad has ``obsm['X_umap']``, the UMAP coloured by disease score),
     ``out_spatial_png`` (map of spot scores; when ``spatial_h5ad``).
     """
     from cohortflow.singlecell.integration_plots import plot_celltype_ranking
@@ -503,7 +504,9 @@ def integrate(*, sumstats: str | Path, bfile: str | Path, genes_gtf: str | Path,
                                     cell_type_key=cell_type_key)
     write_table_atomic(out_cell_scores, cells)
     write_table_atomic(out_ranking, ranking)
-    plot_celltype_ranking(ranking, out_png, title=f"{trait}: cell-type association (scDRS-style)")
+    umap = np.asarray(adata.obsm["X_umap"])[:, :2] if "X_umap" in adata.obsm else None
+    plot_celltype_ranking(ranking, out_png, title=f"{trait}: cell-type association (scDRS-style)", umap=umap,
+                          norm_score=cells["norm_score"].to_numpy())
 
     used = cells.attrs["disease_genes"]
     gt = genes_table.drop_duplicates("gene").set_index("gene")

@@ -26,13 +26,17 @@ def _save(plt, fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_celltype_ranking(ranking: pd.DataFrame, path: str | Path, *, title: str = "") -> None:
+def plot_celltype_ranking(ranking: pd.DataFrame, path: str | Path, *, title: str = "",
+                          umap: np.ndarray | None = None, norm_score: np.ndarray | None = None) -> None:
     """Horizontal bars of each cell type's association statistic (95 % quantile of normalised
     scores), rank 1 at the top; bars with Monte-Carlo p < 0.05 are filled dark, and each is
-    labelled with its MC p."""
+    labelled with its MC p. With ``umap`` (cells x 2) and ``norm_score`` (per cell), a second
+    panel shows the UMAP coloured by the normalised disease score (diverging, centred at 0,
+    clipped at +-3; highest scores drawn last so they are not hidden)."""
     n = len(ranking)
-    plt, fig = _figure(6.5, max(2.5, 0.45 * n + 1.2))
-    ax = fig.add_subplot(1, 1, 1)
+    with_umap = umap is not None and norm_score is not None and len(umap) == len(norm_score) > 0
+    plt, fig = _figure(12.0 if with_umap else 6.5, max(2.5 if not with_umap else 4.5, 0.45 * n + 1.2))
+    ax = fig.add_subplot(1, 2 if with_umap else 1, 1)
     y = np.arange(n)[::-1]
     sig = ranking["mc_p"].to_numpy() < 0.05
     ax.barh(y, ranking["assoc_stat"].to_numpy(), color=np.where(sig, "#b2182b", "#bbbbbb"))
@@ -45,6 +49,18 @@ def plot_celltype_ranking(ranking: pd.DataFrame, path: str | Path, *, title: str
     ax.set_title(title, fontsize=10)
     lo, hi = ax.get_xlim()
     ax.set_xlim(lo, hi + 0.25 * (hi - lo))
+    if with_umap:
+        um = fig.add_subplot(1, 2, 2)
+        score = np.clip(np.nan_to_num(np.asarray(norm_score, dtype=float)), -3.0, 3.0)
+        order = np.argsort(score, kind="stable")
+        points = um.scatter(umap[order, 0], umap[order, 1], c=score[order], cmap="RdBu_r", vmin=-3, vmax=3,
+                            s=max(0.5, min(6.0, 3000.0 / len(score))), linewidths=0, rasterized=True)
+        fig.colorbar(points, ax=um, shrink=0.8, label="normalised disease score")
+        um.set_xticks([])
+        um.set_yticks([])
+        um.set_xlabel("UMAP1")
+        um.set_ylabel("UMAP2")
+        um.set_title("cells by disease score", fontsize=10)
     fig.tight_layout()
     _save(plt, fig, path)
 
