@@ -10,6 +10,8 @@ run_step(
     out_h5ad=snakemake.output.h5ad,
     out_summary=snakemake.output.summary,
     out_png=snakemake.output.png,
+    out_nhood_png=snakemake.output.nhood,
+    label_reference=snakemake.input.reference or None,
     graph=sp["graph"],
     n_neighbors=sp["n_neighbors"],
     n_perms=sp["n_perms"],

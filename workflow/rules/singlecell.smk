@@ -32,10 +32,17 @@ rule singlecell:
 rule spatial:
     input:
         h5ad=lambda w: COHORTS[w.cohort].get("spatial"),
+        # spots without cell types take the annotated single-cell data's labels (label transfer)
+        reference=lambda w: (
+            res(w.cohort, "singlecell/sc.h5ad")
+            if config["spatial"]["label_transfer"] and COHORTS[w.cohort].has_singlecell
+            else []
+        ),
     output:
         h5ad=res("{cohort}", "spatial/spatial.h5ad"),
         summary=res("{cohort}", "spatial/summary.json"),
         png=res("{cohort}", "spatial/spatial.png"),
+        nhood=res("{cohort}", "spatial/nhood.png"),
     params:
         spatial=config["spatial"],
     log:

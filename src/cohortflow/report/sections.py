@@ -1568,6 +1568,18 @@ def spatial_section(ctx: Context) -> Section | None:
                          caption="Features with the strongest spatial autocorrelation (Moran's I).")
     if top is not None:
         section.blocks.append(top)
+    nhood = summary.get("nhood_enrichment") if isinstance(summary.get("nhood_enrichment"), Mapping) else {}
+    pairs = [{"cell_type": p.get("a"), "neighbour_type": p.get("b"), "zscore": p.get("zscore")}
+             for p in nhood.get("top_pairs") or [] if isinstance(p, Mapping)]
+    if pairs:
+        key = _text(nhood.get("cell_type_key"))
+        source = (" (labels transferred from the single-cell data)" if key == "transferred_label" else "")
+        table = _records_table(ctx, pairs[:10], table_id="tbl-spatial-nhood", first="cell_type",
+                               caption=f"Cell-type pairs most enriched among spatial neighbours{source}: "
+                                       f"z-score of the neighbour count against {fmt_int(nhood.get('n_perms'))} "
+                                       "label permutations (squidpy's nhood_enrichment).")
+        if table is not None:
+            section.blocks.append(table)
     figs = []
     for png in pngs:
         name = png.stem.replace("_", " ").replace(".", " ")

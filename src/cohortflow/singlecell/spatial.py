@@ -289,7 +289,7 @@ def run_spatial(
       feature, I, pval_norm, pval_sim), ``obs_columns`` (their rows), ``nhood_enrichment``
       {``cell_type_key``, ``categories``, ``n_perms``, ``seed``, ``count``, ``zscore`` (k x k
       lists), ``top_pairs`` (the 10 largest |z| pairs a <= b)} or {``skipped``: reason}.
-    - ``out_nhood_png`` (optional, written when enrichment ran): heatmap of the enrichment
+    - ``out_nhood_png`` (optional): heatmap of the enrichment (a note figure when it did not run)
       z-scores between cell types, observed counts in the cells.
     - ``out_png``: maps of total counts, the three genes with the highest I, each obs column,
       and the cell types on the slide (when present).
@@ -398,8 +398,11 @@ def run_spatial(
                    for c in obs_columns]
         categorical = {cell_type_key: adata.obs[cell_type_key]} if nhood is not None else None
         plots.spatial_maps_png(coords, panels, out_png, categorical=categorical)
-        if nhood is not None and out_nhood_png is not None:
-            nhood_heatmap_png(nhood, out_nhood_png, title=f"Neighbourhood enrichment ({cell_type_key})")
+        if out_nhood_png is not None:
+            if nhood is not None:
+                nhood_heatmap_png(nhood, out_nhood_png, title=f"Neighbourhood enrichment ({cell_type_key})")
+            else:  # the workflow declares the file: say why there is no heatmap
+                plots.note_png(f"No neighbourhood enrichment: {nhood_note or 'no cell types'}.", out_nhood_png)
 
         with atomic_path(out_h5ad) as tmp:
             adata.write_h5ad(tmp)
