@@ -342,3 +342,51 @@ def test_outputs_do_not_depend_on_thread_count(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "t1.tsv").read_bytes() == (tmp_path / "t2.tsv").read_bytes()
     assert (tmp_path / "t1.tsv.stats").read_bytes() == (tmp_path / "t2.tsv.stats").read_bytes()
+
+
+def test_spatial_slide_score_concentrates_in_the_planted_region(tmp_path):
+    """A 30 x 30 grid whose disc region expresses the gene set's genes 3x higher: the score's
+    Moran's I (equal to spatial_autocorrelation's on the same graph) is positive with p < 0.01,
+    the disc is the top region, and without a region column the top k-means cluster scores like
+    the disc."""
+    from cohortflow.singlecell.spatial import spatial_autocorrelation, spatial_graph
+
+    rng = np.random.default_rng(5)
+    side, n_genes = 30, 600
+    xy = np.array([(i, j) for i in range(side) for j in range(side)], dtype=float)
+    disc = np.hypot(xy[:, 0] - 10, xy[:, 1] - 18) < 6
+    base = rng.gamma(0.8, 0.6, size=n_genes)
+    mu = np.outer(rng.lognormal(0, 0.2, len(xy)), base)
+    mu[np.ix_(disc, np.arange(40))] *= 3.0
+    counts = rng.negative_binomial(3, 3 / (3 + mu)).astype(np.float32)
+    names = [f"spot{i:04d}" for i in range(len(xy))]
+    obs = pd.DataFrame({"region": np.where(disc, "disc", "rest")}, index=names)
+    adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=[f"G{j:04d}" for j in range(n_genes)]))
+    adata.obsm["spatial"] = xy
+    adata.write_h5ad(tmp_path / "slide.h5ad")
+    del adata.obs["region"]
+    adata.write_h5ad(tmp_path / "slide_noregion.h5ad")
+    (tmp_path / "t.gs").write_text("TRAIT\tGENESET\nplanted\t" + ",".join(f"G{j:04d}:1" for j in range(40)) + "\n")
+
+    for name in ("slide", "slide_noregion"):
+        res = _cli("--h5ad", tmp_path / f"{name}.h5ad", "--gene-set", tmp_path / "t.gs", "--n-ctrl", 50,
+                   "--n-perms", 99, "--no-h5ad", "--out", tmp_path / name)
+        assert res.returncode == 0, res.stderr
+        info = __import__("json").loads((tmp_path / f"{name}.planted.spatial.json").read_text())
+        scores = pd.read_csv(tmp_path / f"{name}.planted.score.tsv.gz", sep="\t", index_col=0)
+        graph, _ = spatial_graph(xy, graph="knn", n_neighbors=6)
+        moran, _ = spatial_autocorrelation(scores[["norm_score"]].to_numpy(float), graph, ["s"], n_perms=0)
+        assert info["morans_i"] == pytest.approx(moran.loc["s", "I"], abs=1e-6)
+        assert info["morans_i"] > 0.2 and info["morans_p_analytic"] < 0.01 and info["morans_p_permutation"] <= 0.01
+        regions = pd.read_csv(tmp_path / f"{name}.planted.scdrs_group.{info['region_key']}.tsv", sep="\t",
+                              index_col=0, dtype={0: str})
+        assert regions.loc[info["top_region"], "assoc_mcp"] < 0.05
+        if name == "slide":
+            assert info["region_key"] == "region" and info["top_region"] == "disc"
+        else:
+            means = info["mean_norm_score_by_region"]
+            assert info["region_key"] == "spatial_cluster" and len(means) == 6
+            # the top cluster is the one scoring like the disc
+            disc_mean = scores["norm_score"].to_numpy()[disc].mean()
+            assert means[info["top_region"]] == max(means.values())
+            assert abs(means[info["top_region"]] - disc_mean) < 0.5 * disc_mean

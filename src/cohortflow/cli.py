@@ -264,7 +264,7 @@ def _cmd_disease_score(a):
 
     disease_score_files(h5ad=a.h5ad, gene_scores=a.gene_scores, gene_set=a.gene_set, trait=a.trait,
                         n_genes=a.n_genes, n_ctrl=a.n_ctrl, covariates=a.covariates, seed=a.seed,
-                        group_key=a.group_key, write_h5ad=not a.no_h5ad, out=a.out)
+                        group_key=a.group_key, write_h5ad=not a.no_h5ad, n_perms=a.n_perms, out=a.out)
 
 
 def _cmd_cell_eqtl(a):
@@ -612,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-key", default="cell_type", help="obs column for the group analysis")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-h5ad", action="store_true", help="do not write OUT.h5ad")
+    p.add_argument("--n-perms", type=int, default=999,
+                   help="permutations for the spatial autocorrelation of the score (slides with obsm['spatial'])")
     p.add_argument("--out", required=True,
                    help="prefix: OUT.<trait>.score.tsv.gz, OUT.<trait>.scdrs_group.<key>.tsv, OUT.gene_stats.tsv, OUT.h5ad")
 

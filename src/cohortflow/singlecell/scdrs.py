@@ -584,10 +584,65 @@ def _safe_name(trait: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", trait)
 
 
+def spatial_score_analysis(adata, X, scores: pd.DataFrame, ctrl_norm: np.ndarray, *, n_perms: int = 999,
+                           seed: int = 0, region_key: str | None = None, n_clusters: int = 6) -> tuple[dict, pd.DataFrame | None]:
+    """Where on a slide a disease score concentrates.
+
+    Graph: ``obsp['spatial_connectivities']`` when present (e.g. from ``cohortflow spatial``),
+    else squidpy's 6-nearest-neighbour graph of ``obsm['spatial']``; weights row-standardised
+    (squidpy's convention). Moran's I and Geary's C of ``norm_score`` with analytic (normality)
+    and permutation p-values, one-sided for positive autocorrelation. Regions: ``region_key``, else
+    the first of ``integration.REGION_KEYS`` in obs, else k-means clusters of expression; each is
+    tested like a cell type (scDRS group analysis: association against the control scores,
+    heterogeneity as Geary's C on the spatial graph). Returns (JSON-ready info, region table or
+    None when there is a single region).
+    """
+    from cohortflow.singlecell.integration import REGION_KEYS, _kmeans_clusters
+    from cohortflow.singlecell.spatial import spatial_autocorrelation, spatial_graph
+
+    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    if "spatial_connectivities" in adata.obsp:
+        graph = sp.csr_matrix(adata.obsp["spatial_connectivities"], dtype=np.float64)
+        source = "obsp['spatial_connectivities']"
+    else:
+        graph, _ = spatial_graph(xy, graph="knn", n_neighbors=6)
+        source = "6-nearest-neighbour graph of obsm['spatial'] (squidpy's)"
+    values = scores["norm_score"].to_numpy(dtype=np.float64)[:, None]
+    moran, geary = spatial_autocorrelation(values, graph, ["norm_score"], n_perms=n_perms, seed=seed)
+    m, g = moran.iloc[0], geary.iloc[0]
+    key = region_key if region_key is not None else next((k for k in REGION_KEYS if k in adata.obs), None)
+    if key is not None:
+        labels = adata.obs[key].astype(str).to_numpy()
+        region_source = f"obs['{key}']"
+    else:
+        k = min(n_clusters, adata.n_obs)
+        labels = np.asarray(_kmeans_clusters(sp.csr_matrix(X), n_clusters=k, seed=seed)).astype(str)
+        key, region_source = "spatial_cluster", f"k-means (k={k}) of log expression (no region annotation in obs)"
+    info = {"n_spots": int(adata.n_obs), "graph": source, "weights": "row-standardised (squidpy)",
+            "morans_i": float(m["I"]), "morans_expected": float(m["expected"]), "morans_z": float(m["z_norm"]),
+            "morans_p_analytic": float(m["pval_norm"]),
+            "morans_p_permutation": float(m["pval_sim"]) if n_perms > 0 else None,
+            "gearys_c": float(g["C"]), "gearys_p_analytic": float(g["pval_norm"]),
+            "gearys_p_permutation": float(g["pval_sim"]) if n_perms > 0 else None, "n_perms": int(n_perms),
+            "region_key": key, "region_source": region_source}
+    if len(np.unique(labels)) < 2:
+        return info, None
+    regions = group_analysis(scores, ctrl_norm, labels, graph)
+    means = pd.Series(values[:, 0]).groupby(labels).mean()
+    # the most significant region; among equally significant ones (Monte-Carlo p floors at
+    # 1 / (n_ctrl + 1)) the one with the highest mean score
+    order = pd.DataFrame({"p": regions["assoc_mcp"].astype(float), "mean": means.reindex(regions.index)})
+    order = order.sort_values(["p", "mean"], ascending=[True, False], kind="stable")
+    info["top_region"] = str(order.index[0])
+    info["top_region_assoc_mcp"] = float(order["p"].iloc[0])
+    info["mean_norm_score_by_region"] = {str(r): round(float(v), 6) for r, v in means.sort_index().items()}
+    return info, regions
+
+
 def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str | Path | None = None,
                         gene_set: str | Path | None = None, trait: str | None = None, n_genes: int = 1000,
                         n_ctrl: int = 1000, covariates: str | Path | None = None, seed: int = 0,
-                        group_key: str | None = "cell_type", write_h5ad: bool = True) -> dict:
+                        group_key: str | None = "cell_type", write_h5ad: bool = True, n_perms: int = 999) -> dict:
     """``cohortflow disease-score``: scDRS scores from files.
 
     Exactly one of ``gene_scores`` (our gene-score TSV, columns gene and z: turned into a gene set
@@ -599,11 +654,17 @@ def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str |
       (scDRS's ``.score.gz`` columns and float32 values);
     - ``{out}.T.scdrs_group.{group_key}.tsv``: the group table (when ``group_key`` is in obs);
 
+    - on a spatial slide (``obsm['spatial']``), ``{out}.T.spatial.json``: Moran's I and Geary's C
+      of the normalised score on the slide's graph with analytic and ``n_perms`` permutation
+      p-values, and the region where the score concentrates (:func:`spatial_score_analysis`),
+      with the region table ``{out}.T.scdrs_group.{region_key}.tsv`` (scDRS group analysis of the
+      regions, heterogeneity on the spatial graph);
+
     and ``{out}.gene_stats.tsv`` (scDRS's gene statistics) and ``{out}.h5ad`` (the input cells
     with the scores in obs as ``T.norm_score`` etc.; not with ``write_h5ad=False``). Returns
     {trait: {"n_genes": ..., "score": path, "group": path or None}}.
     """
-    from cohortflow.io.atomic import atomic_path, write_table_atomic
+    from cohortflow.io.atomic import atomic_path, write_json_atomic, write_table_atomic
     from cohortflow.io.h5ad import read_h5ad
     from cohortflow.singlecell.integration import read_gene_scores
 
@@ -629,12 +690,15 @@ def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str |
     results = {}
     obs_cols = {}
     tables = []
+    jsons = []
     for name, weights in sets.items():
         n_in = int(weights.index.isin(data.var_names).sum())
         if n_in < MIN_GENE_SET_SIZE:
             results[name] = {"n_genes": n_in, "skipped": f"fewer than {MIN_GENE_SET_SIZE} genes in the data"}
             continue
-        scores, ctrl = score_cells(data, weights, n_ctrl=n_ctrl, seed=seed, return_ctrl_norm_score=group_key is not None)
+        on_slide = "spatial" in adata.obsm
+        scores, ctrl = score_cells(data, weights, n_ctrl=n_ctrl, seed=seed,
+                                   return_ctrl_norm_score=group_key is not None or on_slide)
         prefix = f"{out}.{_safe_name(name)}"
         tables.append((f"{prefix}.score.tsv.gz", scores.reset_index()))
         entry = {"n_genes": scores.attrs["n_genes"], "score": f"{prefix}.score.tsv.gz", "group": None}
@@ -645,6 +709,14 @@ def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str |
             path = f"{prefix}.scdrs_group.{_safe_name(group_key)}.tsv"
             tables.append((path, grp.reset_index()))
             entry["group"] = path
+        if on_slide:
+            info, regions = spatial_score_analysis(adata, X, scores, ctrl, n_perms=n_perms, seed=seed)
+            if regions is not None:
+                path = f"{prefix}.scdrs_group.{_safe_name(info['region_key'])}.tsv"
+                tables.append((path, regions.reset_index()))
+                info["region_table"] = Path(path).name
+            jsons.append((f"{prefix}.spatial.json", info))
+            entry["spatial"] = f"{prefix}.spatial.json"
         for col in SCORE_COLUMNS:
             obs_cols[f"{name}.{col}"] = scores[col].to_numpy()
         results[name] = entry
@@ -656,6 +728,8 @@ def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str |
     tables.append((f"{out}.gene_stats.tsv", gstats.reset_index()))
     for path, df in tables:
         write_table_atomic(path, df, float_format=None)
+    for path, obj in jsons:
+        write_json_atomic(path, obj)
     if write_h5ad:
         for col, v in obs_cols.items():     # the input object itself (no copy of X): it is not used again
             adata.obs[col] = v

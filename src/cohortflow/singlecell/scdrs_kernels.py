@@ -328,6 +328,8 @@ def gearys_c_sub(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, v
     den = 0.0
     for i in range(n):
         den += (vals[i] - mean) ** 2
+    if w_total == 0.0 or den == 0.0:  # no edges inside the group, or constant values: undefined
+        return np.nan
     return (n - 1) * num / (2.0 * w_total * den)
 
 
