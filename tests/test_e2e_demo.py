@@ -36,7 +36,7 @@ REDUCED_DEMO = {
     "missing_rate": 0.002,
     "reads": {"region": "1:1000001-1100000", "coverage": 12},
     "n_cells": 3000,
-    "n_donors": 12,
+    "n_donors": 40,  # the planted cell-type eQTL needs ~40 donors for FDR < 0.05
     "n_spots": 900,
 }
 
