@@ -48,7 +48,9 @@ def plot_celltype_ranking(ranking: pd.DataFrame, path: str | Path, *, title: str
     ax.set_xlabel("association statistic (95% quantile of normalised disease score)")
     ax.set_title(title, fontsize=10)
     lo, hi = ax.get_xlim()
-    ax.set_xlim(lo, hi + 0.25 * (hi - lo))
+    # room for the p labels on both sides (a negative bar's label sits left of its end)
+    left_room = 0.25 * (hi - lo) if (ranking["assoc_stat"].to_numpy() < 0).any() else 0.0
+    ax.set_xlim(lo - left_room, hi + 0.25 * (hi - lo))
     if with_umap:
         um = fig.add_subplot(1, 2, 2)
         score = np.clip(np.nan_to_num(np.asarray(norm_score, dtype=float)), -3.0, 3.0)
