@@ -84,7 +84,8 @@ def generate(n_cells: int, n_genes: int, *, seed: int = 0, density: float = 0.07
     return folder
 
 
-OURS = """
+# Both scripts start alike: the clock, and the peak-RSS reader
+PRELUDE = """
 import json, sys, time
 t0 = time.perf_counter()
 def peak_rss_gib():
@@ -92,7 +93,9 @@ def peak_rss_gib():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 2**20
-import anndata as ad
+"""
+
+OURS = PRELUDE + """import anndata as ad
 from cohortflow.singlecell import scdrs as S
 folder, n_cells, n_ctrl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 adata = ad.read_h5ad(f"{folder}/cells.h5ad")
@@ -111,15 +114,7 @@ print(json.dumps({"load": t1 - t0, "preprocess": t2 - t1, "score": t3 - t2,
                   "peak_rss_gib": peak_rss_gib()}))
 """
 
-PEER = """
-import json, sys, time
-t0 = time.perf_counter()
-def peak_rss_gib():
-    # VmHWM starts afresh at exec (ru_maxrss would carry the parent's peak over the fork)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-import anndata as ad, pandas as pd, scipy.sparse as sp, scdrs
+PEER = PRELUDE + """import anndata as ad, pandas as pd, scipy.sparse as sp, scdrs
 folder, n_cells, n_ctrl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 adata = ad.read_h5ad(f"{folder}/cells.h5ad")
 if n_cells < adata.n_obs:

@@ -102,6 +102,18 @@ def corrected_gene_moments(indptr: np.ndarray, indices: np.ndarray, data: np.nda
 CELL_BLOCK = 128   # cells whose raw scores are computed together (fixed: sums do not depend on threads)
 
 
+
+@numba.njit(cache=True)
+def _chunk_max_nnz(indptr: np.ndarray, chunk: int, n_chunk: int, n_block: int, n_cell: int) -> int:
+    """Most stored entries in one CELL_BLOCK of cells among the blocks of thread chunk ``chunk``
+    (the size of the chunk's per-block entry buffers)."""
+    max_nnz = 0
+    for blk in range(chunk * n_block // n_chunk, (chunk + 1) * n_block // n_chunk):
+        c0 = blk * CELL_BLOCK
+        c1 = min(n_cell, c0 + CELL_BLOCK)
+        max_nnz = max(max_nnz, indptr[c1] - indptr[c0])
+    return max_nnz
+
 @numba.njit(cache=True)
 def _raw_scores_block(c0: int, c1: int, indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_proj, const,
                       gene_count, gene_ptr, ent_cell, ent_x, acc) -> None:
@@ -176,11 +188,7 @@ def score_pass_cellwise(indptr, indices, data, w_indptr, w_sets, w_vals, cov, co
     for c in numba.prange(n_chunk):
         gene_count = np.zeros(n_gene + 1, dtype=np.int64)
         gene_ptr = np.zeros(n_gene, dtype=np.int64)
-        max_nnz = 0
-        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
-            c0 = blk * CELL_BLOCK
-            c1 = min(n_cell, c0 + CELL_BLOCK)
-            max_nnz = max(max_nnz, indptr[c1] - indptr[c0])
+        max_nnz = _chunk_max_nnz(indptr, c, n_chunk, n_block, n_cell)
         ent_cell = np.empty(max_nnz, dtype=np.int64)
         ent_x = np.empty(max_nnz)
         acc = np.empty((n_sets, CELL_BLOCK))
@@ -250,11 +258,7 @@ def score_pass_final(indptr, indices, data, w_indptr, w_sets, w_vals, cov, cov_p
     for c in numba.prange(n_chunk):
         gene_count = np.zeros(n_gene + 1, dtype=np.int64)
         gene_ptr = np.zeros(n_gene, dtype=np.int64)
-        max_nnz = 0
-        for blk in range(c * n_block // n_chunk, (c + 1) * n_block // n_chunk):
-            c0 = blk * CELL_BLOCK
-            c1 = min(n_cell, c0 + CELL_BLOCK)
-            max_nnz = max(max_nnz, indptr[c1] - indptr[c0])
+        max_nnz = _chunk_max_nnz(indptr, c, n_chunk, n_block, n_cell)
         ent_cell = np.empty(max_nnz, dtype=np.int64)
         ent_x = np.empty(max_nnz)
         acc = np.empty((n_sets, CELL_BLOCK))
