@@ -207,8 +207,8 @@ def test_cli_stages_on_demo_results(demo_run, tmp_path):
     assert (tmp_path / "cli.quant_trait.tsv.gz").read_bytes() == (results / "gwas" / "quant_trait.tsv.gz").read_bytes()
     run("disease-score", "--h5ad", str(results / "singlecell" / "sc.h5ad"),
         "--gene-scores", str(results / "integration" / "quant_trait.gene_scores.tsv"), "--n-genes", "30",
-        "--n-ctrl", "200", "--no-h5ad", "--out", str(tmp_path / "ds"))
-    # scDRS outputs (disease-score's gene set is munge-gs's: the same genes, weights to 5 digits)
+        "--fwer", "0.05", "--n-min", "5", "--n-ctrl", "200", "--no-h5ad", "--out", str(tmp_path / "ds"))
+    # scDRS outputs (the workflow's gene-set rule, config integration: munge-gs's; the same genes and weights)
     ours = pd.read_csv(tmp_path / "ds.quant_trait.score.tsv.gz", sep="\t", index_col="index")
     theirs = pd.read_csv(results / "integration" / "quant_trait.cell_scores.tsv.gz", sep="\t", index_col="cell")
     assert np.corrcoef(ours["norm_score"], theirs.loc[ours.index, "norm_score"])[0, 1] > 0.99

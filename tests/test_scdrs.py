@@ -19,7 +19,7 @@ import pytest
 import scipy.sparse as sp
 from conftest import require_scpeer, require_shared
 
-from cohortflow.errors import InputFormatError
+from cohortflow.errors import CohortflowError, InputFormatError
 from cohortflow.singlecell import scdrs as S
 
 TOY = ("scdrs_gwas_gene_sets",)
@@ -390,3 +390,40 @@ def test_spatial_slide_score_concentrates_in_the_planted_region(tmp_path):
             disc_mean = scores["norm_score"].to_numpy()[disc].mean()
             assert means[info["top_region"]] == max(means.values())
             assert abs(means[info["top_region"]] - disc_mean) < 0.5 * disc_mean
+
+
+@pytest.mark.parametrize("rule", [["--fdr", "0.05"], ["--fwer", "0.05"], ["--fwer", "1e-12"], []])
+def test_gene_set_size_rules_equal_live_munge_gs(tmp_path, rule):
+    """--fdr / --fwer with --n-min / --n-max: the same genes and weights as scdrs munge-gs 1.0.2
+    (the last case, where Bonferroni passes fewer than --n-min genes, takes the top n_min)."""
+    import subprocess
+    from pathlib import Path
+
+    python = require_scpeer("scdrs")
+    rng = np.random.default_rng(11)
+    n = 3000
+    z = rng.normal(size=n)
+    z[:150] += rng.uniform(2, 9, size=150)                      # 150 associated genes
+    genes = [f"GENE{i:05d}" for i in range(n)]
+    pd.DataFrame({"GENE": genes, "trait": z}).to_csv(tmp_path / "z.tsv", sep="\t", index=False)
+    subprocess.run([str(Path(python).parent / "scdrs"), "munge-gs", "--zscore-file", str(tmp_path / "z.tsv"),
+                    "--out-file", str(tmp_path / "out.gs"), "--weight", "zscore", *rule,
+                    "--n-min", "40", "--n-max", "120"], check=True, capture_output=True)
+    peer = S.load_gs(tmp_path / "out.gs")["trait"]
+    kwargs = {"fdr": 0.05} if rule[:1] == ["--fdr"] else {"fwer": float(rule[1])} if rule else {}
+    ours = S.gene_set_from_gene_scores(pd.DataFrame({"gene": genes, "z": z}), n_genes=120, n_min=40, **kwargs)
+    assert len(ours) == len(peer) and set(ours.index) == set(peer.index)
+    np.testing.assert_allclose(ours.loc[peer.index].to_numpy(), peer.to_numpy(), rtol=1e-9)
+    if rule[:1] == ["--fwer"] and rule[1] == "1e-12":
+        assert len(ours) == 40
+
+
+def test_gene_set_size_rule_counts():
+    p = np.array([1e-9, 1e-6, 0.001, 0.004, 0.03, 0.2, 0.5, 0.9])
+    assert S.n_gene_set_genes(p, n_max=100, fwer=0.05, n_min=1) == 4       # p x 8 <= 0.05
+    assert S.n_gene_set_genes(p, n_max=100, fdr=0.05, n_min=1) == 5        # BH: p_(5) = 0.03 <= 5/8 x 0.05
+    assert S.n_gene_set_genes(p, n_max=2, fdr=0.05, n_min=1) == 2
+    assert S.n_gene_set_genes(p, n_max=100, fwer=0.05, n_min=6) == 6
+    assert S.n_gene_set_genes(p, n_max=5, n_min=100) == 5
+    with pytest.raises(CohortflowError, match="at most one"):
+        S.n_gene_set_genes(p, fdr=0.1, fwer=0.1)

@@ -263,8 +263,8 @@ def _cmd_disease_score(a):
     from cohortflow.singlecell.scdrs import disease_score_files
 
     disease_score_files(h5ad=a.h5ad, gene_scores=a.gene_scores, gene_set=a.gene_set, trait=a.trait,
-                        n_genes=a.n_genes, n_ctrl=a.n_ctrl, covariates=a.covariates, seed=a.seed,
-                        group_key=a.group_key, write_h5ad=not a.no_h5ad, n_perms=a.n_perms, out=a.out)
+                        n_genes=a.n_genes, fdr=a.fdr, fwer=a.fwer, n_min=a.n_min, n_ctrl=a.n_ctrl,
+                        covariates=a.covariates, seed=a.seed, group_key=a.group_key, write_h5ad=not a.no_h5ad, n_perms=a.n_perms, out=a.out)
 
 
 def _cmd_cell_eqtl(a):
@@ -606,7 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--gene-scores", help="gene-score TSV (gene, z): top --n-genes as scdrs munge-gs --weight zscore")
     src.add_argument("--gene-set", help="scDRS .gs file (every trait in it)")
     p.add_argument("--trait", help="trait name for --gene-scores (default: the file name)")
-    p.add_argument("--n-genes", type=int, default=1000)
+    p.add_argument("--n-genes", type=int, default=1000, help="most genes per set (scdrs munge-gs --n-max)")
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--fdr", type=float, help="--gene-scores: genes with BH FDR below this (munge-gs --fdr)")
+    rule.add_argument("--fwer", type=float, help="--gene-scores: genes with Bonferroni FWER below this (munge-gs --fwer)")
+    p.add_argument("--n-min", type=int, default=100, help="fewest genes with --fdr/--fwer (munge-gs --n-min)")
     p.add_argument("--n-ctrl", type=int, default=1000)
     p.add_argument("--covariates", help="scDRS .cov file: cell, covariates (tab-separated)")
     p.add_argument("--group-key", default="cell_type", help="obs column for the group analysis")

@@ -229,63 +229,28 @@ def default_n_genes(n_universe: int) -> int:
     return int(min(1000, max(10, round(0.1 * n_universe))))
 
 
-def select_disease_genes(gene_table: pd.DataFrame, var_names, *, n_genes: int | None = None) -> pd.Series:
-    """Top genes by gene z among those expressed in ``var_names``; returns GWAS weights.
+def select_disease_genes(gene_table: pd.DataFrame, var_names, *, n_genes: int | None = None,
+                         fdr: float | None = None, fwer: float | None = None, n_min: int = 10) -> pd.Series:
+    """The disease gene set among the genes expressed in ``var_names``; returns GWAS weights.
 
-    Returns a Series gene -> weight (z clipped to [0, 10]), ordered by decreasing z (ties by
-    name). ``n_genes=None`` uses :func:`default_n_genes` of the gene-score/expression overlap;
-    at most half of the overlap is used so that control genes remain. Genes in the top set with
-    z <= 0 get weight 0 and are not scored (only in tiny universes or null traits).
+    ``scdrs munge-gs``'s rule (:func:`cohortflow.singlecell.scdrs.gene_set_from_gene_scores`):
+    the top ``n_genes`` genes by gene z, or with ``fdr`` / ``fwer`` the genes passing
+    Benjamini-Hochberg / Bonferroni over all scored genes, bounded to [``n_min``, ``n_genes``];
+    weight = z clipped at 10. ``n_genes=None`` uses :func:`default_n_genes` of the
+    gene-score/expression overlap; at most half of the overlap is used so that control genes
+    remain. Genes with weight <= 0 are not scored (only in tiny universes or null traits).
+    Returns a Series gene -> weight ordered by decreasing z (ties by name).
     """
-    table = gene_table.loc[np.isfinite(gene_table["z"].to_numpy(dtype=float))]
-    table = table.drop_duplicates("gene", keep="first")
-    table = table.loc[table["gene"].isin(pd.Index(var_names))]
-    if table.empty:
+    from cohortflow.singlecell.scdrs import gene_set_from_gene_scores
+
+    table = gene_table.loc[np.isfinite(gene_table["z"].to_numpy(dtype=float))].drop_duplicates("gene", keep="first")
+    n_overlap = int(table["gene"].astype(str).isin(pd.Index(var_names).astype(str)).sum())
+    if n_overlap == 0:
         raise CohortflowError("no gene with a gene score is among the expression matrix's genes")
-    n_use = default_n_genes(len(table)) if n_genes is None else int(n_genes)
-    n_use = max(1, min(n_use, len(table) // 2 if len(table) >= 2 else 1))
-    top = table.sort_values(["z", "gene"], ascending=[False, True], kind="stable").head(n_use)
-    return pd.Series(np.clip(top["z"].to_numpy(dtype=float), 0.0, MAX_GWAS_WEIGHT), index=top["gene"].to_numpy(),
-                     name="gwas_weight")
-
-
-def scdrs_expression(adata) -> sp.csr_matrix:
-    """Expression on scDRS's scale: counts normalised to 1e4 per cell, then log1p (CSR float64).
-
-    Counts come from ``layers['counts']`` when present, else from X when X holds integers;
-    otherwise X is taken as already log-normalised.
-    """
-    counts = None
-    if "counts" in adata.layers:
-        counts = adata.layers["counts"]
-    else:
-        x = adata.X
-        data = x.data if sp.issparse(x) else np.asarray(x)
-        sample = np.asarray(data).ravel()[:100000]
-        if sample.size and np.all(sample >= 0) and np.all(np.equal(np.mod(sample, 1), 0)):
-            counts = x
-    if counts is None:
-        return sp.csr_matrix(adata.X, dtype=np.float64)
-    mat = sp.csr_matrix(counts, dtype=np.float64)
-    totals = np.asarray(mat.sum(axis=1)).ravel()
-    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
-    mat = sp.diags(scale) @ mat
-    mat = sp.csr_matrix(mat)
-    mat.data = np.log1p(mat.data)
-    return mat
-
-
-def gene_expression_stats(mat: sp.csr_matrix) -> pd.DataFrame:
-    """scDRS's gene statistics of log-scale expression (no covariates): mean, var, ct_mean, ct_var
-    (count scale, expm1), ct_var_tech (loess trend of log10 ct_var on log10 ct_mean) and var_tech
-    (= var * ct_var_tech / ct_var), as :func:`cohortflow.singlecell.scdrs.preprocess` computes them
-    (scDRS 1.0.2's values); rows in the matrix's gene order."""
-    from cohortflow.singlecell import scdrs
-
-    mat = sp.csr_matrix(mat)
-    data = scdrs.preprocess(mat, obs_names=np.arange(mat.shape[0]), var_names=np.arange(mat.shape[1]))
-    cols = ["mean", "var", "ct_mean", "ct_var", "ct_var_tech", "var_tech"]
-    return data.gene_stats[cols].astype(np.float64).reset_index(drop=True)
+    n_use = default_n_genes(n_overlap) if n_genes is None else int(n_genes)
+    n_use = max(1, min(n_use, n_overlap // 2 if n_overlap >= 2 else 1))
+    weights = gene_set_from_gene_scores(table, n_genes=n_use, fdr=fdr, fwer=fwer, n_min=n_min, universe=var_names)
+    return weights.clip(lower=0.0).rename("gwas_weight")
 
 
 def score_cells(mat: sp.csr_matrix, gene_names, gwas_weights: pd.Series, *, n_ctrl: int = 200,
@@ -341,11 +306,13 @@ def group_association(norm_score: np.ndarray, ctrl_norm_score: np.ndarray, group
 
 
 def disease_scores(adata, *, gene_scores: pd.DataFrame | str | Path, n_genes: int | None = None,
+                   fdr: float | None = None, fwer: float | None = None, n_min: int = 10,
                    n_ctrl: int = 200, seed: int = 0, cell_type_key: str = "cell_type") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-cell disease scores and the cell-type ranking (scDRS-style; see the module docstring).
 
     ``gene_scores``: a table (or TSV path) with columns gene and z (:func:`gene_scores`).
-    ``n_genes=None``: :func:`default_n_genes` of the overlap with ``adata.var_names``.
+    ``n_genes=None``: :func:`default_n_genes` of the overlap with ``adata.var_names``; ``fdr``,
+    ``fwer``, ``n_min``: the gene-set size rule of :func:`select_disease_genes`.
 
     Returns ``(cells, ranking)``: cells has columns cell (obs name), cell_type, raw_score,
     norm_score, mc_p in obs order; ranking as :func:`group_association`. ``cells.attrs`` holds
@@ -354,8 +321,10 @@ def disease_scores(adata, *, gene_scores: pd.DataFrame | str | Path, n_genes: in
     if cell_type_key not in adata.obs:
         raise CohortflowError(f"obs has no {cell_type_key!r} column (cell types)")
     table = read_gene_scores(gene_scores) if isinstance(gene_scores, (str, Path)) else gene_scores
-    weights = select_disease_genes(table, adata.var_names, n_genes=n_genes)
-    mat = scdrs_expression(adata)
+    weights = select_disease_genes(table, adata.var_names, n_genes=n_genes, fdr=fdr, fwer=fwer, n_min=n_min)
+    from cohortflow.singlecell import scdrs
+
+    mat = scdrs.log_normalize(adata)
     res = score_cells(mat, adata.var_names, weights, n_ctrl=n_ctrl, seed=seed)
     cell_types = adata.obs[cell_type_key].astype(str).to_numpy()
     cells = pd.DataFrame({"cell": adata.obs_names.astype(str), "cell_type": cell_types,
@@ -369,18 +338,6 @@ def disease_scores(adata, *, gene_scores: pd.DataFrame | str | Path, n_genes: in
 # ---------------------------------------------------------------------------------------------
 # spatial slide
 # ---------------------------------------------------------------------------------------------
-
-def _knn_graph(xy: np.ndarray, k: int = 6) -> sp.csr_matrix:
-    """Symmetric binary k-nearest-neighbour graph of spot coordinates."""
-    from scipy.spatial import cKDTree
-
-    k = min(k, xy.shape[0] - 1)
-    _, nbr = cKDTree(xy).query(xy, k=k + 1)
-    rows = np.repeat(np.arange(xy.shape[0]), k)
-    g = sp.csr_matrix((np.ones(rows.size), (rows, nbr[:, 1:].ravel())), shape=(xy.shape[0],) * 2)
-    g = ((g + g.T) > 0).astype(np.float64)
-    return sp.csr_matrix(g)
-
 
 def _kmeans_clusters(mat: sp.csr_matrix, *, n_clusters: int, seed: int, n_pcs: int = 20,
                      max_genes: int = 1000) -> np.ndarray:
@@ -404,58 +361,49 @@ def spatial_disease_scores(adata, *, disease_genes: pd.Series, n_ctrl: int = 200
                            n_perms: int = 999, region_key: str | None = None,
                            n_clusters: int = 6) -> tuple[pd.DataFrame, dict]:
     """Disease score of every spot (same gene set, weights and method as the cells), its spatial
-    autocorrelation and the highest-scoring region.
+    autocorrelation and the highest-scoring region: scDRS scores of the spots, then
+    :func:`cohortflow.singlecell.scdrs.spatial_score_analysis` (what ``cohortflow disease-score``
+    does on a slide).
 
     ``disease_genes``: Series gene -> GWAS weight (``cells.attrs['disease_genes']``). Spot
     coordinates from ``obsm['spatial']``; the spot graph from ``obsp['spatial_connectivities']``
-    (else a 6-nearest-neighbour graph, reported as such). Regions: ``region_key`` or the first of
-    :data:`REGION_KEYS` in obs; else k-means clusters of expression (``n_clusters``).
+    (else squidpy's 6-nearest-neighbour graph), row-standardised. Regions: ``region_key`` or the
+    first of :data:`REGION_KEYS` in obs; else k-means clusters of expression (``n_clusters``).
 
     Returns ``(spots, info)``: spots has columns spot, x, y, score (normalised score), raw_score,
-    mc_p, cluster (region/cluster label); info is a JSON-ready dict with keys n_spots,
-    n_genes_used, graph, morans_i, morans_expected, morans_var, morans_z, morans_p_analytic,
-    morans_p_permutation, n_perms, morans_weights, region_key, region_source, top_region, regions (records of
-    the group association table with column region instead of cell_type).
+    mc_p, cluster (region label); info is :func:`~cohortflow.singlecell.scdrs.spatial_score_analysis`'s
+    (Moran's I and Geary's C with analytic and permutation p, region_key, region_source,
+    top_region) plus n_genes_used and regions: records rank, region, n_spots, mean_norm_score,
+    mc_p (association), mc_z, hetero_mcp, most significant first.
     """
-    from cohortflow.singlecell.kernels import morans_i, morans_i_permutation
+    from cohortflow.singlecell import scdrs
 
     if "spatial" not in adata.obsm:
         raise CohortflowError("spatial AnnData has no obsm['spatial'] coordinates")
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
     weights = disease_genes.loc[disease_genes.index.isin(adata.var_names)]
+    weights = weights[weights > 0]
     if weights.empty:
         raise CohortflowError("none of the disease genes is measured on the spatial slide")
-    mat = scdrs_expression(adata)
-    res = score_cells(mat, adata.var_names, weights, n_ctrl=n_ctrl, seed=seed)
-    if "spatial_connectivities" in adata.obsp:
-        graph = sp.csr_matrix(adata.obsp["spatial_connectivities"], dtype=np.float64)
-        graph_source = "obsp['spatial_connectivities']"
-    else:
-        graph = _knn_graph(xy)
-        graph_source = "6-nearest-neighbour graph of obsm['spatial']"
-    score = res["norm_score"]
-    moran_i, expected, var, z, p_analytic = morans_i(score, graph)
-    p_perm = morans_i_permutation(score, graph, n_perms, seed)
-
-    key = region_key if region_key is not None else next((k for k in REGION_KEYS if k in adata.obs), None)
-    if key is not None:
-        if key not in adata.obs:
-            raise CohortflowError(f"spatial obs has no {key!r} column")
-        labels = adata.obs[key].astype(str).to_numpy()
-        source = f"obs['{key}']"
-    else:
-        labels = _kmeans_clusters(mat, n_clusters=min(n_clusters, adata.n_obs), seed=seed)
-        source = f"k-means (k={min(n_clusters, adata.n_obs)}) on 20 PCs of log expression (no region annotation)"
-    regions = group_association(score, res["ctrl_norm_score"], labels).rename(columns={"cell_type": "region"})
-    spots = pd.DataFrame({"spot": adata.obs_names.astype(str), "x": xy[:, 0], "y": xy[:, 1], "score": score,
-                          "raw_score": res["raw_score"], "mc_p": res["mc_p"], "cluster": labels})
-    info = {"n_spots": int(adata.n_obs), "n_genes_used": len(res["genes"]), "graph": graph_source,
-            "morans_i": float(moran_i), "morans_expected": float(expected), "morans_var": float(var),
-            "morans_z": float(z), "morans_p_analytic": float(p_analytic), "morans_p_permutation": float(p_perm),
-            "n_perms": int(n_perms),
-            "morans_weights": "row-standardised spot graph; one-sided test (positive autocorrelation)",
-            "region_key": key, "region_source": source,
-            "top_region": str(regions["region"].iloc[0]), "regions": _records(regions)}
+    X = scdrs.log_normalize(adata)
+    data = scdrs.preprocess(X, obs_names=adata.obs_names.astype(str), var_names=adata.var_names.astype(str))
+    scores, ctrl = scdrs.score_cells(data, weights, n_ctrl=n_ctrl, seed=seed, return_ctrl_norm_score=True)
+    regions = scdrs.spot_regions(adata, X, region_key=region_key, n_clusters=n_clusters, seed=seed)
+    info, table = scdrs.spatial_score_analysis(adata, X, scores, ctrl, n_perms=n_perms, seed=seed, regions=regions)
+    info = {"n_genes_used": int(scores.attrs["n_genes"]), **info}
+    records = []
+    if table is not None:
+        for rank, region in enumerate(scdrs.region_order(table), start=1):
+            row = table.loc[region]
+            records.append({"rank": rank, "region": region, "n_spots": int(row["n_cell"]),
+                            "mean_norm_score": _round(float(row["mean_norm_score"])),
+                            "mc_p": _round(float(row["assoc_mcp"])), "mc_z": _round(float(row["assoc_mcz"])),
+                            "hetero_mcp": _round(float(row["hetero_mcp"]))})
+    info["regions"] = records
+    spots = pd.DataFrame({"spot": adata.obs_names.astype(str), "x": xy[:, 0], "y": xy[:, 1],
+                          "score": scores["norm_score"].to_numpy(dtype=np.float64),
+                          "raw_score": scores["raw_score"].to_numpy(dtype=np.float64),
+                          "mc_p": scores["pval"].to_numpy(dtype=np.float64), "cluster": regions[1]})
     return spots, info
 
 
@@ -479,7 +427,8 @@ def _round(x: float, digits: int = 6) -> float:
 # ---------------------------------------------------------------------------------------------
 
 def integrate(*, sumstats: str | Path, bfile: str | Path, genes_gtf: str | Path, sc_h5ad: str | Path,
-              spatial_h5ad: str | Path | None = None, trait: str, n_genes: int | None = None, n_ctrl: int = 200,
+              spatial_h5ad: str | Path | None = None, trait: str, n_genes: int | None = None,
+              fdr: float | None = None, fwer: float | None = None, n_min: int = 10, n_ctrl: int = 200,
               window_kb: float = 10.0, seed: int = 0, out_gene_scores: str | Path, out_cell_scores: str | Path,
               out_ranking: str | Path, out_spatial_scores: str | Path | None = None, out_summary: str | Path,
               out_png: str | Path, out_spatial_png: str | Path | None = None, cell_type_key: str = "cell_type",
@@ -500,7 +449,8 @@ def integrate(*, sumstats: str | Path, bfile: str | Path, genes_gtf: str | Path,
     genes_table = gene_scores(bfile=bfile, sumstats=sumstats, genes_gtf=genes_gtf, window_kb=window_kb,
                               ld_max_samples=ld_max_samples, seed=seed, out=out_gene_scores)
     adata = read_h5ad(sc_h5ad)
-    cells, ranking = disease_scores(adata, gene_scores=genes_table, n_genes=n_genes, n_ctrl=n_ctrl, seed=seed,
+    cells, ranking = disease_scores(adata, gene_scores=genes_table, n_genes=n_genes, fdr=fdr, fwer=fwer, n_min=n_min,
+                                    n_ctrl=n_ctrl, seed=seed,
                                     cell_type_key=cell_type_key)
     write_table_atomic(out_cell_scores, cells)
     write_table_atomic(out_ranking, ranking)
@@ -523,7 +473,12 @@ def integrate(*, sumstats: str | Path, bfile: str | Path, genes_gtf: str | Path,
                       for g, r in zip(top["gene"], top.itertuples(index=False))],
         "disease_genes": [{"gene": g, "z": _round(float(gt.loc[g, "z"])), "weight": _round(float(w))}
                           for g, w in used.items()],
-        "n_genes_requested": n_genes, "n_genes_used": int(len(used)), "n_ctrl": int(n_ctrl), "seed": int(seed),
+        "n_genes_requested": n_genes,
+        "gene_set_rule": ("top n_genes by gene z" if fdr is None and fwer is None else
+                          f"{'Benjamini-Hochberg FDR' if fdr is not None else 'Bonferroni FWER'} < "
+                          f"{fdr if fdr is not None else fwer} over {genes_table.attrs['n_genes_tested']} genes, "
+                          f"bounded to [{n_min}, {n_genes}]"),
+        "n_genes_used": int(len(used)), "n_ctrl": int(n_ctrl), "seed": int(seed),
         "n_cells": int(len(cells)), "n_cells_mc_p_below_0.05": int((cells["mc_p"] < 0.05).sum()),
         "top_cell_type": str(ranking["cell_type"].iloc[0]),
         "top_cell_type_mc_p": _round(float(ranking["mc_p"].iloc[0])),

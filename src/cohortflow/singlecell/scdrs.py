@@ -106,19 +106,50 @@ def load_gs(path: str | Path) -> dict[str, pd.Series]:
     return out
 
 
-def gene_set_from_gene_scores(gene_table: pd.DataFrame, *, n_genes: int = 1000) -> pd.Series:
-    """The gene set ``scdrs munge-gs --zscore-file ... --weight zscore --n-max n_genes`` makes from
-    gene z-scores (columns gene, z): one-sided p = 1 - Phi(z), the ``n_genes`` smallest p (ties by
-    gene name), weight = Phi^-1(1 - max(p, 1e-100)) clipped at 10, rounded to 5 significant
-    digits as munge-gs writes them. Returns Series gene -> weight, best first.
+def n_gene_set_genes(p_values: np.ndarray, *, n_max: int = 1000, fdr: float | None = None,
+                     fwer: float | None = None, n_min: int = 100) -> int:
+    """How many genes ``scdrs munge-gs`` puts in a gene set: with ``fdr``, the genes rejected by
+    Benjamini-Hochberg at that level; with ``fwer``, by Bonferroni (n x p <= fwer); then bounded to
+    [min(n_min, n_max), n_max]. Without either, ``n_max``. ``p_values``: every gene's one-sided p."""
+    if fdr is not None and fwer is not None:
+        raise CohortflowError("give at most one of fdr and fwer")
+    if n_max < 1:
+        raise CohortflowError(f"n_max={n_max}: need at least 1 gene")
+    p = np.sort(np.asarray(p_values, dtype=np.float64))
+    n = p.size
+    if fdr is not None:
+        passed = np.flatnonzero(p <= fdr * np.arange(1, n + 1) / n)
+        n_gene = int(passed[-1] + 1) if passed.size else 0
+    elif fwer is not None:
+        n_gene = int(np.sum(p * n <= fwer))
+    else:
+        n_gene = n_max
+    return max(min(n_gene, n_max), min(n_min, n_max))
+
+
+def gene_set_from_gene_scores(gene_table: pd.DataFrame, *, n_genes: int = 1000, fdr: float | None = None,
+                              fwer: float | None = None, n_min: int = 100, universe=None) -> pd.Series:
+    """The gene set ``scdrs munge-gs --zscore-file ... --weight zscore --n-max n_genes [--fdr F |
+    --fwer F --n-min n_min]`` makes from gene z-scores (columns gene, z): one-sided p = 1 - Phi(z);
+    the number of genes from :func:`n_gene_set_genes` over every gene with a finite z (the
+    family the multiple-testing rule counts), taken as the smallest p (ties by gene name), weight
+    = Phi^-1(1 - max(p, 1e-100)) clipped at 10, rounded to 5 significant digits as munge-gs
+    writes them. ``universe`` (e.g. the expression matrix's genes): pick the genes among these
+    only, as the set is then used on that matrix. Returns Series gene -> weight, best first.
     """
     table = gene_table.loc[np.isfinite(pd.to_numeric(gene_table["z"], errors="coerce").to_numpy(dtype=float))]
     table = table.drop_duplicates("gene", keep="first")
     if table.empty:
         raise CohortflowError("no gene with a finite z-score")
+    n_use = n_gene_set_genes(np.exp(stats.norm.logsf(table["z"].to_numpy(dtype=float))), n_max=n_genes,
+                             fdr=fdr, fwer=fwer, n_min=n_min)
+    if universe is not None:
+        table = table.loc[table["gene"].astype(str).isin(pd.Index(universe).astype(str))]
+        if table.empty:
+            raise CohortflowError("no gene with a gene score is among the expression matrix's genes")
     z = table["z"].to_numpy(dtype=float)
     logp = stats.norm.logsf(z)
-    order = np.lexsort((table["gene"].astype(str).to_numpy(), -z))[:n_genes]
+    order = np.lexsort((table["gene"].astype(str).to_numpy(), -z))[:n_use]
     p = np.exp(logp[order]).clip(min=1e-100)
     weights = np.minimum(stats.norm.isf(p), MAX_GWAS_WEIGHT)
     weights = np.array([float(f"{w:.5g}") for w in weights])
@@ -584,20 +615,44 @@ def _safe_name(trait: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", trait)
 
 
+def spot_regions(adata, X, *, region_key: str | None = None, n_clusters: int = 6,
+                 seed: int = 0) -> tuple[str, np.ndarray, str]:
+    """The regions of a slide's spots: obs[``region_key``], else the first of
+    ``integration.REGION_KEYS`` in obs, else k-means clusters (``n_clusters``, seeded) of the log
+    expression ``X``. Returns (key, one label per spot, a sentence saying where they come from)."""
+    from cohortflow.singlecell.integration import REGION_KEYS, _kmeans_clusters
+
+    key = region_key if region_key is not None else next((k for k in REGION_KEYS if k in adata.obs), None)
+    if key is not None:
+        if key not in adata.obs:
+            raise CohortflowError(f"spatial obs has no {key!r} column")
+        return key, adata.obs[key].astype(str).to_numpy(), f"obs['{key}']"
+    k = min(n_clusters, adata.n_obs)
+    labels = np.asarray(_kmeans_clusters(sp.csr_matrix(X), n_clusters=k, seed=seed)).astype(str)
+    return "spatial_cluster", labels, f"k-means (k={k}) of log expression (no region annotation in obs)"
+
+
+def region_order(table: pd.DataFrame) -> list[str]:
+    """Regions of a :func:`spatial_score_analysis` table, most significant first (association
+    Monte-Carlo p; ties, frequent as the p floors at 1 / (n_ctrl + 1), by higher mean score)."""
+    key = pd.DataFrame({"p": table["assoc_mcp"].astype(float), "mean": table["mean_norm_score"].astype(float)})
+    return [str(r) for r in key.sort_values(["p", "mean"], ascending=[True, False], kind="stable").index]
+
+
 def spatial_score_analysis(adata, X, scores: pd.DataFrame, ctrl_norm: np.ndarray, *, n_perms: int = 999,
-                           seed: int = 0, region_key: str | None = None, n_clusters: int = 6) -> tuple[dict, pd.DataFrame | None]:
+                           seed: int = 0, region_key: str | None = None, n_clusters: int = 6,
+                           regions: tuple[str, np.ndarray, str] | None = None) -> tuple[dict, pd.DataFrame | None]:
     """Where on a slide a disease score concentrates.
 
     Graph: ``obsp['spatial_connectivities']`` when present (e.g. from ``cohortflow spatial``),
     else squidpy's 6-nearest-neighbour graph of ``obsm['spatial']``; weights row-standardised
     (squidpy's convention). Moran's I and Geary's C of ``norm_score`` with analytic (normality)
-    and permutation p-values, one-sided for positive autocorrelation. Regions: ``region_key``, else
-    the first of ``integration.REGION_KEYS`` in obs, else k-means clusters of expression; each is
-    tested like a cell type (scDRS group analysis: association against the control scores,
-    heterogeneity as Geary's C on the spatial graph). Returns (JSON-ready info, region table or
-    None when there is a single region).
+    and permutation p-values, one-sided for positive autocorrelation. Regions: ``regions`` as
+    :func:`spot_regions` returns them, else :func:`spot_regions` of ``region_key``/``n_clusters``;
+    each is tested like a cell type (scDRS group analysis: association against the control
+    scores, heterogeneity as Geary's C on the spatial graph). Returns (JSON-ready info, region
+    table or None when there is a single region).
     """
-    from cohortflow.singlecell.integration import REGION_KEYS, _kmeans_clusters
     from cohortflow.singlecell.spatial import spatial_autocorrelation, spatial_graph
 
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
@@ -610,14 +665,8 @@ def spatial_score_analysis(adata, X, scores: pd.DataFrame, ctrl_norm: np.ndarray
     values = scores["norm_score"].to_numpy(dtype=np.float64)[:, None]
     moran, geary = spatial_autocorrelation(values, graph, ["norm_score"], n_perms=n_perms, seed=seed)
     m, g = moran.iloc[0], geary.iloc[0]
-    key = region_key if region_key is not None else next((k for k in REGION_KEYS if k in adata.obs), None)
-    if key is not None:
-        labels = adata.obs[key].astype(str).to_numpy()
-        region_source = f"obs['{key}']"
-    else:
-        k = min(n_clusters, adata.n_obs)
-        labels = np.asarray(_kmeans_clusters(sp.csr_matrix(X), n_clusters=k, seed=seed)).astype(str)
-        key, region_source = "spatial_cluster", f"k-means (k={k}) of log expression (no region annotation in obs)"
+    key, labels, region_source = regions if regions is not None else spot_regions(
+        adata, X, region_key=region_key, n_clusters=n_clusters, seed=seed)
     info = {"n_spots": int(adata.n_obs), "graph": source, "weights": "row-standardised (squidpy)",
             "morans_i": float(m["I"]), "morans_expected": float(m["expected"]), "morans_z": float(m["z_norm"]),
             "morans_p_analytic": float(m["pval_norm"]),
@@ -627,26 +676,26 @@ def spatial_score_analysis(adata, X, scores: pd.DataFrame, ctrl_norm: np.ndarray
             "region_key": key, "region_source": region_source}
     if len(np.unique(labels)) < 2:
         return info, None
-    regions = group_analysis(scores, ctrl_norm, labels, graph)
+    table = group_analysis(scores, ctrl_norm, labels, graph)
     means = pd.Series(values[:, 0]).groupby(labels).mean()
+    table["mean_norm_score"] = means.reindex(table.index).to_numpy()
     # the most significant region; among equally significant ones (Monte-Carlo p floors at
     # 1 / (n_ctrl + 1)) the one with the highest mean score
-    order = pd.DataFrame({"p": regions["assoc_mcp"].astype(float), "mean": means.reindex(regions.index)})
-    order = order.sort_values(["p", "mean"], ascending=[True, False], kind="stable")
-    info["top_region"] = str(order.index[0])
-    info["top_region_assoc_mcp"] = float(order["p"].iloc[0])
+    order = region_order(table)
+    info["top_region"] = str(order[0])
+    info["top_region_assoc_mcp"] = float(table.loc[order[0], "assoc_mcp"])
     info["mean_norm_score_by_region"] = {str(r): round(float(v), 6) for r, v in means.sort_index().items()}
-    return info, regions
+    return info, table
 
 
 def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str | Path | None = None,
                         gene_set: str | Path | None = None, trait: str | None = None, n_genes: int = 1000,
-                        n_ctrl: int = 1000, covariates: str | Path | None = None, seed: int = 0,
+                        fdr: float | None = None, fwer: float | None = None, n_min: int = 100, n_ctrl: int = 1000, covariates: str | Path | None = None, seed: int = 0,
                         group_key: str | None = "cell_type", write_h5ad: bool = True, n_perms: int = 999) -> dict:
     """``cohortflow disease-score``: scDRS scores from files.
 
     Exactly one of ``gene_scores`` (our gene-score TSV, columns gene and z: turned into a gene set
-    as ``scdrs munge-gs --weight zscore --n-max n_genes``; trait named ``trait`` or the file's
+    as ``scdrs munge-gs --weight zscore --n-max n_genes [--fdr | --fwer, --n-min n_min]``; trait named ``trait`` or the file's
     stem) and ``gene_set`` (a scDRS ``.gs`` file, every trait in it; gene sets under 10 genes in
     the data are skipped, as scDRS does). Writes, atomically, for each trait T:
 
@@ -677,7 +726,8 @@ def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str |
         sets = load_gs(gene_set)
     else:
         name = trait or re.sub(r"(\.gene_scores)?\.tsv(\.gz)?$", "", Path(gene_scores).name)
-        sets = {name: gene_set_from_gene_scores(read_gene_scores(gene_scores), n_genes=n_genes)}
+        sets = {name: gene_set_from_gene_scores(read_gene_scores(gene_scores), n_genes=n_genes, fdr=fdr,
+                                                fwer=fwer, n_min=n_min)}
     cov = read_covariates(covariates) if covariates is not None else None
     X = log_normalize(adata)
     try:
