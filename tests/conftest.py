@@ -1,7 +1,11 @@
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -40,3 +44,48 @@ def require_scpeer(module: str) -> str:
     if probe.returncode != 0:
         pytest.skip(f"{python} cannot import {module}: {probe.stderr.strip().splitlines()[-1:]}")
     return python
+
+
+# --------------------------------------------------------------------------- end-to-end runs
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+REDUCED_DEMO = {
+    "out_dir": "data/demo",
+    "seed": 42,
+    "n_individuals": 1000,
+    "n_populations": 3,
+    "n_chromosomes": 3,
+    "chrom_length": 3000000,
+    "missing_rate": 0.002,
+    "reads": {"region": "1:1000001-1100000", "coverage": 12},
+    "n_cells": 3000,
+    "n_donors": 40,  # the planted cell-type eQTL needs ~40 donors for FDR < 0.05
+    "n_spots": 900,
+}
+
+
+def snakemake_in(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--workflow-profile", str(REPO / "workflow" / "profiles" / "default"), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """A working directory where the whole workflow ran on the reduced demo (once per session)."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["demo"] = REDUCED_DEMO
+    config["cohorts"] = "config/cohorts.tsv"
+    (workdir / "config" / "demo").mkdir(parents=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (workdir / "config" / "cohorts.tsv").write_text((REPO / "config" / "cohorts.tsv").read_text())
+    (workdir / "config" / "demo" / "alignment.tsv").write_text((REPO / "config" / "demo" / "alignment.tsv").read_text())
+    snakemake_in(workdir)
+    return workdir

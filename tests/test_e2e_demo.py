@@ -1,7 +1,7 @@
 """End to end: the whole workflow on a reduced demo cohort, asserting the planted answers.
 
-Runs `snakemake --cores 2` once (module fixture) in a temporary working directory with a reduced
-demo configuration, then checks the known answers from the result files themselves (not only from
+Runs `snakemake --cores 2` once (the session fixture ``demo_run`` of conftest.py) in a temporary
+working directory with a reduced demo configuration, then checks the known answers from the result files themselves (not only from
 the workflow's own truth_check), that a second run has nothing to do, and that touching one input
 re-runs only what depends on it.
 """
@@ -18,52 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO
+from conftest import REPO, SNAKEMAKE, snakemake_in as _snakemake
 
 pytestmark = pytest.mark.e2e
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-REDUCED_DEMO = {
-    "out_dir": "data/demo",
-    "seed": 42,
-    "n_individuals": 1000,
-    "n_populations": 3,
-    "n_chromosomes": 3,
-    "chrom_length": 3000000,
-    "missing_rate": 0.002,
-    "reads": {"region": "1:1000001-1100000", "coverage": 12},
-    "n_cells": 3000,
-    "n_donors": 40,  # the planted cell-type eQTL needs ~40 donors for FDR < 0.05
-    "n_spots": 900,
-}
-
-
-def _snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--workflow-profile", str(REPO / "workflow" / "profiles" / "default"), "--cores", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("e2e")
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["demo"] = REDUCED_DEMO
-    config["cohorts"] = "config/cohorts.tsv"
-    (workdir / "config" / "demo").mkdir(parents=True)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (workdir / "config" / "cohorts.tsv").write_text((REPO / "config" / "cohorts.tsv").read_text())
-    (workdir / "config" / "demo" / "alignment.tsv").write_text((REPO / "config" / "demo" / "alignment.tsv").read_text())
-    _snakemake(workdir)
-    return workdir
 
 
 def _results(workdir: Path) -> Path:
