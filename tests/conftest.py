@@ -65,8 +65,9 @@ REDUCED_DEMO = {
 }
 
 
-def snakemake_in(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def snakemake_in(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow's Snakefile in ``workdir`` (default profile, 2 cores); ``env``: extra variables."""
+    env = {**os.environ, **(env or {})}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--workflow-profile", str(REPO / "workflow" / "profiles" / "default"), "--cores", "2", *args]

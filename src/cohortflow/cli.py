@@ -293,6 +293,12 @@ def _cmd_report(a):
                  command_line=" ".join(sys.argv), git_commit=git_commit())
 
 
+def _cmd_report_index(a):
+    from cohortflow.report.index import build_index
+
+    build_index(results_root=a.results, cohorts=a.cohorts, out_html=a.out, min_cell_count=a.min_cell_count)
+
+
 def _cmd_check_truth(a):
     from cohortflow.demo.validate import check_truth
 
@@ -648,6 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort", required=True)
     p.add_argument("--config", help="the workflow config (YAML) to record")
     p.add_argument("--out", required=True)
+
+    p = add("report-index", _cmd_report_index, "the cross-cohort index page linking each cohort's report")
+    p.add_argument("--results", required=True, help="the results root (cohorts in RESULTS/<cohort>/)")
+    p.add_argument("--cohorts", nargs="+", required=True)
+    p.add_argument("--min-cell-count", type=int, default=5)
+    p.add_argument("--out", required=True, help="e.g. RESULTS/index.html (links are relative to it)")
 
     p = add("check-truth", _cmd_check_truth, "compare results with the demo's planted answers")
     p.add_argument("--truth", required=True)

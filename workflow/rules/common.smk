@@ -144,7 +144,10 @@ def alignment_index(wildcards):
 
 
 def all_targets():
-    return [t for cohort in COHORTS.values() for t in stage_targets(cohort)]
+    targets = [t for cohort in COHORTS.values() for t in stage_targets(cohort)]
+    if len(COHORTS) > 1:
+        targets.append(f"{RESULTS}/index.html")  # the cross-cohort index page
+    return targets
 
 
 # Polygenic scores: covariates of the discovery GWAS and the evaluation; score files of a trait

@@ -47,3 +47,27 @@ rule report:
         "../../envs/report.yaml"
     script:
         "../../scripts/report.py"
+
+
+rule cohort_index:
+    input:
+        reports=[res(c, "report.html") for c in COHORTS],
+    output:
+        html=f"{RESULTS}/index.html",
+    params:
+        results_root=RESULTS,
+        cohorts=list(COHORTS),
+        config=config,
+        privacy=config["privacy"],
+    log:
+        f"{RESULTS}/logs/index.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/index.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/report_index.py"

@@ -123,14 +123,14 @@ def build_report(
         min_count=min_cell_count,
         pseudonymiser=pseudonymiser,
     )
-    stage_sections = [s for s in (build(ctx) for build in _STAGE_BUILDERS) if s is not None]
-    present = {s.id for s in stage_sections}
+    sections_of_stages = stage_sections(ctx)
+    present = {s.id for s in sections_of_stages}
     if (Path(results_dir) / "prs" / "pgs.summary.json").is_file():
         present.add("pgs")  # published scores: their own methods paragraph
     if not any((Path(results_dir) / "prs").glob("*.evaluate.json")):
         present.discard("prs")  # only published scores ran: no paragraph on the cohort's own scores
-    sections = [_summary_section(ctx, stage_sections)]
-    sections += stage_sections
+    sections = [_summary_section(ctx, sections_of_stages)]
+    sections += sections_of_stages
     sections.append(methods_section(present, config))
     sections.append(
         provenance_section(
@@ -154,6 +154,12 @@ def build_report(
     )
     with atomic_open(out_html, "w") as fh:
         fh.write(html)
+
+
+def stage_sections(ctx: Context) -> list[Section]:
+    """The sections of the stages whose outputs are in ``ctx.results_dir``, in report order
+    (filling ``ctx.facts`` with the headline counts)."""
+    return [s for s in (build(ctx) for build in _STAGE_BUILDERS) if s is not None]
 
 
 def _summary_section(ctx: Context, stage_sections: list[Section]) -> Section:
