@@ -68,7 +68,8 @@ rule alignment_qc_summary:
         genotypes=lambda w: [res(w.cohort, f"qc/qc.{ext}") for ext in ("bed", "bim", "fam")] if COHORTS[w.cohort].has_genotypes else [],
         sample_info=lambda w: COHORTS[w.cohort].get("sample_info") or [],
     output:
-        summary=res("{cohort}", "alignment_qc/summary.tsv"),
+        summary=report(res("{cohort}", "alignment_qc/summary.tsv"), caption="../report/alignment_qc_summary.rst",
+                       category="Alignment QC"),
         identity=res("{cohort}", "alignment_qc/identity.tsv"),
     params:
         identity=config["alignment_qc"]["identity"],

@@ -23,9 +23,11 @@ rule cell_eqtl:
         covariates=lambda w: (COHORTS[w.cohort].get("covariates") or []) if config["cell_eqtl"]["covariates"] else [],
         pcs=lambda w: res(w.cohort, "qc/qc.pcs.tsv") if config["cell_eqtl"]["n_pcs"] > 0 else [],
     output:
-        tsv=res("{cohort}", "cell_eqtl/eqtl.tsv"),
+        tsv=report(res("{cohort}", "cell_eqtl/eqtl.tsv"), caption="../report/cell_eqtl_table.rst",
+                   category="Cell-type eQTL"),
         summary=res("{cohort}", "cell_eqtl/summary.json"),
-        png=report(res("{cohort}", "cell_eqtl/boxplots.png"), caption="../report/cell_eqtl.rst", category="Single-cell"),
+        png=report(res("{cohort}", "cell_eqtl/boxplots.png"), caption="../report/cell_eqtl.rst",
+                   category="Cell-type eQTL"),
     params:
         cell_eqtl=config["cell_eqtl"],
     log:

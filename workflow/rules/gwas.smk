@@ -60,16 +60,20 @@ rule gwas_summary:
         nopcs=res("{cohort}", "gwas/{trait}.nopcs.tsv.gz"),
         genes=lambda w: COHORTS[w.cohort].get("genes") or [],
     output:
-        leads=res("{cohort}", "gwas/{trait}.leads.tsv"),
+        leads=report(res("{cohort}", "gwas/{trait}.leads.tsv"), caption="../report/gwas_leads.rst", category="GWAS",
+                     subcategory="{trait}"),
         summary=res("{cohort}", "gwas/{trait}.summary.json"),
-        manhattan=report(res("{cohort}", "gwas/{trait}.manhattan.png"), caption="../report/manhattan.rst", category="GWAS"),
-        qq=report(res("{cohort}", "gwas/{trait}.qq.png"), caption="../report/qq.rst", category="GWAS"),
+        manhattan=report(res("{cohort}", "gwas/{trait}.manhattan.png"), caption="../report/manhattan.rst", category="GWAS",
+                         subcategory="{trait}"),
+        qq=report(res("{cohort}", "gwas/{trait}.qq.png"), caption="../report/qq.rst", category="GWAS",
+                  subcategory="{trait}"),
         # one LocusZoom-style plot per lead locus + index.tsv (how many is known only after clumping)
         regional=report(
             directory(res("{cohort}", "gwas/{trait}.regional")),
             patterns=["{name}.png"],
             caption="../report/regional.rst",
             category="GWAS",
+            subcategory="{trait}",
         ),
     params:
         p_threshold=config["gwas"]["p_threshold"],

@@ -11,8 +11,9 @@ rule singlecell:
         h5ad=res("{cohort}", "singlecell/sc.h5ad"),
         summary=res("{cohort}", "singlecell/summary.json"),
         umap=report(res("{cohort}", "singlecell/umap.png"), caption="../report/umap.rst", category="Single-cell"),
-        markers=res("{cohort}", "singlecell/markers.png"),
-        qc=res("{cohort}", "singlecell/qc.png"),
+        markers=report(res("{cohort}", "singlecell/markers.png"), caption="../report/singlecell_markers.rst",
+                       category="Single-cell"),
+        qc=report(res("{cohort}", "singlecell/qc.png"), caption="../report/singlecell_qc.rst", category="Single-cell"),
     params:
         sc=config["singlecell"],
     log:
@@ -41,8 +42,8 @@ rule spatial:
     output:
         h5ad=res("{cohort}", "spatial/spatial.h5ad"),
         summary=res("{cohort}", "spatial/summary.json"),
-        png=res("{cohort}", "spatial/spatial.png"),
-        nhood=res("{cohort}", "spatial/nhood.png"),
+        png=report(res("{cohort}", "spatial/spatial.png"), caption="../report/spatial_maps.rst", category="Spatial"),
+        nhood=report(res("{cohort}", "spatial/nhood.png"), caption="../report/spatial_nhood.rst", category="Spatial"),
     params:
         spatial=config["spatial"],
     log:
@@ -68,9 +69,11 @@ rule integration:
     output:
         gene_scores=res("{cohort}", "integration/{trait}.gene_scores.tsv"),
         cell_scores=res("{cohort}", "integration/{trait}.cell_scores.tsv.gz"),
-        ranking=res("{cohort}", "integration/{trait}.celltype_ranking.tsv"),
+        ranking=report(res("{cohort}", "integration/{trait}.celltype_ranking.tsv"),
+                       caption="../report/integration_ranking.rst", category="Integration", subcategory="{trait}"),
         summary=res("{cohort}", "integration/{trait}.summary.json"),
-        png=report(res("{cohort}", "integration/{trait}.png"), caption="../report/integration.rst", category="Integration"),
+        png=report(res("{cohort}", "integration/{trait}.png"), caption="../report/integration.rst", category="Integration",
+                   subcategory="{trait}"),
     params:
         integration=config["integration"],
     log:
@@ -94,7 +97,8 @@ rule integration_spatial:
     output:
         scores=res("{cohort}", "integration/{trait}.spatial_scores.tsv.gz"),
         summary=res("{cohort}", "integration/{trait}.spatial.json"),
-        png=report(res("{cohort}", "integration/{trait}.spatial.png"), caption="../report/integration_spatial.rst", category="Integration"),
+        png=report(res("{cohort}", "integration/{trait}.spatial.png"), caption="../report/integration_spatial.rst",
+                   category="Integration", subcategory="{trait}"),
     params:
         integration=config["integration"],
         n_perms=config["spatial"]["n_perms"],

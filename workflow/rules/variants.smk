@@ -71,8 +71,19 @@ rule genotype_qc:
         unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
         removed=res("{cohort}", "qc/qc.king.cutoff.out.id"),
     output:
-        multiext(res("{cohort}", "qc/qc"), ".bed", ".bim", ".fam", ".sample_qc.tsv", ".variant_qc.tsv", ".summary.json",
-                 ".sample_qc.png", ".variant_qc.png"),
+        # named one by one (not multiext) so the QC figures can be flagged for the report; the
+        # script writes every file from the prefix of the first (qc.bed)
+        bed=res("{cohort}", "qc/qc.bed"),
+        bim=res("{cohort}", "qc/qc.bim"),
+        fam=res("{cohort}", "qc/qc.fam"),
+        sample_qc=res("{cohort}", "qc/qc.sample_qc.tsv"),
+        variant_qc=res("{cohort}", "qc/qc.variant_qc.tsv"),
+        summary=report(res("{cohort}", "qc/qc.summary.json"), caption="../report/genotype_qc_summary.rst",
+                       category="Genotype QC and ancestry"),
+        sample_qc_png=report(res("{cohort}", "qc/qc.sample_qc.png"), caption="../report/sample_qc.rst",
+                             category="Genotype QC and ancestry"),
+        variant_qc_png=report(res("{cohort}", "qc/qc.variant_qc.png"), caption="../report/variant_qc.rst",
+                              category="Genotype QC and ancestry"),
     params:
         qc=config["qc"],
     log:
