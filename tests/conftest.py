@@ -65,22 +65,21 @@ REDUCED_DEMO = {
 }
 
 
-def snakemake_in(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the workflow's Snakefile in ``workdir`` (default profile, 2 cores); ``env``: extra variables."""
+def snakemake_in(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
+                 profile: str = "default") -> subprocess.CompletedProcess:
+    """Run the workflow's Snakefile in ``workdir`` (workflow/profiles/``profile``, 2 cores); ``env``: extra variables."""
     env = {**os.environ, **(env or {})}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--workflow-profile", str(REPO / "workflow" / "profiles" / "default"), "--cores", "2", *args]
+           "--workflow-profile", str(REPO / "workflow" / "profiles" / profile), "--cores", "2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
     return proc
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """A working directory where the whole workflow ran on the reduced demo (once per session)."""
-    workdir = tmp_path_factory.mktemp("e2e")
+def write_reduced_demo_config(workdir: Path) -> None:
+    """Write the repository's config with the reduced demo (and its sheets) into ``workdir``/config."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["demo"] = REDUCED_DEMO
     config["cohorts"] = "config/cohorts.tsv"
@@ -88,5 +87,12 @@ def demo_run(tmp_path_factory):
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (workdir / "config" / "cohorts.tsv").write_text((REPO / "config" / "cohorts.tsv").read_text())
     (workdir / "config" / "demo" / "alignment.tsv").write_text((REPO / "config" / "demo" / "alignment.tsv").read_text())
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """A working directory where the whole workflow ran on the reduced demo (once per session)."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    write_reduced_demo_config(workdir)
     snakemake_in(workdir)
     return workdir
