@@ -256,7 +256,7 @@ def run_gwas(*, bfile: str | Path, pheno: str | Path, pheno_names: list[str] | N
              firth: str = "fallback", sex_covariate: bool = False, x_sex: bool = True,
              samples: list[str] | None = None, out_prefix: str | Path | None = None,
              out_pattern: str | None = None, threads: int = 1, block_bytes: int = BLOCK_BYTES,
-             block_size: int | None = None) -> dict[str, Path]:
+             block_size: int | None = None, variant_range: tuple[int, int] | None = None) -> dict[str, Path]:
     """Test every variant of ``bfile`` against each phenotype, adjusting for covariates.
 
     Samples analysed per phenotype: .fam IIDs with a non-missing phenotype and covariates (and in
@@ -276,7 +276,10 @@ def run_gwas(*, bfile: str | Path, pheno: str | Path, pheno_names: list[str] | N
     z), errcode (empty when the test ran, else monomorphic, too_few_observations,
     rank_deficient, no_convergence or separation); and a ``-meta.yaml`` sidecar per phenotype
     (model, sample_size, n_cases, n_controls, n_firth, covariates). Output bytes do not depend on
-    ``threads`` or on how the variants are split into blocks or files.
+    ``threads`` or on how the variants are split into blocks or files. ``variant_range``
+    (start, stop): test only the .bim's variants start..stop-1 (a shard; the samples, covariates
+    and null models are those of the whole file, so :func:`gather_gwas` of the shards gives the
+    unsharded file byte for byte).
     Returns {phenotype: sumstats path}.
     """
     if (out_prefix is None) == (out_pattern is None):
@@ -293,7 +296,7 @@ def run_gwas(*, bfile: str | Path, pheno: str | Path, pheno_names: list[str] | N
         paths = {pm.name: Path(out_pattern.format(pheno=pm.name) if out_pattern else f"{out_prefix}.{pm.name}.tsv.gz")
                  for pm in models}
         n_firth = _stream(bed, models, paths, firth=FIRTH_MODES[firth], block_bytes=block_bytes,
-                          block_size=block_size)
+                          block_size=block_size, variant_range=variant_range)
     covariate_list = ", ".join(covar_names) if covar_names else ("all in file" if covar is not None else "none")
     for pm in models:
         path = paths[pm.name]
@@ -319,7 +322,7 @@ def _write_block(writer: SumstatsWriter, table: dict, stat: np.ndarray, df: np.n
 
 
 def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: int, block_bytes: int,
-            block_size: int | None) -> dict[str, int]:
+            block_size: int | None, variant_range: tuple[int, int] | None = None) -> dict[str, int]:
     """Read the genotypes block by block, test every phenotype, append each block's rows."""
     nb = bed.bytes_per_variant
     # text columns stay Arrow arrays; each block's rows are zero-copy slices
@@ -348,7 +351,8 @@ def _stream(bed, models: list[_PhenoModel], paths: dict[str, Path], *, firth: in
     writer_pool = ThreadPoolExecutor(max_workers=1)
     pending = []
     try:
-        for start, raw in bed.iter_packed_blocks(step):
+        first, last = variant_range if variant_range is not None else (0, bed.n_variants)
+        for start, raw in bed.iter_packed_blocks(step, start=first, stop=last):
             stop = start + raw.shape[0]
             results = {pm.name: _empty_results(raw.shape[0]) for pm in models}
             block_x = is_x[start:stop]
@@ -462,7 +466,7 @@ def _fids(path, iids) -> list[str]:
 
 def run_gwas_pair(*, bfile: str | Path, pheno: str | Path, trait: str, covar: str | Path, covariates: list[str],
                   n_pcs: int, out_with_pcs: str | Path, out_without_pcs: str | Path, firth: str = "fallback",
-                  threads: int = 1) -> dict[str, Path]:
+                  threads: int = 1, variant_range: tuple[int, int] | None = None) -> dict[str, Path]:
     """The trait's GWAS twice: adjusted for ``covariates`` plus PC1..PC``n_pcs`` (the result), and
     for ``covariates`` alone (to show the stratification the PCs remove: its lambda GC).
 
@@ -484,7 +488,8 @@ def run_gwas_pair(*, bfile: str | Path, pheno: str | Path, trait: str, covar: st
         base = list(covariates)
     else:
         base = []
-    common = dict(bfile=bfile, pheno=pheno, pheno_names=[trait], firth=firth, threads=threads)
+    common = dict(bfile=bfile, pheno=pheno, pheno_names=[trait], firth=firth, threads=threads,
+                  variant_range=variant_range)
     with_pcs = run_gwas(**common, covar=covar if base + pcs else None, covar_names=base + pcs or None,
                         out_pattern=str(out_with_pcs))
     without_pcs = run_gwas(**common, covar=covar if base else None, covar_names=base or None,

@@ -181,8 +181,10 @@ class Bed:
             i = j + 1
         return out
 
-    def iter_packed_blocks(self, block_size: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (start index, packed .bed rows, read-only) over all variants.
+    def iter_packed_blocks(self, block_size: int = 4096, *, start: int = 0,
+                           stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (start index, packed .bed rows, read-only) over the variants ``start:stop``
+        (default all), in blocks of at most ``block_size`` starting at ``start``.
 
         The rows are a window of a memory map of the .bed (no copy); once the consumer moves on,
         the window's pages are released, so resident memory stays about one block."""
@@ -193,16 +195,19 @@ class Bed:
         if size < expected:
             raise InputFormatError(f"truncated .bed file ({size} bytes, {expected} expected for "
                                    f"{self.n_variants} variants x {self.n_samples} samples)", path=path)
-        if self.n_variants == 0:
+        stop = self.n_variants if stop is None else stop
+        if not 0 <= start <= stop <= self.n_variants:
+            raise ValueError(f"variant range {start}:{stop} outside 0:{self.n_variants}")
+        if stop == start:
             return
         page = mmap.PAGESIZE
         with open(path, "rb") as fh:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         data = np.frombuffer(mm, dtype=np.uint8)
-        for start in range(0, self.n_variants, block_size):
-            count = min(block_size, self.n_variants - start)
-            offset = 3 + start * nb
-            yield start, data[offset:offset + count * nb].reshape(count, nb)
+        for first in range(start, stop, block_size):
+            count = min(block_size, stop - first)
+            offset = 3 + first * nb
+            yield first, data[offset:offset + count * nb].reshape(count, nb)
             lo = offset // page * page
             hi = (offset + count * nb) // page * page  # the last partial page serves the next block
             if hi > lo and hasattr(mm, "madvise"):

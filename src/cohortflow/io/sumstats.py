@@ -134,7 +134,11 @@ class SumstatsWriter:
         self._header = True
 
     def write(self, table, *, log10_p: np.ndarray) -> None:
-        data = sumstats_text(table, log10_p=log10_p, header=self._header)
+        self.write_text(sumstats_text(table, log10_p=log10_p, header=self._header))
+
+    def write_text(self, data: bytes) -> None:
+        """Append already formatted GWAS-SSF lines (the header first, once); the output bytes
+        depend only on the text, however it is cut into calls."""
         self._header = False
         if not self._gz:
             self._fh.write(data)
