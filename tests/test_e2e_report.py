@@ -110,8 +110,9 @@ def two_cohorts(demo_run):
         writer = csv.DictWriter(fh, fieldnames=list(demo), delimiter="\t", lineterminator="\n")
         writer.writeheader()
         writer.writerows([demo, second])
-    snakemake_in(demo_run, "--config", "cohorts=config/cohorts_two.tsv", "--rerun-triggers", "mtime",
-                 f"results/{GENOTYPES_ONLY}/report.html", "results/index.html")
+    # targets first: --rerun-triggers and --config take several values each
+    snakemake_in(demo_run, f"results/{GENOTYPES_ONLY}/report.html", "results/index.html",
+                 "--rerun-triggers", "mtime", "--config", "cohorts=config/cohorts_two.tsv")
     return demo_run
 
 
