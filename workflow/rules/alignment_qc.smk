@@ -21,9 +21,10 @@ rule alignment_sites:
     benchmark:
         res("{cohort}", "benchmarks/alignment_sites.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=job_mem("alignment_sites"),
+        runtime=job_runtime("alignment_sites"),
     conda:
         "../../envs/alignment.yaml"
     script:
@@ -52,9 +53,10 @@ rule alignment_qc:
     benchmark:
         res("{cohort}", "benchmarks/alignment_qc.{sample}.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=job_mem("alignment_qc"),
+        runtime=job_runtime("alignment_qc"),
     conda:
         "../../envs/alignment.yaml"
     script:
@@ -78,9 +80,10 @@ rule alignment_qc_summary:
     benchmark:
         res("{cohort}", "benchmarks/alignment_qc_summary.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=job_mem("alignment_qc_summary"),
+        runtime=job_runtime("alignment_qc_summary"),
     conda:
         "../../envs/alignment.yaml"
     script:

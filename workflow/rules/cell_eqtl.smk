@@ -35,9 +35,10 @@ rule cell_eqtl:
     benchmark:
         res("{cohort}", "benchmarks/cell_eqtl.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=job_mem("cell_eqtl"),
+        runtime=job_runtime("cell_eqtl"),
     conda:
         "../../envs/singlecell.yaml"
     script:

@@ -18,6 +18,7 @@ os.environ.setdefault("COHORTFLOW_COMMAND_LINE", shlex.join(["snakemake", *sys.a
 
 from cohortflow.config import load_alignment_sheet, load_cohorts, validate_config  # noqa: E402
 from cohortflow.errors import ConfigError  # noqa: E402
+from cohortflow.resources import job_mem_mb, job_runtime_min  # noqa: E402
 
 SCHEMAS = os.path.join(workflow.basedir, "workflow", "schemas")
 RESOURCES = os.path.join(workflow.basedir, "resources")
@@ -35,6 +36,20 @@ except ConfigError as err:
 
 RESULTS = config["results"]
 DEMO = config["demo"]
+# Job resources from input sizes, doubling memory per attempt (cohortflow.resources; docs/resources.md)
+RETRIES = config["resources"]["retries"]
+
+
+def job_mem(rule):
+    """Resource function: the rule's memory (MB) for its inputs' size and the attempt."""
+    return lambda wildcards, input, attempt: job_mem_mb(rule, input.size_mb, attempt,
+                                                       overrides=config["resources"]["mem_mb"])
+
+
+def job_runtime(rule):
+    """Resource function: the rule's wall-time limit (minutes) for its inputs' size and the attempt."""
+    return lambda wildcards, input, attempt: job_runtime_min(rule, input.size_mb, attempt,
+                                                            overrides=config["resources"]["runtime"])
 
 
 wildcard_constraints:

@@ -29,9 +29,10 @@ rule demo_genotypes:
     benchmark:
         "logs/demo/demo_genotypes.benchmark.tsv"
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=job_mem("demo_genotypes"),
+        runtime=job_runtime("demo_genotypes"),
     conda:
         "../../envs/demo.yaml"
     script:
@@ -57,9 +58,10 @@ rule demo_reads:
     benchmark:
         "logs/demo/demo_reads.{sample}.benchmark.tsv"
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=job_mem("demo_reads"),
+        runtime=job_runtime("demo_reads"),
     conda:
         "../../envs/demo.yaml"
     script:
@@ -82,9 +84,10 @@ rule demo_alignment_targets:
     benchmark:
         "logs/demo/demo_alignment_targets.benchmark.tsv"
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=5,
+        mem_mb=job_mem("demo_alignment_targets"),
+        runtime=job_runtime("demo_alignment_targets"),
     conda:
         "../../envs/demo.yaml"
     script:
@@ -106,9 +109,10 @@ rule demo_alignment_truth:
     benchmark:
         "logs/demo/demo_alignment_truth.benchmark.tsv"
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=job_mem("demo_alignment_truth"),
+        runtime=job_runtime("demo_alignment_truth"),
     conda:
         "../../envs/demo.yaml"
     script:
@@ -134,9 +138,10 @@ rule demo_expression:
     benchmark:
         "logs/demo/demo_expression.benchmark.tsv"
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=job_mem("demo_expression"),
+        runtime=job_runtime("demo_expression"),
     conda:
         "../../envs/demo.yaml"
     script:
@@ -158,9 +163,10 @@ rule demo_pgs:
     benchmark:
         "logs/demo/demo_pgs.benchmark.tsv"
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=job_mem("demo_pgs"),
+        runtime=job_runtime("demo_pgs"),
     conda:
         "../../envs/demo.yaml"
     script:

@@ -15,9 +15,10 @@ rule gwas_covariates:
     benchmark:
         res("{cohort}", "benchmarks/gwas_covariates.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=job_mem("gwas_covariates"),
+        runtime=job_runtime("gwas_covariates"),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -44,9 +45,10 @@ rule gwas:
     benchmark:
         res("{cohort}", "benchmarks/gwas.{trait}.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=job_mem("gwas"),
+        runtime=job_runtime("gwas"),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -87,9 +89,10 @@ rule gwas_summary:
     benchmark:
         res("{cohort}", "benchmarks/gwas_summary.{trait}.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=job_mem("gwas_summary"),
+        runtime=job_runtime("gwas_summary"),
     conda:
         "../../envs/gwas.yaml"
     script:

@@ -21,9 +21,10 @@ rule prs_split:
     benchmark:
         res("{cohort}", "benchmarks/prs_split.{trait}.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=job_mem("prs_split"),
+        runtime=job_runtime("prs_split"),
     conda:
         "../../envs/prs.yaml"
     script:
@@ -47,9 +48,10 @@ rule prs_discovery_gwas:
     benchmark:
         res("{cohort}", "benchmarks/prs_discovery_gwas.{trait}.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=job_mem("prs_discovery_gwas"),
+        runtime=job_runtime("prs_discovery_gwas"),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -71,9 +73,10 @@ rule prs_ct:
     benchmark:
         res("{cohort}", "benchmarks/prs_ct.{trait}.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_mem("prs_ct"),
+        runtime=job_runtime("prs_ct"),
     conda:
         "../../envs/prs.yaml"
     script:
@@ -96,9 +99,10 @@ rule prs_bayes:
     benchmark:
         res("{cohort}", "benchmarks/prs_bayes.{trait}.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=job_mem("prs_bayes"),
+        runtime=job_runtime("prs_bayes"),
     conda:
         "../../envs/prs.yaml"
     script:
@@ -136,9 +140,10 @@ rule prs_evaluate:
     benchmark:
         res("{cohort}", "benchmarks/prs_evaluate.{trait}.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=job_mem("prs_evaluate"),
+        runtime=job_runtime("prs_evaluate"),
     conda:
         "../../envs/prs.yaml"
     script:
@@ -162,9 +167,10 @@ rule pgs_score:
     benchmark:
         res("{cohort}", "benchmarks/pgs_score.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=job_mem("pgs_score"),
+        runtime=job_runtime("pgs_score"),
     conda:
         "../../envs/prs.yaml"
     script:

@@ -15,9 +15,10 @@ rule truth_check:
     benchmark:
         res("{cohort}", "benchmarks/truth_check.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=job_mem("truth_check"),
+        runtime=job_runtime("truth_check"),
     conda:
         "../../envs/report.yaml"
     script:
@@ -40,9 +41,10 @@ rule report:
     benchmark:
         res("{cohort}", "benchmarks/report.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=job_mem("report"),
+        runtime=job_runtime("report"),
     conda:
         "../../envs/report.yaml"
     script:
@@ -55,7 +57,7 @@ rule cohort_index:
     output:
         html=f"{RESULTS}/index.html",
     params:
-        results_root=RESULTS,
+        results_root=lambda w, output: os.path.dirname(output.html),
         cohorts=list(COHORTS),
         config=config,
         privacy=config["privacy"],
@@ -64,9 +66,10 @@ rule cohort_index:
     benchmark:
         f"{RESULTS}/benchmarks/index.tsv"
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=job_mem("cohort_index"),
+        runtime=job_runtime("cohort_index"),
     conda:
         "../../envs/report.yaml"
     script:

@@ -21,9 +21,10 @@ rule singlecell:
     benchmark:
         res("{cohort}", "benchmarks/singlecell.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=job_mem("singlecell"),
+        runtime=job_runtime("singlecell"),
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -51,9 +52,10 @@ rule spatial:
     benchmark:
         res("{cohort}", "benchmarks/spatial.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_mem("spatial"),
+        runtime=job_runtime("spatial"),
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -81,9 +83,10 @@ rule integration:
     benchmark:
         res("{cohort}", "benchmarks/integration.{trait}.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=job_mem("integration"),
+        runtime=job_runtime("integration"),
     conda:
         "../../envs/singlecell.yaml"
     script:
@@ -107,9 +110,10 @@ rule integration_spatial:
     benchmark:
         res("{cohort}", "benchmarks/integration_spatial.{trait}.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_mem("integration_spatial"),
+        runtime=job_runtime("integration_spatial"),
     conda:
         "../../envs/singlecell.yaml"
     script:

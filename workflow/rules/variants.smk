@@ -15,9 +15,10 @@ rule ingest_shard:
     benchmark:
         res("{cohort}", "benchmarks/ingest.{shard}.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=job_mem("ingest_shard"),
+        runtime=job_runtime("ingest_shard"),
     conda:
         "../../envs/variants.yaml"
     script:
@@ -34,9 +35,10 @@ rule merge_shards:
     benchmark:
         res("{cohort}", "benchmarks/merge_shards.tsv")
     threads: 1
+    retries: RETRIES
     resources:
-        mem_mb=1000,
-        runtime=30,
+        mem_mb=job_mem("merge_shards"),
+        runtime=job_runtime("merge_shards"),
     conda:
         "../../envs/variants.yaml"
     script:
@@ -57,9 +59,10 @@ rule relatedness:
     benchmark:
         res("{cohort}", "benchmarks/relatedness.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_mem("relatedness"),
+        runtime=job_runtime("relatedness"),
     conda:
         "../../envs/variants.yaml"
     script:
@@ -91,9 +94,10 @@ rule genotype_qc:
     benchmark:
         res("{cohort}", "benchmarks/genotype_qc.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_mem("genotype_qc"),
+        runtime=job_runtime("genotype_qc"),
     conda:
         "../../envs/variants.yaml"
     script:
@@ -118,9 +122,10 @@ rule genotype_pca:
     benchmark:
         res("{cohort}", "benchmarks/genotype_pca.tsv")
     threads: 2
+    retries: RETRIES
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_mem("genotype_pca"),
+        runtime=job_runtime("genotype_pca"),
     conda:
         "../../envs/variants.yaml"
     script:
