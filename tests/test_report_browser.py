@@ -9,7 +9,7 @@ not ``file:`` or ``data:``, and checks that
   the expected sections (by id and title) in the contents' order;
 * every figure has a loaded image (``complete``, ``naturalWidth > 0``), a non-empty alt text and a
   caption, the expected figures sit in their sections, and no image anywhere is broken;
-* every numeric column carries a numeric sort key in each non-empty cell;
+* every numeric column carries a numeric sort key in each cell with a value (not blank or n/a);
 * clicking a numeric header sorts the visible rows ascending, a second click descending, and the
   filter box shows exactly the rows containing its text;
 * each top-level section is saved as a PNG screenshot under
@@ -119,7 +119,8 @@ _PAGE_STRUCTURE_JS = """() => {
       if (th.getAttribute("data-type") !== "num") { return null; }
       const bad = rows.filter((r) => {
         const cell = r.cells[i];
-        if (!cell || text(cell) === "") { return false; }
+        // "n/a" is the report's marker of a missing value: unkeyed on purpose, sorted last.
+        if (!cell || text(cell) === "" || text(cell) === "n/a") { return false; }
         const key = cell.getAttribute("data-sort");
         return key === null || isNaN(parseFloat(key));
       });
