@@ -1,5 +1,6 @@
-"""Snakemake adapter: association test of one trait, with and without ancestry PCs."""
+"""Snakemake adapter: one GWAS shard (a chromosome or a chunk of one) of one trait, with and without ancestry PCs."""
 from cohortflow.gwas.api import run_gwas_pair
+from cohortflow.gwas.shards import shard_range
 from cohortflow.scripting import run_step
 
 run_step(
@@ -15,4 +16,5 @@ run_step(
     out_without_pcs=snakemake.output.without_pcs,
     firth=snakemake.params.firth,
     threads=snakemake.threads,
+    variant_range=shard_range(snakemake.input.plan, snakemake.wildcards.shard),
 )

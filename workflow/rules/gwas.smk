@@ -25,26 +25,75 @@ rule gwas_covariates:
         "../../scripts/gwas_covariates.py"
 
 
-rule gwas:
+checkpoint gwas_shards:
+    input:
+        bim=res("{cohort}", "qc/qc.bim"),
+    output:
+        plan=res("{cohort}", "gwas/shards.tsv"),
+    params:
+        max_variants=config["gwas"]["shard_variants"],
+    log:
+        res("{cohort}", "logs/gwas_shards.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/gwas_shards.tsv")
+    threads: 1
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("gwas_shards"),
+        runtime=job_runtime("gwas_shards"),
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../../scripts/gwas_shards.py"
+
+
+rule gwas_shard:
     input:
         unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
         pheno=lambda w: COHORTS[w.cohort].get("phenotypes"),
         covar=res("{cohort}", "gwas/covariates.tsv"),
+        plan=res("{cohort}", "gwas/shards.tsv"),
+    output:
+        # one chromosome (or chunk) of the trait's GWAS; gathered by rule gwas, then removed
+        with_pcs=temp(res("{cohort}", "gwas/shards/{trait}/{shard}.tsv.gz")),
+        without_pcs=temp(res("{cohort}", "gwas/shards/{trait}/{shard}.nopcs.tsv.gz")),
+        meta=temp(res("{cohort}", "gwas/shards/{trait}/{shard}.tsv.gz-meta.yaml")),
+        meta_nopcs=temp(res("{cohort}", "gwas/shards/{trait}/{shard}.nopcs.tsv.gz-meta.yaml")),
+    wildcard_constraints:
+        shard="chr[A-Za-z0-9_-]+",
+    params:
+        covariates=config["gwas"]["covariates"],
+        n_pcs=config["gwas"]["n_pcs"],
+        firth=config["gwas"]["firth"],
+    log:
+        res("{cohort}", "logs/gwas.{trait}.{shard}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/gwas.{trait}.{shard}.tsv")
+    threads: 2
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("gwas_shard"),
+        runtime=job_runtime("gwas_shard"),
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../../scripts/gwas_shard.py"
+
+
+rule gwas:
+    input:
+        shards=gwas_shard_files,
     output:
         with_pcs=res("{cohort}", "gwas/{trait}.tsv.gz"),
         without_pcs=res("{cohort}", "gwas/{trait}.nopcs.tsv.gz"),
         # GWAS-SSF metadata sidecars (model, sample size, Firth count)
         meta=res("{cohort}", "gwas/{trait}.tsv.gz-meta.yaml"),
         meta_nopcs=res("{cohort}", "gwas/{trait}.nopcs.tsv.gz-meta.yaml"),
-    params:
-        covariates=config["gwas"]["covariates"],
-        n_pcs=config["gwas"]["n_pcs"],
-        firth=config["gwas"]["firth"],
     log:
         res("{cohort}", "logs/gwas.{trait}.log"),
     benchmark:
         res("{cohort}", "benchmarks/gwas.{trait}.tsv")
-    threads: 2
+    threads: 1
     retries: RETRIES
     resources:
         mem_mb=job_mem("gwas"),
@@ -52,7 +101,7 @@ rule gwas:
     conda:
         "../../envs/gwas.yaml"
     script:
-        "../../scripts/gwas.py"
+        "../../scripts/gwas_gather.py"
 
 
 rule gwas_summary:

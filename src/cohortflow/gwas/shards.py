@@ -40,7 +40,7 @@ def shard_plan(chromosomes, *, max_variants: int = 2_000_000) -> pd.DataFrame:
     for start, stop in zip(starts.tolist(), stops.tolist()):
         code = str(names[codes[start]])
         runs_seen[code] = runs_seen.get(code, 0) + 1
-        base = "chr" + re.sub(r"[^A-Za-z0-9_.-]", "_", code)
+        base = "chr" + re.sub(r"[^A-Za-z0-9_-]", "_", code)
         if runs_seen[code] > 1:
             base += f"_r{runs_seen[code]}"
         n_chunks = -(-(stop - start) // max_variants)
@@ -112,9 +112,23 @@ def gather_sumstats(shards: list[str | Path], out: str | Path) -> None:
             fh.write(meta)
 
 
+def gather_pair(*, shards: list[str | Path], out_with_pcs: str | Path, out_without_pcs: str | Path) -> None:
+    """The workflow's gather: ``shards`` lists each shard's ``.tsv.gz`` and ``.nopcs.tsv.gz``
+    (in plan order; other files, e.g. their sidecars, are ignored); the two series are gathered
+    into the two outputs, with their ``-meta.yaml``."""
+    files = [p for p in map(str, shards) if p.endswith(".tsv.gz")]     # their -meta.yaml sidecars are read beside them
+    with_pcs = [p for p in files if not p.endswith(".nopcs.tsv.gz")]
+    without_pcs = [p for p in files if p.endswith(".nopcs.tsv.gz")]
+    gather_sumstats(with_pcs, out_with_pcs)
+    gather_sumstats(without_pcs, out_without_pcs)
+
+
 def _combined_meta(metas: list[Path], data_file_name: str) -> str | None:
-    if not all(m.exists() for m in metas):
+    present = [m.exists() for m in metas]
+    if not any(present):
         return None
+    if not all(present):
+        raise InputFormatError("shard without its -meta.yaml sidecar", path=metas[present.index(False)])
     combined: list[list[str]] | None = None
     for meta in metas:
         lines = [line.split(":", 1) for line in meta.read_text(encoding="utf-8").splitlines() if ":" in line]
