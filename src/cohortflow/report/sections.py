@@ -1682,6 +1682,9 @@ _RANKING_LABELS = {
     "mc_p": "Monte-Carlo p",
     "mc_z": "Monte-Carlo z",
     "region": "Region",
+    "n_spots": "Spots",
+    "hetero_mcp": "Heterogeneity p",
+    "neighbour_type": "Neighbour type",
 }
 _GENE_SCORE_KEYS = [
     ("n_genes_annotated", "Genes in the annotation", "int"),
@@ -1722,9 +1725,21 @@ def _records_table(ctx: Context, records: list, *, table_id: str, caption: str, 
     if not records:
         return None
     columns = [k for k in records[0] if not isinstance(records[0][k], (Mapping, list))]
+
+    def holds_text(column: str) -> bool:
+        """Text when some value is a string that is not a number (names, labels)."""
+        for rec in records:
+            value = rec.get(column)
+            if isinstance(value, str) and value.strip() and value.strip().lower() not in ("nan", "na", "n/a"):
+                try:
+                    float(value)
+                except ValueError:
+                    return True
+        return False
+
     kinds = {}
     for c in columns:
-        if c == first or c in ("gene", "cell_type", "region"):
+        if c == first or c in ("gene", "cell_type", "region") or holds_text(c):
             kinds[c] = "text"
         elif c.lower() in _P_NAMES or c.lower().endswith("_p") or c.lower().startswith("pval"):
             kinds[c] = "p"
