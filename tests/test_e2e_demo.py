@@ -183,8 +183,13 @@ def test_snakemake_report_collects_the_figures(demo_run):
 
     _snakemake(demo_run, "--report", "smk_report.zip")
     names = zipfile.ZipFile(demo_run / "smk_report.zip").namelist()
-    assert any(n.endswith("quant_trait.manhattan.png") for n in names), names[:20]
-    assert any(n.endswith("umap.png") for n in names)
+    for key_output in ("quant_trait.manhattan.png", "umap.png", "alignment_qc/summary.tsv", "quant_trait.leads.tsv",
+                       "quant_trait.performance.tsv", "quant_trait.celltype_ranking.tsv", "cell_eqtl/eqtl.tsv",
+                       "spatial/nhood.png", "spatial/spatial.png", "singlecell/markers.png", "qc.sample_qc.png"):
+        assert any(n.endswith(key_output) for n in names), (key_output, names[:20])
+    # nothing individual-level: per-sample sites, scores, splits, expression matrices, genotypes
+    for private in (".sites.tsv.gz", "scores.tsv.gz", ".split.tsv", ".h5ad", "qc.sample_qc.tsv", ".bed"):
+        assert not any(n.endswith(private) for n in names), private
 
 
 def test_second_run_does_nothing(demo_run):

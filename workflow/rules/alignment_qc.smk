@@ -70,8 +70,11 @@ rule alignment_qc_summary:
         genotypes=lambda w: [res(w.cohort, f"qc/qc.{ext}") for ext in ("bed", "bim", "fam")] if COHORTS[w.cohort].has_genotypes else [],
         sample_info=lambda w: COHORTS[w.cohort].get("sample_info") or [],
     output:
+        # one row per sample (IDs, inferred and reported sex): in snakemake --report only where
+        # the config lets reports show sample IDs (the HTML report pseudonymises them otherwise)
         summary=report(res("{cohort}", "alignment_qc/summary.tsv"), caption="../report/alignment_qc_summary.rst",
-                       category="Alignment QC"),
+                       category="Alignment QC") if config["report"]["show_sample_ids"]
+                else res("{cohort}", "alignment_qc/summary.tsv"),
         identity=res("{cohort}", "alignment_qc/identity.tsv"),
     params:
         identity=config["alignment_qc"]["identity"],
