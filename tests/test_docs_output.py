@@ -51,6 +51,8 @@ class _Reader:
                 return [NAMES[node.id]]
             if node.id in self.names:
                 return self.paths(self.names[node.id])
+        if isinstance(node, ast.IfExp):   # report(x, ...) if condition else x: both branches
+            return sorted(set(self.paths(node.body, bound)) | set(self.paths(node.orelse, bound)))
         if isinstance(node, (ast.List, ast.Tuple)):
             return [p for elt in node.elts for p in self.paths(elt, bound)]
         if isinstance(node, ast.ListComp) and len(node.generators) == 1:

@@ -52,9 +52,9 @@ RULE_MODELS: dict[str, ResourceModel] = {
     "genotype_qc": ResourceModel(1500, 3, 15, 20),
     "relatedness": ResourceModel(1500, 2, 15, 60),
     "genotype_pca": ResourceModel(1500, 3, 15, 30),
+    "genotype_shards": ResourceModel(1000, 1, 5, 2),
     # association: the .bed of one shard plus per-chunk dosages
     "gwas_covariates": ResourceModel(500, 1, 5, 1),
-    "gwas_shards": ResourceModel(1000, 1, 5, 2),
     "gwas_shard": ResourceModel(1500, 2, 20, 60),
     "gwas": ResourceModel(1000, 0.2, 10, 10),        # gathers the shards (streams their text)
     "gwas_summary": ResourceModel(2000, 3, 10, 10),

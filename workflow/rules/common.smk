@@ -167,10 +167,10 @@ def all_targets():
 
 # Polygenic scores: covariates of the discovery GWAS and the evaluation; score files of a trait
 def gwas_shard_files(wildcards):
-    """The trait's GWAS shards, in the plan's (.bim) order: known once rule gwas_shards has run."""
+    """The trait's GWAS shards, in the plan's (.bim) order: known once checkpoint genotype_shards has run."""
     from cohortflow.gwas.shards import read_shard_plan
 
-    plan = read_shard_plan(checkpoints.gwas_shards.get(cohort=wildcards.cohort).output.plan)
+    plan = read_shard_plan(checkpoints.genotype_shards.get(cohort=wildcards.cohort).output.plan)
     base = res(wildcards.cohort, f"gwas/shards/{wildcards.trait}")
     suffixes = (".tsv.gz", ".nopcs.tsv.gz", ".tsv.gz-meta.yaml", ".nopcs.tsv.gz-meta.yaml")
     return [f"{base}/{shard}{suffix}" for shard in plan["shard"] for suffix in suffixes]

@@ -25,34 +25,12 @@ rule gwas_covariates:
         "../../scripts/gwas_covariates.py"
 
 
-checkpoint gwas_shards:
-    input:
-        bim=res("{cohort}", "qc/qc.bim"),
-    output:
-        plan=res("{cohort}", "gwas/shards.tsv"),
-    params:
-        max_variants=config["gwas"]["shard_variants"],
-    log:
-        res("{cohort}", "logs/gwas_shards.log"),
-    benchmark:
-        res("{cohort}", "benchmarks/gwas_shards.tsv")
-    threads: 1
-    retries: RETRIES
-    resources:
-        mem_mb=job_mem("gwas_shards"),
-        runtime=job_runtime("gwas_shards"),
-    conda:
-        "../../envs/gwas.yaml"
-    script:
-        "../../scripts/gwas_shards.py"
-
-
 rule gwas_shard:
     input:
         unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
         pheno=lambda w: COHORTS[w.cohort].get("phenotypes"),
         covar=res("{cohort}", "gwas/covariates.tsv"),
-        plan=res("{cohort}", "gwas/shards.tsv"),
+        plan=res("{cohort}", "qc/qc.shards.tsv"),
     output:
         # one chromosome (or chunk) of the trait's GWAS; gathered by rule gwas, then removed
         with_pcs=temp(res("{cohort}", "gwas/shards/{trait}/{shard}.tsv.gz")),

@@ -130,3 +130,27 @@ rule genotype_pca:
         "../../envs/variants.yaml"
     script:
         "../../scripts/genotype_pca.py"
+
+
+# The shard plan of the QC'd genotypes (one shard per chromosome, chunks of big ones): the
+# per-chromosome jobs of GWAS and score computation (cohortflow.gwas.shards).
+checkpoint genotype_shards:
+    input:
+        bim=res("{cohort}", "qc/qc.bim"),
+    output:
+        plan=res("{cohort}", "qc/qc.shards.tsv"),
+    params:
+        max_variants=config["gwas"]["shard_variants"],
+    log:
+        res("{cohort}", "logs/genotype_shards.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/genotype_shards.tsv")
+    threads: 1
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("genotype_shards"),
+        runtime=job_runtime("genotype_shards"),
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/genotype_shards.py"
