@@ -1,16 +1,14 @@
-"""Snakemake adapter: score published polygenic scores (PGS Catalog files) on the cohort."""
-from cohortflow.prs.pgs import score_pgs
+"""Snakemake adapter: add the shards' published-score sums; write the scores, match table and summary."""
+from cohortflow.prs.pgs import gather_pgs
 from cohortflow.scripting import run_step
 
 run_step(
     snakemake,
-    score_pgs,
+    gather_pgs,
     bfile=snakemake.input.bed.removesuffix(".bed"),
-    scores=list(snakemake.input.scores),
-    min_overlap=snakemake.params.pgs["min_overlap"],
-    keep_ambiguous=snakemake.params.pgs["keep_ambiguous"],
+    matched=snakemake.input.matched,
+    partials=list(snakemake.input.partials),
     pheno=snakemake.input.pheno or None,
     traits=list(snakemake.params.traits) or None,
     out_prefix=snakemake.output.summary.removesuffix(".summary.json"),
-    threads=snakemake.threads,
 )

@@ -334,3 +334,38 @@ def test_plink2_keep_imputes_from_the_kept_samples(tmp_path):
     np.testing.assert_allclose(kept_freq[:, 0], ref["SCORE1_SUM"], rtol=5e-6, atol=1e-12)
     all_freq = score_bed(bed, np.arange(m), weights, samples=kept)
     assert np.abs(all_freq[:, 0] - ref["SCORE1_SUM"]).max() > 1e-3  # the default differs from plink2 --keep
+
+
+def test_sharded_scoring_equals_one_call(tmp_path):
+    """The workflow's per-chromosome path (match_pgs -> JSON, pgs_partial_sums per shard -> .npy,
+    gather_pgs) writes exactly the bytes of score_pgs, on autosomes, X, Y, XY and MT, with one
+    shard per chromosome and with chunked chromosomes."""
+    from cohortflow.gwas.shards import write_shard_plan
+    from cohortflow.prs.pgs import gather_pgs, match_pgs, pgs_partial_sums
+
+    rng = np.random.default_rng(8)
+    prefix, geno, chrom, sex = _sexed_fileset(tmp_path, rng)
+    bim = open_bed(prefix).bim
+    files = []
+    for c in range(2):
+        keep = rng.random(len(bim)) < 0.8
+        rows = [(f"chr{bim['chrom'][v]}", bim["pos"][v], bim["a1"][v] if rng.random() < 0.6 else bim["a2"][v],
+                 "", round(float(rng.normal()), 4)) for v in np.flatnonzero(keep)]
+        rows = [(ch, p, e, (bim["a2"][i] if e == bim["a1"][i] else bim["a1"][i]), w)
+                for (ch, p, e, _, w), i in zip(rows, np.flatnonzero(keep))]
+        files.append(_catalog_file(tmp_path / f"PGS{c:06d}.txt", f"PGS{c:06d}", rows))
+    for max_variants in (1_000_000, 7):
+        one = tmp_path / f"one{max_variants}"
+        score_pgs(bfile=prefix, scores=files, min_overlap=0.5, out_prefix=one, max_shard_variants=max_variants)
+        plan = write_shard_plan(bfile=prefix, out=tmp_path / "plan.tsv", max_variants=max_variants)
+        assert len(plan) >= 6
+        match_pgs(bfile=prefix, scores=files, min_overlap=0.5, out=tmp_path / "matched.json")
+        parts = []
+        for shard, start, stop in zip(plan["shard"], plan["start"], plan["stop"]):
+            part = tmp_path / f"{shard}.npy"
+            pgs_partial_sums(bfile=prefix, matched=tmp_path / "matched.json", variant_range=(start, stop), out=part)
+            parts.append(part)
+        sharded = tmp_path / f"sharded{max_variants}"
+        gather_pgs(bfile=prefix, matched=tmp_path / "matched.json", partials=parts, out_prefix=sharded)
+        for suffix in (".scores.tsv.gz", ".match.tsv", ".summary.json"):
+            assert Path(f"{sharded}{suffix}").read_bytes() == Path(f"{one}{suffix}").read_bytes(), suffix

@@ -64,7 +64,9 @@ RULE_MODELS: dict[str, ResourceModel] = {
     "prs_ct": ResourceModel(2000, 2, 20, 30),
     "prs_bayes": ResourceModel(2000, 3, 30, 60),
     "prs_evaluate": ResourceModel(1000, 1, 10, 5),
-    "pgs_score": ResourceModel(1500, 0.5, 10, 20),
+    "pgs_match": ResourceModel(1500, 3, 10, 10),       # scoring files parsed and matched in memory
+    "pgs_score_shard": ResourceModel(1500, 0.5, 10, 20),
+    "pgs_score": ResourceModel(1000, 1, 10, 5),         # adds the shards' sums
     # single cell / spatial: the expression matrix in memory several times (X, layers, PCA)
     "singlecell": ResourceModel(3000, 8, 30, 60),
     "spatial": ResourceModel(2000, 6, 20, 30),

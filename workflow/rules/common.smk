@@ -176,6 +176,14 @@ def gwas_shard_files(wildcards):
     return [f"{base}/{shard}{suffix}" for shard in plan["shard"] for suffix in suffixes]
 
 
+def pgs_partial_files(wildcards):
+    """The published scores' per-shard partial sums, in the plan's (.bim) order."""
+    from cohortflow.gwas.shards import read_shard_plan
+
+    plan = read_shard_plan(checkpoints.genotype_shards.get(cohort=wildcards.cohort).output.plan)
+    return [res(wildcards.cohort, f"prs/shards/pgs.{shard}.npy") for shard in plan["shard"]]
+
+
 def prs_covariates():
     return list(config["gwas"]["covariates"]) + [f"PC{i + 1}" for i in range(config["gwas"]["n_pcs"])]
 

@@ -150,23 +150,72 @@ rule prs_evaluate:
         "../../scripts/prs_evaluate.py"
 
 
-rule pgs_score:
+rule pgs_match:
     input:
         unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
         scores=lambda w: COHORTS[w.cohort].pgs_files,
+    output:
+        # the matched variants' weights of every score (aggregate); errors stop here, before scoring
+        matched=res("{cohort}", "prs/pgs.matched.json"),
+    params:
+        pgs=config["pgs"],
+    log:
+        res("{cohort}", "logs/pgs_match.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/pgs_match.tsv")
+    threads: 2
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("pgs_match"),
+        runtime=job_runtime("pgs_match"),
+    conda:
+        "../../envs/prs.yaml"
+    script:
+        "../../scripts/pgs_match.py"
+
+
+rule pgs_score_shard:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        matched=res("{cohort}", "prs/pgs.matched.json"),
+        plan=res("{cohort}", "qc/qc.shards.tsv"),
+    output:
+        # every sample's sums over one chromosome (or chunk): individual-level, removed once gathered
+        partial=temp(res("{cohort}", "prs/shards/pgs.{shard}.npy")),
+    wildcard_constraints:
+        shard="chr[A-Za-z0-9_-]+",
+    log:
+        res("{cohort}", "logs/pgs_score.{shard}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/pgs_score.{shard}.tsv")
+    threads: 2
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("pgs_score_shard"),
+        runtime=job_runtime("pgs_score_shard"),
+    conda:
+        "../../envs/prs.yaml"
+    script:
+        "../../scripts/pgs_score_shard.py"
+
+
+rule pgs_score:
+    input:
+        unpack(lambda w: plink_files(res(w.cohort, "qc/qc"))),
+        matched=res("{cohort}", "prs/pgs.matched.json"),
+        partials=pgs_partial_files,
         pheno=lambda w: COHORTS[w.cohort].get("phenotypes") or [],
     output:
         scores=res("{cohort}", "prs/pgs.scores.tsv.gz"),
         match=res("{cohort}", "prs/pgs.match.tsv"),
         summary=res("{cohort}", "prs/pgs.summary.json"),
     params:
-        pgs=config["pgs"],
         traits=lambda w: COHORTS[w.cohort].traits,
     log:
         res("{cohort}", "logs/pgs_score.log"),
     benchmark:
         res("{cohort}", "benchmarks/pgs_score.tsv")
-    threads: 2
+    threads: 1
     retries: RETRIES
     resources:
         mem_mb=job_mem("pgs_score"),

@@ -301,7 +301,7 @@ def _write_score_table(path: Path, iids: np.ndarray, names: list[str], values: n
 
 def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, keep_ambiguous: bool = False,
               pheno: str | Path | None = None, traits: list[str] | None = None, out_prefix: str | Path,
-              threads: int = 1) -> dict:
+              threads: int = 1, max_shard_variants: int = 2_000_000) -> dict:
     """Score the published polygenic scores ``scores`` (scoring-file paths) on ``bfile``.
 
     Each score's variants are matched with :func:`match_variants` (the .bim indexed once for all
@@ -324,12 +324,34 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
       match counts of :func:`match_counts` and, with ``pheno`` and ``traits``, ``traits`` ->
       ``{trait}`` -> ``type``, ``n`` and ``r``/``r2`` (quantitative) or ``auc``/``n_cases``/
       ``n_controls`` (binary) of the SUM with the trait. Aggregate figures only.
+    The sums are computed per shard of the .bim (:func:`cohortflow.gwas.shards.shard_plan`: per
+    chromosome, chunks of at most ``max_shard_variants``) and added in shard order, which is
+    what the workflow's per-chromosome jobs do (:func:`match_pgs`, :func:`pgs_partial_sums`,
+    :func:`gather_pgs`): both give the same bytes.
     Returns the summary dict.
     """
-    if not 0 <= min_overlap <= 1:
-        raise CohortflowError(f"min_overlap must be between 0 and 1, not {min_overlap}")
+    from cohortflow.gwas.shards import shard_plan
+
     if (pheno is None) != (not traits):
         raise CohortflowError("pheno and traits go together: give both or neither")
+    matched = match_pgs(bfile=bfile, scores=scores, min_overlap=min_overlap, keep_ambiguous=keep_ambiguous,
+                        threads=threads)
+    bed = open_bed(bfile)
+    plan = shard_plan(bed.bim_table.column("chrom").to_pandas(), max_variants=max_shard_variants)
+    partials = [pgs_partial_sums(bfile=bfile, matched=matched, variant_range=(int(a), int(b)), threads=threads)
+                for a, b in zip(plan["start"], plan["stop"])]
+    return gather_pgs(bfile=bfile, matched=matched, partials=partials, pheno=pheno, traits=traits,
+                      out_prefix=out_prefix)
+
+
+def match_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, keep_ambiguous: bool = False,
+              threads: int = 1, out: str | Path | None = None) -> dict:
+    """Step 1 of :func:`score_pgs`: match every scoring file to the .bim (errors before anything
+    is written) and build the weight matrix over the union of matched variants. Returns (and,
+    with ``out``, writes as JSON) {"bim_rows", "weights" (one list per variant), "count_a2",
+    "entries": [{"header", "counts"}]} — aggregate: no sample appears."""
+    if not 0 <= min_overlap <= 1:
+        raise CohortflowError(f"min_overlap must be between 0 and 1, not {min_overlap}")
     if not scores:
         raise CohortflowError("no scoring files given")
     bed = open_bed(bfile)
@@ -379,8 +401,62 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
         at = np.searchsorted(union, rows)
         weights[at, s] = w
         count_a2[at, s] = swapped
-    sums = score_bed(bed, union, weights, count_a2=count_a2, threads=threads)
+    result = {"bim_rows": union.tolist(), "weights": weights.tolist(), "count_a2": count_a2.astype(int).tolist(),
+              "entries": [{"header": dict(h), "counts": c} for h, _, c in entries],
+              "min_overlap": float(min_overlap), "keep_ambiguous": bool(keep_ambiguous)}
+    if out is not None:
+        write_json_atomic(out, result)
+    return result
 
+
+def _read_matched(matched: dict | str | Path) -> dict:
+    if isinstance(matched, (str, Path)):
+        import json
+
+        with open(matched, encoding="utf-8") as fh:
+            return json.load(fh)
+    return matched
+
+
+def pgs_partial_sums(*, bfile: str | Path, matched: dict | str | Path, variant_range: tuple[int, int],
+                     threads: int = 1, out: str | Path | None = None) -> np.ndarray:
+    """Step 2: every sample's sums over the matched variants in the .bim rows ``variant_range``
+    (start, stop), all scores at once: float64 (samples, scores); with ``out`` also written as
+    .npy (individual-level: stays in the cohort)."""
+    m = _read_matched(matched)
+    bed = open_bed(bfile)
+    rows = np.asarray(m["bim_rows"], dtype=np.int64)
+    k = len(m["entries"])
+    start, stop = variant_range
+    sel = np.flatnonzero((rows >= start) & (rows < stop))
+    if sel.size:
+        weights = np.asarray(m["weights"], dtype=np.float64).reshape(-1, k)[sel]
+        count_a2 = np.asarray(m["count_a2"], dtype=bool).reshape(-1, k)[sel]
+        sums = score_bed(bed, rows[sel], weights, count_a2=count_a2, threads=threads)
+    else:
+        sums = np.zeros((bed.n_samples, k))
+    if out is not None:
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(sums, dtype=np.float64))
+    return sums
+
+
+def gather_pgs(*, bfile: str | Path, matched: dict | str | Path, partials: list, pheno: str | Path | None = None,
+               traits: list[str] | None = None, out_prefix: str | Path) -> dict:
+    """Step 3: add the shards' partial sums in the order given and write the outputs of
+    :func:`score_pgs`. ``partials``: arrays or .npy paths."""
+    if (pheno is None) != (not traits):
+        raise CohortflowError("pheno and traits go together: give both or neither")
+    m = _read_matched(matched)
+    bed = open_bed(bfile)
+    k = len(m["entries"])
+    sums = np.zeros((bed.n_samples, k))
+    for part in partials:
+        part = np.load(part) if isinstance(part, (str, Path)) else np.asarray(part, dtype=np.float64)
+        if part.shape != sums.shape:
+            raise CohortflowError(f"partial sums of shape {part.shape}, expected {sums.shape}")
+        sums += part
+    entries = [(e["header"], None, e["counts"]) for e in m["entries"]]
     iids = bed.fam["iid"].to_numpy()
     names, values = [], np.empty((len(iids), 2 * len(entries)))
     for s, (header, _, counts) in enumerate(entries):
@@ -391,11 +467,11 @@ def score_pgs(*, bfile: str | Path, scores: list, min_overlap: float = 0.75, kee
     _write_score_table(Path(f"{out_prefix}.scores.tsv.gz"), iids, names, values)
 
     match_rows = [{"pgs_id": h["pgs_id"], "trait_reported": h.get("trait_reported", ""),
-                   **{k: c[k] for k in MATCH_COLUMNS[2:]}} for h, _, c in entries]
+                   **{col: c[col] for col in MATCH_COLUMNS[2:]}} for h, _, c in entries]
     write_table_atomic(f"{out_prefix}.match.tsv", pd.DataFrame(match_rows, columns=MATCH_COLUMNS))
 
-    summary = {"n_samples": int(bed.n_samples), "min_overlap": float(min_overlap),
-               "keep_ambiguous": bool(keep_ambiguous),
+    summary = {"n_samples": int(bed.n_samples), "min_overlap": float(m["min_overlap"]),
+               "keep_ambiguous": bool(m["keep_ambiguous"]),
                "imputation": "missing calls = 2 x cohort effect allele frequency (plink2 --score default)",
                "scores": {}}
     for s, (header, _, counts) in enumerate(entries):
