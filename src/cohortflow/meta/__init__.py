@@ -1,0 +1,1 @@
+"""Meta-analysis of several cohorts' GWAS summary statistics (``cohortflow meta``)."""
