@@ -181,6 +181,18 @@ def _cmd_sumstats(a):
                        effect_allele_column=a.effect_allele_column)
 
 
+def _cmd_meta(a):
+    from cohortflow.meta.api import meta_analyse, meta_analyse_bundles
+
+    options = dict(names=a.names, p_threshold=a.p_threshold, locus_window_kb=a.locus_window_kb,
+                   palindromic_margin=a.palindromic_margin, keep_palindromic=a.keep_palindromic,
+                   genes_gtf=a.genes, threads=a.threads)
+    if a.bundles:
+        meta_analyse_bundles(bundles=a.bundles, out=a.out, trait=a.trait, **options)
+    else:
+        meta_analyse(sumstats=a.sumstats, out=a.out, trait=a.trait, **options)
+
+
 def _read_ids(path: str | None) -> list[str] | None:
     """IIDs from a plink-style keep file (``IID`` or ``FID IID`` per line; a header line starting
     with ``#`` or ``IID`` is skipped)."""
@@ -461,6 +473,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="sample column of a multi-study GWAS-VCF")
     p.add_argument("--effect-allele-column", help="column holding the effect allele (overrides the layout's rule)")
     p.add_argument("--out", required=True, help="OUT.tsv.gz (GWAS-SSF); the log goes to OUT.harmonise.json")
+
+    p = add("meta", _cmd_meta, "meta-analysis of several cohorts' GWAS: allele alignment, fixed and random effects, "
+            "heterogeneity, lead loci, Manhattan/QQ/forest plots")
+    inputs = p.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--bundles", nargs="+", help="export bundles (BUNDLE.tar.gz with gwas/<trait>.tsv.gz): "
+                        "each trait in every bundle, or --trait")
+    inputs.add_argument("--sumstats", nargs="+", help="GWAS-SSF files, one per cohort (alleles aligned to the first)")
+    p.add_argument("--names", nargs="+", help="cohort names, in input order (default: file names; bundles: "
+                   "their manifest's cohort)")
+    p.add_argument("--trait", help="the trait to meta-analyse from the bundles (default: every common trait, "
+                   "written to OUT.<trait>.*); the trait's name with --sumstats")
+    p.add_argument("--p-threshold", type=float, default=5e-8)
+    p.add_argument("--locus-window-kb", type=float, default=250, help="lead loci: no other lead within this distance")
+    p.add_argument("--palindromic-margin", type=float, default=0.1,
+                   help="A/T and C/G SNPs kept only when |eaf - 0.5| exceeds this in the cohort and the reference")
+    p.add_argument("--keep-palindromic", action="store_true", help="align A/T and C/G SNPs by their labels")
+    p.add_argument("--genes", help="GTF for the leads' nearest genes")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="output prefix: OUT.tsv.gz (+ -meta.yaml), OUT.leads.tsv, "
+                   "OUT.summary.json, OUT.manhattan.png, OUT.qq.png, OUT.forest.png")
 
     prs = sub.add_parser("prs", help="polygenic risk scores: split, discovery-gwas, ct, bayes, score, evaluate",
                          description="polygenic risk scores")
