@@ -70,6 +70,7 @@ def build_report(
     command_line: str = "",
     git_commit: str | None = None,
     show_sample_ids: bool = True,
+    sample_level_tables: bool = True,
     min_cell_count: int = 5,
     generated_at: str | _dt.datetime | None = None,
 ) -> None:
@@ -97,6 +98,10 @@ def build_report(
     show_sample_ids
         When False, sample IDs in sample-level tables (and in input paths, benchmark names and the
         command line) are replaced by ``sample-01``, ``sample-02``... in file order.
+    sample_level_tables
+        When False, per-sample tables and figures are left out: the alignment QC's per-sample
+        table, failure list and per-sample figures, the closest related pairs, and the known-answer
+        checks that name samples (``cohortflow export`` builds its copy of the report so).
     min_cell_count
         Counts of individuals or cells below this value in aggregate tables are shown as
         ``<min_cell_count``.
@@ -122,6 +127,7 @@ def build_report(
         config=config,
         min_count=min_cell_count,
         pseudonymiser=pseudonymiser,
+        sample_level_tables=sample_level_tables,
     )
     sections_of_stages = stage_sections(ctx)
     present = {s.id for s in sections_of_stages}

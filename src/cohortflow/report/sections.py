@@ -60,7 +60,7 @@ class Pseudonymiser:
         unique = list(dict.fromkeys(s for s in sample_ids if s))
         width = max(2, len(str(len(unique))))
         self.mapping = {s: f"sample-{i:0{width}d}" for i, s in enumerate(unique, start=1)}
-        if enabled and unique:
+        if unique:
             # Longest first so an ID that contains another is replaced whole.
             alternatives = "|".join(re.escape(s) for s in sorted(unique, key=lambda s: (-len(s), s)))
             self._pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
@@ -74,9 +74,13 @@ class Pseudonymiser:
 
     def text(self, text: str) -> str:
         """``text`` with every known sample ID (as a whole token) replaced by its pseudonym."""
-        if self._pattern is None:
+        if not self.enabled or self._pattern is None:
             return text
         return self._pattern.sub(lambda m: self.mapping[m.group(0)], text)
+
+    def names_sample(self, text: str) -> bool:
+        """Whether ``text`` contains a known sample ID as a whole token (enabled or not)."""
+        return self._pattern is not None and self._pattern.search(text) is not None
 
 
 @dataclass
@@ -87,6 +91,8 @@ class Context:
     min_count: int
     pseudonymiser: Pseudonymiser
     facts: dict[str, Any] = field(default_factory=dict)  # headline counts for the summary tiles
+    # False: builders leave out per-sample tables and figures (cohortflow export's copy of the report)
+    sample_level_tables: bool = True
 
     def path(self, *parts: str) -> Path:
         return self.results_dir.joinpath(*parts)
@@ -226,12 +232,17 @@ def truth_section(ctx: Context) -> Section | None:
     data = read_json(path)
     checks = data.get("checks") if isinstance(data.get("checks"), list) else []
     rows = []
-    n_pass = 0
+    n_pass = n_checks = n_hidden = 0
     for check in checks:
         if not isinstance(check, Mapping):
             continue
         passed = check.get("passed") is True
         n_pass += passed
+        n_checks += 1
+        if not ctx.sample_level_tables and any(ctx.pseudonymiser.names_sample(_text(check.get(k, "")))
+                                               for k in ("stage", "check", "expected", "observed")):
+            n_hidden += 1
+            continue
         rows.append(
             Row(
                 [
@@ -246,12 +257,12 @@ def truth_section(ctx: Context) -> Section | None:
         )
     all_passed = data.get("all_passed")
     if not isinstance(all_passed, bool):
-        all_passed = bool(rows) and n_pass == len(rows)
+        all_passed = bool(n_checks) and n_pass == n_checks
     section = Section("known-answers", "Known answers (demo)")
     verdict = (
-        f"All {len(rows)} planted answers were recovered."
-        if all_passed and rows
-        else f"{n_pass} of {len(rows)} planted answers were recovered; {len(rows) - n_pass} failed."
+        f"All {n_checks} planted answers were recovered."
+        if all_passed and n_checks
+        else f"{n_pass} of {n_checks} planted answers were recovered; {n_checks - n_pass} failed."
     )
     section.blocks.append(
         Paragraph(
@@ -266,10 +277,11 @@ def truth_section(ctx: Context) -> Section | None:
             [Column("Stage"), Column("Check"), Column("Expected"), Column("Observed"), Column("Result", numeric=True)],
             rows,
             caption="Planted answers of the simulated cohort against the workflow's results.",
+            note=f"{n_hidden} checks that name samples are left out." if n_hidden else "",
         )
     )
     section.findings.append(f"Known answers: {verdict[0].lower()}{verdict[1:]}")
-    ctx.facts["truth"] = (n_pass, len(rows))
+    ctx.facts["truth"] = (n_pass, n_checks)
     return section
 
 
@@ -600,17 +612,21 @@ def alignment_section(ctx: Context) -> Section | None:
                     in header else ".")
     section.blocks.append(Paragraph(summary))
     pseudonymised = "Sample IDs are pseudonymised." if ctx.pseudonymiser.enabled else ""
-    section.blocks.append(
-        Table(
-            "tbl-alignment-qc",
-            [Column(label, numeric=kind not in {"id", "sex", "check"}, title=name) for name, label, kind in columns],
-            rows,
-            caption="Per-sample alignment metrics (samtools-stats definitions; depth as mosdepth) with the sex, "
-            "contamination and identity checks; failing samples are highlighted and the failing values marked.",
-            note=pseudonymised,
+    if not ctx.sample_level_tables:  # no per-sample table, failure list or figure
+        section.blocks.append(Paragraph("Per-sample alignment metrics are left out of this copy of the report.",
+                                        cls="muted"))
+    else:
+        section.blocks.append(
+            Table(
+                "tbl-alignment-qc",
+                [Column(label, numeric=kind not in {"id", "sex", "check"}, title=name) for name, label, kind in columns],
+                rows,
+                caption="Per-sample alignment metrics (samtools-stats definitions; depth as mosdepth) with the sex, "
+                "contamination and identity checks; failing samples are highlighted and the failing values marked.",
+                note=pseudonymised,
+            )
         )
-    )
-    if failed_rows:
+    if failed_rows and ctx.sample_level_tables:
         section.blocks.append(
             Table(
                 "tbl-alignment-failed",
@@ -620,9 +636,9 @@ def alignment_section(ctx: Context) -> Section | None:
                 note=pseudonymised,
             )
         )
-    elif n:
+    elif n and not n_fail:
         section.blocks.append(Paragraph("No sample failed alignment QC.", cls="verdict-pass"))
-    figures = _alignment_figures(ctx, records, failed)
+    figures = _alignment_figures(ctx, records, failed) if ctx.sample_level_tables else []
     if figures:
         section.blocks.append(figures[0] if len(figures) == 1 else FigureGrid(figures))
     finding = f"Alignment QC: {n - n_fail} of {n} samples passed"
@@ -756,7 +772,7 @@ def _relatedness_blocks(ctx: Context, kinship: Path, cutoff: Any) -> tuple[list,
         note=f"Counts below {ctx.min_count} are shown as <{ctx.min_count}.",
     )]
     closest = sorted((p for p in pairs if p[0] > _KINSHIP_DEGREES[-1][0]), key=lambda p: (-p[0], p[1], p[2]))[:20]
-    if closest:
+    if closest and ctx.sample_level_tables:
         blocks.append(Table(
             "tbl-kinship-pairs",
             [Column("Sample 1"), Column("Sample 2"), Column("Kinship", numeric=True), Column("Relationship")],
