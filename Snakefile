@@ -21,6 +21,7 @@ include: "workflow/rules/prs.smk"
 include: "workflow/rules/singlecell.smk"
 include: "workflow/rules/cell_eqtl.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/meta.smk"
 
 
 rule all:

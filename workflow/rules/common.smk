@@ -158,10 +158,23 @@ def alignment_index(wildcards):
     return f"{bam}.crai" if bam.endswith(".cram") else f"{bam}.bai"
 
 
+def meta_cohorts(trait):
+    """The cohorts (in sheet order) whose GWAS includes `trait` (meta.smk)."""
+    return [c.id for c in COHORTS.values() if c.has_gwas and trait in c.traits]
+
+
+def meta_traits():
+    """Traits of at least two cohorts' GWAS: the meta-analyses of the default targets."""
+    traits = sorted({t for c in COHORTS.values() if c.has_gwas for t in c.traits})
+    return [t for t in traits if len(meta_cohorts(t)) >= 2]
+
+
 def all_targets():
     targets = [t for cohort in COHORTS.values() for t in stage_targets(cohort)]
     if len(COHORTS) > 1:
         targets.append(f"{RESULTS}/index.html")  # the cross-cohort index page
+    # meta-analysis (meta.smk) of each trait that at least two cohorts' GWAS share
+    targets += [f"{RESULTS}/meta/{trait}.summary.json" for trait in meta_traits()]
     return targets
 
 
