@@ -329,3 +329,32 @@ def test_number_formatting_matches_printf():
            for c in range(2)]
     assert got[0] == ["" if np.isnan(x) else "%.8g" % x for x in floats]
     assert got[1] == [str(int(x)) for x in ints]
+
+
+@pytest.mark.parametrize("max_variants", [2_000_000, 150])
+def test_sharded_jobs_equal_one_call(tmp_path, max_variants):
+    """The workflow's three QC jobs (statistics per shard, filters per shard, gather) write the
+    bytes of one genotype_qc call: with samples removed by --mind and by relatedness (so the
+    variant statistics are recounted on the kept samples), per chromosome and in chunks."""
+    from cohortflow.gwas.shards import write_shard_plan
+    from cohortflow.variants.qc import genotype_qc_gather, qc_filter_shard_file, qc_stats_shard_file
+
+    bfile = _synthetic(tmp_path, seed=5)
+    kwargs = dict(**THRESHOLDS, remove_samples=["s60", "s61", "s62"])
+    genotype_qc(bfile, out_prefix=tmp_path / "one", max_shard_variants=max_variants, **kwargs)
+    plan = write_shard_plan(bfile=bfile, out=tmp_path / "plan.tsv", max_variants=max_variants)
+    assert len(plan) >= 7
+    stats = [tmp_path / f"{s}.stats.npz" for s in plan["shard"]]
+    for shard, out in zip(plan["shard"], stats):
+        qc_stats_shard_file(bfile=bfile, plan=tmp_path / "plan.tsv", shard=shard, maf=THRESHOLDS["maf"], out=out)
+    filtered = [tmp_path / f"{s}.kept.npz" for s in plan["shard"]]
+    parts = [tmp_path / f"{s}.bed.part" for s in plan["shard"]]
+    for i in range(len(plan)):
+        qc_filter_shard_file(bfile=bfile, stats_parts=stats, shard_index=i, out_filtered=filtered[i],
+                             out_bed_part=parts[i], **kwargs)
+    summary = genotype_qc_gather(bfile=bfile, stats_parts=stats, filtered_parts=filtered, bed_parts=parts,
+                                 out_prefix=tmp_path / "sharded", **kwargs)
+    assert summary["samples_removed"]["mind"] > 0 and summary["samples_removed"]["king_cutoff"] == 3
+    for ext in (".bed", ".bim", ".fam", ".sample_qc.tsv", ".variant_qc.tsv", ".summary.json", ".sample_qc.png",
+                ".variant_qc.png"):
+        assert (tmp_path / f"sharded{ext}").read_bytes() == (tmp_path / f"one{ext}").read_bytes(), ext

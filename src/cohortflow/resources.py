@@ -49,7 +49,10 @@ RULE_MODELS: dict[str, ResourceModel] = {
     # genotypes: ingestion streams a VCF shard; QC/PCA/relatedness hold the packed .bed
     "ingest_shard": ResourceModel(1000, 0.2, 10, 10),
     "merge_shards": ResourceModel(1000, 0.1, 10, 4),
-    "genotype_qc": ResourceModel(1500, 3, 15, 20),
+    "raw_shards": ResourceModel(1000, 1, 5, 2),
+    "qc_stats_shard": ResourceModel(1500, 0.2, 10, 20),    # streams its shard's rows
+    "qc_filter_shard": ResourceModel(1500, 0.3, 10, 20),   # + every shard's statistics (per-variant arrays)
+    "genotype_qc": ResourceModel(1500, 0.5, 10, 10),       # concatenates the kept rows, writes the tables
     "relatedness": ResourceModel(1500, 2, 15, 60),
     "genotype_pca": ResourceModel(1500, 3, 15, 30),
     "genotype_shards": ResourceModel(1000, 1, 5, 2),

@@ -179,6 +179,18 @@ def all_targets():
 
 
 # Polygenic scores: covariates of the discovery GWAS and the evaluation; score files of a trait
+def qc_shard_files(wildcards, suffix):
+    """The QC shards' ``{shard}.{suffix}`` files, in the raw plan's (.bim) order."""
+    from cohortflow.gwas.shards import read_shard_plan
+
+    plan = read_shard_plan(checkpoints.raw_shards.get(cohort=wildcards.cohort).output.plan)
+    return [res(wildcards.cohort, f"qc/shards/{shard}.{suffix}") for shard in plan["shard"]]
+
+
+def qc_stats_files(wildcards):
+    return qc_shard_files(wildcards, "stats.npz")
+
+
 def gwas_shard_files(wildcards):
     """The trait's GWAS shards, in the plan's (.bim) order: known once checkpoint genotype_shards has run."""
     from cohortflow.gwas.shards import read_shard_plan

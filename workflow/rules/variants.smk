@@ -69,9 +69,90 @@ rule relatedness:
         "../../scripts/relatedness.py"
 
 
+# Genotype QC in per-chromosome jobs (cohortflow.variants.qc): the statistics pass per shard,
+# then per shard the variant filters on the samples kept (each job takes the sample decisions
+# from all shards' statistics), then the gather; the same bytes as one genotype_qc call.
+checkpoint raw_shards:
+    input:
+        bim=lambda w: f"{raw_genotypes_prefix(w)}.bim",
+    output:
+        plan=res("{cohort}", "qc/raw.shards.tsv"),
+    params:
+        max_variants=config["shard_variants"],
+    log:
+        res("{cohort}", "logs/raw_shards.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/raw_shards.tsv")
+    threads: 1
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("raw_shards"),
+        runtime=job_runtime("raw_shards"),
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/genotype_shards.py"
+
+
+rule qc_stats_shard:
+    input:
+        unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
+        plan=res("{cohort}", "qc/raw.shards.tsv"),
+    output:
+        # per-variant counts of the shard and its part of every sample's sums (individual-level)
+        stats=temp(res("{cohort}", "qc/shards/{shard}.stats.npz")),
+    wildcard_constraints:
+        shard="chr[A-Za-z0-9_-]+",
+    params:
+        qc=config["qc"],
+    log:
+        res("{cohort}", "logs/qc_stats.{shard}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/qc_stats.{shard}.tsv")
+    threads: 2
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("qc_stats_shard"),
+        runtime=job_runtime("qc_stats_shard"),
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/qc_stats_shard.py"
+
+
+rule qc_filter_shard:
+    input:
+        unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
+        stats=qc_stats_files,
+        removed=res("{cohort}", "qc/qc.king.cutoff.out.id"),
+    output:
+        filtered=temp(res("{cohort}", "qc/shards/{shard}.filtered.npz")),
+        bed_part=temp(res("{cohort}", "qc/shards/{shard}.bed.part")),
+    wildcard_constraints:
+        shard="chr[A-Za-z0-9_-]+",
+    params:
+        qc=config["qc"],
+    log:
+        res("{cohort}", "logs/qc_filter.{shard}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/qc_filter.{shard}.tsv")
+    threads: 2
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("qc_filter_shard"),
+        runtime=job_runtime("qc_filter_shard"),
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/qc_filter_shard.py"
+
+
 rule genotype_qc:
     input:
         unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
+        stats=qc_stats_files,
+        filtered=lambda w: qc_shard_files(w, "filtered.npz"),
+        bed_parts=lambda w: qc_shard_files(w, "bed.part"),
         removed=res("{cohort}", "qc/qc.king.cutoff.out.id"),
     output:
         # named one by one (not multiext) so the QC figures can be flagged for the report; the
@@ -140,7 +221,7 @@ checkpoint genotype_shards:
     output:
         plan=res("{cohort}", "qc/qc.shards.tsv"),
     params:
-        max_variants=config["gwas"]["shard_variants"],
+        max_variants=config["shard_variants"],
     log:
         res("{cohort}", "logs/genotype_shards.log"),
     benchmark:
