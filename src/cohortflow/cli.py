@@ -319,6 +319,49 @@ def _cmd_check_truth(a):
         print(f"{'PASS' if c['passed'] else 'FAIL'}\t{c['stage']}\t{c['check']}\t{c['observed']}")
 
 
+def _cmd_export(a):
+    import yaml
+
+    from cohortflow.export.bundle import DEFAULT_MIN_MAC, export_bundle
+    from cohortflow.provenance import git_commit
+
+    config = {}
+    if a.config:
+        try:
+            with open(a.config, encoding="utf-8") as fh:
+                config = yaml.safe_load(fh) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CohortflowError(f"cannot read the config ({str(exc).splitlines()[0]})", path=a.config) from None
+    min_mac = a.min_mac if a.min_mac is not None else (config.get("export") or {}).get("min_mac", DEFAULT_MIN_MAC)
+    min_cells = (a.min_cell_count if a.min_cell_count is not None
+                 else (config.get("privacy") or {}).get("min_cell_count", 5))
+    manifest = export_bundle(cohort_results=a.cohort_results, out=a.out, cohort=a.cohort, min_mac=min_mac,
+                             min_cell_count=min_cells, config=config, created=a.created, git_commit=git_commit())
+    removed = ", ".join(f"{t}: {s['variants_in'] - s['variants_out']} of {s['variants_in']} variants removed"
+                        for t, s in manifest["filters"]["gwas"].items())
+    print(f"{a.out}: {len(manifest['members']) + 1} members, disclosure check passed ({removed})")
+
+
+def _cmd_check_bundle(a):
+    from cohortflow.export.bundle import cohort_sample_ids
+    from cohortflow.export.disclosure import DisclosureError, check_bundle
+
+    ids, counts = cohort_sample_ids(a.cohort_results) if a.cohort_results else (set(), set())
+    for path in a.sample_ids or []:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                rows = [line.split() for line in fh if line.strip()]
+        except OSError as exc:
+            raise CohortflowError(f"cannot read ({exc.strerror})", path=path) from None
+        ids.update(r[1] if path.endswith(".fam") and len(r) > 1 else r[0] for r in rows)  # .fam: IIDs
+    findings = check_bundle(a.bundle, min_cell_count=a.min_cell_count, sample_ids=ids or None, n_samples=counts)
+    for finding in findings:
+        print(f"{finding.rule}\t{finding}")
+    if findings:
+        raise DisclosureError(a.bundle, findings)
+    print(f"{a.bundle}: disclosure check passed" + ("" if ids else " (no sample IDs given: ID rules skipped)"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cohortflow", description="cohortflow stages as commands (the workflow's rules call the same functions).")
@@ -697,6 +740,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", required=True)
     p.add_argument("--results-dir", required=True)
     p.add_argument("--out", required=True)
+
+    p = add("export", _cmd_export, "the cohort's export bundle (.tar.gz): aggregate results only, rare variants "
+            "and small counts removed, a manifest with SHA-256, refused when the disclosure check finds anything")
+    p.add_argument("--cohort-results", required=True, help="the cohort's results folder, RESULTS/<cohort>")
+    p.add_argument("--out", required=True, help="BUNDLE.tar.gz")
+    p.add_argument("--cohort", help="cohort id (default: the folder name)")
+    p.add_argument("--min-mac", type=int, help="remove variants with a smaller minor allele count "
+                   "(default: config export.min_mac, else 20)")
+    p.add_argument("--min-cell-count", type=int, help="smallest count of individuals or cells shown "
+                   "(default: config privacy.min_cell_count, else 5)")
+    p.add_argument("--config", help="the workflow config (YAML): recorded in the report, and the defaults above")
+    p.add_argument("--created", help="date recorded in the bundle (default: newest modification time of its sources)")
+
+    p = add("check-bundle", _cmd_check_bundle, "disclosure check of an export bundle: sample IDs, per-sample "
+            "tables, genotype matrices, small counts")
+    p.add_argument("bundle", help="BUNDLE.tar.gz or a folder of the same layout")
+    p.add_argument("--cohort-results", help="take the sample IDs and counts from this results folder (.fam files)")
+    p.add_argument("--sample-ids", nargs="+", help="files of sample IDs: .fam (IIDs) or one ID per line")
+    p.add_argument("--min-cell-count", type=int, default=5)
     return parser
 
 
