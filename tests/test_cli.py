@@ -6,7 +6,8 @@ import pytest
 from cohortflow.cli import build_parser, main
 
 SUBCOMMANDS = ["simulate-demo", "alignment-qc", "alignment-summary", "alignment-sites", "depth", "ingest", "merge", "qc", "pca", "project-pcs", "gwas", "gwas-summary",
-               "sumstats", "prs", "sc", "spatial", "spatial-import", "gene-scores", "disease-score", "cell-eqtl", "report", "check-truth"]
+               "sumstats", "prs", "sc", "spatial", "spatial-import", "gene-scores", "disease-score", "cell-eqtl", "report",
+               "report-index", "meta", "export", "check-bundle", "check-truth"]
 PRS_METHODS = ["split", "discovery-gwas", "ct", "bayes", "score", "evaluate"]
 
 
