@@ -22,6 +22,7 @@ include: "workflow/rules/singlecell.smk"
 include: "workflow/rules/cell_eqtl.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/meta.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:

@@ -82,6 +82,8 @@ RULE_MODELS: dict[str, ResourceModel] = {
     "truth_check": ResourceModel(1000, 0.5, 10, 2),
     "report": ResourceModel(1000, 0.2, 10, 2),
     "cohort_index": ResourceModel(1000, 0.1, 10, 2),
+    # export bundle: streams the summary statistics, rebuilds the report, reads the bundle back
+    "export": ResourceModel(1000, 0.2, 10, 4),
 }
 DEFAULT_MODEL = ResourceModel(2000, 1, 30, 30)
 

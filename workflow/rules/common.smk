@@ -175,6 +175,9 @@ def all_targets():
         targets.append(f"{RESULTS}/index.html")  # the cross-cohort index page
     # meta-analysis (meta.smk) of each trait that at least two cohorts' GWAS share
     targets += [f"{RESULTS}/meta/{trait}.summary.json" for trait in meta_traits()]
+    # the export bundle (export.smk) of each cohort with a GWAS; not in stage_targets, whose
+    # outputs (report_inputs) are the bundle's inputs
+    targets += [res(c.id, f"export/{c.id}.bundle.tar.gz") for c in COHORTS.values() if c.has_gwas]
     return targets
 
 
