@@ -126,10 +126,30 @@ def _open_vcf(path: Path):
     with _htslib_messages() as messages:
         try:
             return cyvcf2.VCF(str(path))
-        except (OSError, ValueError, RuntimeError):
+        except Exception:  # cyvcf2 raises a bare Exception for an unparsable (e.g. truncated) header
             detail = messages.last_error()
             raise InputFormatError("not a readable VCF/BCF file" + (f" (htslib: {detail})" if detail else ""),
                                    path=path, record="header") from None
+
+
+def _check_region_contig(paths: list[Path], vcfs: list, region: str) -> None:
+    """A region whose contig no file knows (index or ##contig lines) is a naming mistake (``chr1``
+    vs ``1``), not an empty region: one error naming the file and its contigs. Files that declare
+    no contigs at all are not judged."""
+    chrom = _parse_region(region)[0]
+    known: list[tuple[Path, list[str]]] = []
+    with _htslib_messages():  # seqnames looks for an index: no "could not retrieve index" lines
+        for path, vcf in zip(paths, vcfs):
+            names = list(vcf.seqnames)
+            names += [n for n in re.findall(r"^##contig=<ID=([^,>]+)", vcf.raw_header, flags=re.M) if n not in names]
+            if chrom in names:
+                return
+            known.append((path, names))
+    if known and all(names for _, names in known):
+        path, names = known[0]
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise InputFormatError(f"region {region!r}: contig {chrom!r} is not in the file (contigs: {shown}); "
+                               "do the names follow the same convention (chr1 vs 1)?", path=path)
 
 
 def _records(vcf, path: Path, region: str | None):
@@ -368,8 +388,10 @@ def _ingest_with_cyvcf2(path: Path, vcf, region: str | None, n: int, half_haploi
         except CohortflowError:
             raise
         except Exception as exc:  # htslib parse errors surface as various exception types
-            raise InputFormatError(f"cannot parse ({_htslib_problem(messages, exc)})", path=path,
-                                   record=record_no + 1) from None
+            problem = _htslib_problem(messages, exc)
+            what = ("truncated or damaged bgzip data: re-download or re-compress the file"
+                    if "BGZF" in problem.upper() else "cannot parse")
+            raise InputFormatError(f"{what} ({problem})", path=path, record=record_no + 1) from None
     if filled:
         bed_fh.write(encode_bed_block(block[:filled]).tobytes())
     table = pa.table({name: pa.array(cols[name], type=_META_SCHEMA.field(name).type) for name in _META_COLUMNS},
@@ -461,6 +483,8 @@ def ingest_vcf(vcf_paths, *, out_prefix, region: str | None = None, half_call: s
         if list(vcf.samples) != samples:
             raise InputFormatError(f"samples differ from those of {paths[0]} (same samples in the same "
                                    "order are required)", path=path)
+    if region is not None:
+        _check_region_contig(paths, vcfs, region)
     n = len(samples)
     with thread_limit(threads):
         skipped: Counter = Counter()
