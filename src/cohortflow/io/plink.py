@@ -105,10 +105,14 @@ def read_bim_table(path: str | Path) -> pa.Table:
 def read_bim(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
-        bim = pd.read_csv(path, sep=r"\s+", header=None, names=BIM_COLUMNS,
+        bim = pd.read_csv(path, sep=r"\s+", header=None, names=BIM_COLUMNS, keep_default_na=False,
                           dtype={"chrom": str, "id": str, "cm": float, "pos": np.int64, "a1": str, "a2": str})
     except (ValueError, pd.errors.ParserError) as exc:
         raise InputFormatError(f"not a PLINK .bim file ({exc})", path=path) from None
+    short = (bim["a2"] == "").to_numpy()
+    if short.any():  # pandas fills the columns a short line lacks with ""
+        raise InputFormatError("not a PLINK .bim file (fewer than 6 columns: chrom, id, cm, pos, A1, A2)",
+                               path=path, record=f"line {int(np.flatnonzero(short)[0]) + 1}")
     return bim
 
 
