@@ -4,8 +4,9 @@ byte; and two runs from scratch (this one and the session's ``demo_run``) give t
 
 What is compared: every file under ``results/demo`` and ``data/demo`` except what records the
 run rather than the data: ``logs/`` and ``benchmarks/`` (times, PIDs, host load), and
-``report.html`` (it embeds those runtimes, the command line and the build time); its content is
-checked through the files it is built from. A SIGKILL leaves Snakemake's lock behind, so each
+``report.html`` (it embeds those runtimes, the command line and the build time), and ``export/``
+(the export bundle holds a copy of the report, and its benchmark sits beside it); their content is
+checked through the files they are built from. A SIGKILL leaves Snakemake's lock behind, so each
 resume starts with ``snakemake --unlock``, as a user would.
 """
 
@@ -30,8 +31,8 @@ N_KILLS = 3
 # each interrupted attempt runs this long (s) before the kill: long enough to finish some jobs
 # and be inside others (the reduced demo takes ~3-4 min on 2 cores)
 KILL_AFTER_S = (12.0, 45.0)
-# not data: what the run records about itself
-RUN_RECORDS = ("logs", "benchmarks")
+# not data: what the run records about itself (export/: the bundle embeds the report)
+RUN_RECORDS = ("logs", "benchmarks", "export")
 EXCLUDED_FILES = ("report.html",)
 
 

@@ -60,6 +60,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -186,7 +187,8 @@ def export_bundle(
     created_text = _created_text(created, sources)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+    _remove_stale_staging(out)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".staging", dir=out.parent) as tmp:
         stage = Path(tmp) / "bundle"
         filters: dict[str, Any] = {
             "min_mac": min_mac, "mac_rule": MAC_RULE, "min_cell_count": min_cell_count,
@@ -539,6 +541,15 @@ def verify_manifest(bundle: str | Path) -> list[str]:
                 problems.append(f"{info.name}: size or SHA-256 differs from the manifest")
     problems += [f"{name}: in the manifest but not in the bundle" for name in sorted(set(listed) - seen)]
     return problems
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Delete staging folders of ``out`` left by an export that was killed (one writer per
+    bundle at a time, as for cohortflow.io.atomic's temporaries)."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.staging$")
+    for entry in out.parent.iterdir():
+        if entry.is_dir() and not entry.is_symlink() and pattern.match(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _copy_if(src: Path, dst: Path) -> bool:

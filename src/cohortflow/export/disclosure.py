@@ -34,7 +34,9 @@ and ``cohortflow check-bundle`` on any bundle. The rules, in the order they are 
 ``per_sample_rows``
     A table with as many rows as the cohort has samples (``n_samples``; export passes the
     ``.fam`` sizes before and after QC), when that number is at least 10: a per-sample table
-    stripped of its IDs.
+    stripped of its IDs. Tables keyed by a variant, gene, cell type, region, method or metric
+    column (``variant_id``, ``chromosome``, ``gene``, ``cell_type``, ...) are per-variant or
+    per-group tables and exempt.
 ``small_count``
     A count of individuals or cells below ``min_cell_count``: an integer 0 < x < min_cell_count in
     a count-like table column or under a count-like JSON key (see :func:`is_count_name`); counts
@@ -121,6 +123,9 @@ _ID_COLUMN_NAMES = {
     "cell", "cell_id", "cell_barcode", "spot", "spot_id", "individual", "individual_id", "subject", "subject_id",
     "participant", "participant_id", "person", "person_id", "patient", "patient_id", "eid",
 }
+# a table keyed by one of these columns has rows per variant, gene, cell type...: not per person
+_AGGREGATE_KEYS = {"variant_id", "chromosome", "rsid", "snp", "gene", "gene_id", "cell_type", "pgs_id", "region",
+                   "method", "metric"}
 _ID_COLUMN_ENDINGS = ("_sample", "_sample_id", "_iid", "_fid", "_donor", "_donor_id", "_barcode")
 
 # counted things that are not people or cells (see is_count_name)
@@ -251,8 +256,8 @@ def iter_members(path: str | Path) -> Iterator[_Member]:
         raise CohortflowError("bundle does not exist", path=path)
     try:
         tar = tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise CohortflowError(f"not a readable tar bundle ({exc})", path=path) from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
+        raise CohortflowError("not a readable tar bundle (.tar or .tar.gz)", path=path) from None
     with tar:
         try:
             for info in tar:
@@ -264,7 +269,8 @@ def iter_members(path: str | Path) -> Iterator[_Member]:
                     continue
                 yield _Member(info.name, info.size, lambda info=info: tar.extractfile(info))
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise CohortflowError(f"damaged tar bundle ({exc})", path=path) from None
+            raise CohortflowError(f"damaged tar bundle ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                                  path=path) from None
 
 
 def _lower_name(name: str) -> str:
@@ -492,7 +498,8 @@ def _check_table(member: _Member, delimiter: str, rules: _Rules) -> list[Finding
     if id_hit:
         findings.append(Finding(name, "sample_id", f"column '{id_hit[0]}' holds a sample ID of the cohort "
                                                    f"(line {id_hit[1]})"))
-    if n_rows in rules.n_samples:
+    keyed = {c.strip().lstrip("#").lower() for c in header} & _AGGREGATE_KEYS
+    if n_rows in rules.n_samples and not keyed:
         findings.append(Finding(name, "per_sample_rows", f"one row per sample: {n_rows} rows, the number of "
                                                          "samples in the cohort"))
     if small_hit:
