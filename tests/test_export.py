@@ -252,7 +252,7 @@ def test_count_and_id_names():
                  "n_tests", "n_significant", "n_perms", "n_populations", "min_cells", "n_not_in_bim", "mean_norm_score",
                  "gene_distance", "matched", "variants_removed"):
         assert not is_count_name(name), name
-    for name in ("IID", "#FID", "FID1", "IID2", "sample", "sample_id", "donor", "barcode", "cell", "spot", "Subject_ID",
+    for name in ("IID", "#FID", "FID1", "IID2", "ID1", "ID2", "sample", "sample_id", "donor", "barcode", "cell", "spot", "Subject_ID",
                  "best_other_sample", "claimed_sample"):
         assert is_id_column(name), name
     for name in ("cell_type", "n_samples", "variant_id", "ID", "gene", "donor_key", "samples_removed"):

@@ -126,7 +126,7 @@ def cohort_sample_ids(results_dir: str | Path) -> tuple[set[str], set[int]]:
                     ids.add(fields[0])
         counts.add(n)
     for name, columns in (("summary.tsv", ("sample", "best_match")),
-                          ("identity.tsv", ("bam", "claimed_sample", "best_other_sample"))):
+                          ("identity.tsv", ("claimed_sample", "best_other_sample"))):
         path = results_dir / "alignment_qc" / name
         if not path.is_file():
             continue

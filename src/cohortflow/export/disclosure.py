@@ -21,7 +21,8 @@ and ``cohortflow check-bundle`` on any bundle. The rules, in the order they are 
 ``id_column``
     A table column named like a sample identifier: ``sample``, ``sample_id``, ``IID``, ``FID``
     (also ``#FID``, ``IID1``...), ``donor``, ``barcode``, ``cell``, ``spot``, ``subject``,
-    ``participant``, ``individual``, ``person_id``, ``patient``, and names ending in ``_sample``,
+    ``participant``, ``individual``, ``person_id``, ``patient``, ``ID1``/``ID2`` of pair tables,
+    and names ending in ``_sample``,
     ``_iid``, ``_donor``, ``_barcode`` (``cell_type`` or ``n_samples`` are not ID-like).
 ``sample_id``
     With known sample IDs (``sample_ids``; export passes the cohort's ``.fam`` FIDs and IIDs and
@@ -159,7 +160,9 @@ def is_id_column(name: str) -> bool:
     """Whether a column name reads as a sample identifier (``IID``, ``#FID``, ``sample_id``,
     ``donor``, ``barcode``, ``cell``, ``best_other_sample``...; not ``cell_type`` or ``n_samples``)."""
     base = name.strip().lstrip("#").strip().lower().replace(" ", "_").replace("-", "_")
-    base = re.sub(r"[0-9]+$", "", base)  # IID1, ID2 of pair tables
+    if re.fullmatch(r"(i?id|fid)[12]", base):  # the pair columns of kinship tables (plink2 .kin0: ID1, ID2)
+        return True
+    base = re.sub(r"[0-9]+$", "", base)  # IID1, FID2
     return base in _ID_COLUMN_NAMES or base.endswith(_ID_COLUMN_ENDINGS)
 
 
