@@ -182,7 +182,12 @@ def log_normalize(adata) -> sp.csr_matrix:
     elif counts is not None:
         mat = mat.copy()                  # normalised in place below: leave the input's counts alone
     if mat.nnz and not (np.isfinite(mat.data.sum()) and mat.data.min() >= 0):   # (no nnz-sized temporaries)
-        raise CohortflowError("expression has negative or non-finite values (scDRS needs non-negative expression)")
+        first = int(np.flatnonzero(~np.isfinite(mat.data) | (mat.data < 0))[0])
+        row = int(np.searchsorted(mat.indptr, first, side="right")) - 1
+        where = "layers['counts']" if "counts" in adata.layers else "X"
+        raise CohortflowError(f"expression has negative or non-finite values (first: {where}[cell "
+                              f"{adata.obs_names[row]!r}, gene {adata.var_names[mat.indices[first]]!r}] = "
+                              f"{mat.data[first]:g}); scDRS needs non-negative expression")
     if counts is not None:
         totals = np.asarray(mat.sum(axis=1), dtype=np.float64).ravel()
         scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0).astype(mat.dtype)
@@ -729,7 +734,12 @@ def disease_score_files(*, h5ad: str | Path, out: str | Path, gene_scores: str |
         sets = {name: gene_set_from_gene_scores(read_gene_scores(gene_scores), n_genes=n_genes, fdr=fdr,
                                                 fwer=fwer, n_min=n_min)}
     cov = read_covariates(covariates) if covariates is not None else None
-    X = log_normalize(adata)
+    try:
+        X = log_normalize(adata)
+    except CohortflowError as exc:
+        if exc.path is None:
+            raise CohortflowError(exc.problem, path=h5ad) from None
+        raise
     try:
         data = preprocess(X, obs_names=adata.obs_names, var_names=adata.var_names, cov=cov)
     except CohortflowError as exc:
