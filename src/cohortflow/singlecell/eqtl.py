@@ -330,7 +330,8 @@ def cell_eqtl(adata, bfile: str | Path, variants: list[str], *, genes_gtf: str |
     fam_index = {iid: i for i, iid in enumerate(fam_iid)}
     in_fam = [d for d in donors_h5ad if d in fam_index]
     if not in_fam:
-        raise InputFormatError(f"none of the {len(donors_h5ad)} donors of obs[{donor_key!r}] (e.g. "
+        source = f"{Path(h5ad_path).name} " if h5ad_path is not None else ""
+        raise InputFormatError(f"none of the {len(donors_h5ad)} donors of {source}obs[{donor_key!r}] (e.g. "
                                f"{donors_h5ad[0] if donors_h5ad else 'none'!r}) is an IID of the .fam", path=fam_path)
     cov, cov_names = _read_covariates(covariates, covariate_names, pcs, n_pcs)
     if cov_names:
