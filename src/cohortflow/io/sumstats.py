@@ -199,17 +199,20 @@ def read_sumstats(path: str | Path) -> pd.DataFrame:
     neg_log10 = np.full(len(df), np.nan)
     p_float = np.full(len(df), np.nan)
     for i, s in enumerate(p_text):
-        if s in ("NA", "", "nan"):
+        if s.lower() in ("na", "", "nan"):
             continue
         try:
             if "e" in s.lower():
                 mant, exp = s.lower().split("e")
-                lp = math.log10(float(mant)) + int(exp) if float(mant) > 0 else -math.inf
+                v = float(mant)
+                lp = math.log10(v) + int(exp) if v > 0 else -math.inf
             else:
                 v = float(s)
                 lp = math.log10(v) if v > 0 else -math.inf
         except ValueError:
-            raise InputFormatError(f"bad p_value {s!r}", path=path, record=f"line {i + 2}") from None
+            raise InputFormatError(f"p_value {s!r} is not a number", path=path, record=f"line {i + 2}") from None
+        if v < 0 or lp > 0:
+            raise InputFormatError(f"p_value {s} is outside [0, 1]", path=path, record=f"line {i + 2}")
         neg_log10[i] = -lp
         p_float[i] = 10.0 ** lp
     df["p_value"] = p_float
