@@ -154,7 +154,26 @@ def open_alignment(path: str | Path, *, reference: str | Path | None = None, thr
     header = read_header(aln)
     if fmt == "CRAM":
         _check_cram_reference(path, Path(reference), header)
+    elif reference is not None:
+        _check_reference_build(path, Path(reference), header)
     return aln, header
+
+
+def _check_reference_build(path: Path, reference: Path, header: AlignmentHeader) -> None:
+    """A BAM/SAM does not need its reference, but one given must be of the same build: a contig
+    both name with another length (GRCh37 vs GRCh38), or no contig name in common (chr1 vs 1),
+    is one error naming both files. Contigs only one of them has (decoys, alts) are fine."""
+    lengths = _fasta_lengths(reference)
+    names = header.contig_names
+    for name, length in zip(names, header.contig_lengths.tolist()):
+        if name in lengths and lengths[name] != length:
+            raise CohortflowError(f"reference {reference.name} is another genome build than the alignment header: "
+                                  f"contig {name!r} is {lengths[name]} bp there, {length} bp in {path.name} (give "
+                                  "the FASTA of the build the reads were aligned to)", path=path)
+    if names and lengths and not set(names) & set(lengths):
+        raise CohortflowError(f"reference {reference.name} shares no contig name with the alignment header "
+                              f"(FASTA: {', '.join(list(lengths)[:3])}; header: {', '.join(names[:3])}): do the "
+                              "names follow the same convention (chr1 vs 1)?", path=path)
 
 
 def _check_cram_reference(path: Path, reference: Path, header: AlignmentHeader) -> None:
