@@ -69,10 +69,14 @@ _THRESHOLD_RULES = {
 
 
 def _scan(bam: Path, *, reference, regions, threads, per_base_fh, exclude_flags, min_mapq, count_overlaps,
-          with_stats: bool, sites=None):
+          with_stats: bool, sites=None, sites_path=None):
     aln, header = open_alignment(bam, reference=reference, threads=threads,
                                  require_index=regions is not None or sites is not None)
     aln.close()
+    if sites is not None and len(sites) and not set(sites.contig_names) & set(header.contig_names):
+        raise InputFormatError(f"none of the sites' contigs ({', '.join(sites.contig_names[:3])}) is in the header of "
+                               f"{Path(bam).name} ({', '.join(header.contig_names[:3])}): do the names follow the "
+                               "same convention (chr1 vs 1)?", path=sites_path)
     region_set = read_regions(regions, header.contig_names, header.contig_lengths) if regions is not None else None
     depth = DepthAccumulator(header, path=bam, regions=region_set, per_base=per_base_fh,
                              exclude_flags=exclude_flags, min_mapq=min_mapq, count_overlaps=count_overlaps,
@@ -219,7 +223,7 @@ def alignment_qc(bam: str | Path, *, out_prefix: str | Path, reference: str | Pa
             site_set = read_sites(sites)
         header, st, dres, counts = _scan(bam, reference=reference, regions=regions, threads=threads,
                                          per_base_fh=fh, exclude_flags=DEFAULT_EXCLUDE_FLAGS, min_mapq=0,
-                                         count_overlaps=False, with_stats=True, sites=site_set)
+                                         count_overlaps=False, with_stats=True, sites=site_set, sites_path=sites)
         if fh is not None:
             fh.close()
     if sample is None or str(sample) == "":
