@@ -208,7 +208,43 @@ def _vcf_stem(path: str) -> str:
     return name
 
 
-def load_cohorts(path: str | Path, schema_path: str | Path) -> list[Cohort]:
+# Cohort-sheet columns that hold input paths (genotypes and pgs: comma-separated lists).
+PATH_COLUMNS = ("genotypes", "phenotypes", "covariates", "sample_info", "alignment_sheet", "alignment_targets",
+                "reference", "genes", "singlecell", "markers", "spatial", "pgs", "truth")
+
+
+def _generated(value: str, generated) -> bool:
+    """Whether ``value`` lies under one of the folders the workflow itself writes (the demo's)."""
+    path = Path(value)
+    for folder in generated:
+        if folder and (path == Path(folder) or Path(folder) in path.parents):
+            return True
+    return False
+
+
+def _missing_input(cohort: Cohort, generated) -> tuple[str, str] | None:
+    """(column, path) of the cohort's first input that does not exist, or None."""
+    for column in PATH_COLUMNS:
+        value = cohort.get(column)
+        if not value:
+            continue
+        if column == "genotypes" and cohort.plink_prefix:
+            paths = [f"{cohort.plink_prefix}{ext}" for ext in (".bed", ".bim", ".fam")]
+        else:
+            paths = [p.strip() for p in value.split(",") if p.strip()] if column in ("genotypes", "pgs") else [value]
+        for p in paths:
+            if not _generated(p, generated) and not Path(p).exists():
+                return column, p
+    return None
+
+
+def load_cohorts(path: str | Path, schema_path: str | Path, *, check_paths: bool = False,
+                 generated: tuple[str, ...] | list[str] = ()) -> list[Cohort]:
+    """The cohorts of the sheet at ``path``, validated.
+
+    With ``check_paths``, every input path of every cohort must exist, except paths under the folders
+    in ``generated`` (inputs the workflow writes itself, e.g. the demo's ``data/demo``).
+    """
     rows = read_sheet(path, schema_path)
     seen: set[str] = set()
     cohorts = []
@@ -223,18 +259,27 @@ def load_cohorts(path: str | Path, schema_path: str | Path) -> list[Cohort]:
                               f"({', '.join(VCF_SUFFIXES)}); a PLINK prefix stands alone", path=path, record=f"line {i + 2}")
         if cohort.get("traits") and not cohort.get("phenotypes"):
             raise ConfigError("column 'traits': traits given but no phenotypes file", path=path, record=f"line {i + 2}")
+        if check_paths:
+            missing = _missing_input(cohort, generated)
+            if missing is not None:
+                raise ConfigError(f"column '{missing[0]}': {missing[1]} not found (no such file)", path=path,
+                                  record=f"line {i + 2}")
         cohorts.append(cohort)
     if not cohorts:
         raise ConfigError("no cohorts (the sheet has a header but no rows)", path=path)
     return cohorts
 
 
-def load_alignment_sheet(path: str | Path, schema_path: str | Path) -> dict[str, str]:
-    """sample -> BAM/CRAM path."""
+def load_alignment_sheet(path: str | Path, schema_path: str | Path, *, check_paths: bool = False,
+                         generated: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
+    """sample -> BAM/CRAM path. With ``check_paths``, every BAM/CRAM must exist (except under
+    the folders in ``generated``, as for :func:`load_cohorts`)."""
     rows = read_sheet(path, schema_path)
     samples: dict[str, str] = {}
     for i, row in enumerate(rows):
         if row["sample"] in samples:
             raise ConfigError(f"column 'sample': duplicate sample '{row['sample']}'", path=path, record=f"line {i + 2}")
+        if check_paths and not _generated(row["bam"], generated) and not Path(row["bam"]).exists():
+            raise ConfigError(f"column 'bam': {row['bam']} not found (no such file)", path=path, record=f"line {i + 2}")
         samples[row["sample"]] = row["bam"]
     return samples
