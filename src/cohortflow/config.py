@@ -238,11 +238,27 @@ def _missing_input(cohort: Cohort, generated) -> tuple[str, str] | None:
     return None
 
 
+def _phenotype_columns(path: str) -> list[str] | None:
+    """The data columns of a plink2-style phenotype file's header (None when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.split()
+                if fields:
+                    first = fields[0].lstrip("#")
+                    n_id = 2 if first == "FID" else 1 if first == "IID" else 0
+                    return fields[n_id:]
+    except OSError:
+        return None
+    return None
+
+
 def load_cohorts(path: str | Path, schema_path: str | Path, *, check_paths: bool = False,
                  generated: tuple[str, ...] | list[str] = ()) -> list[Cohort]:
     """The cohorts of the sheet at ``path``, validated.
 
-    With ``check_paths``, every input path of every cohort must exist, except paths under the folders
+    Traits must be columns of the cohort's phenotype file (checked when the file exists). With
+    ``check_paths``, every input path of every cohort must exist, except paths under the folders
     in ``generated`` (inputs the workflow writes itself, e.g. the demo's ``data/demo``).
     """
     rows = read_sheet(path, schema_path)
@@ -264,6 +280,13 @@ def load_cohorts(path: str | Path, schema_path: str | Path, *, check_paths: bool
             if missing is not None:
                 raise ConfigError(f"column '{missing[0]}': {missing[1]} not found (no such file)", path=path,
                                   record=f"line {i + 2}")
+        pheno = cohort.get("phenotypes")
+        if cohort.traits and pheno and Path(pheno).is_file():
+            columns = _phenotype_columns(pheno)
+            absent = [t for t in cohort.traits if columns is not None and t not in columns]
+            if absent:
+                raise ConfigError(f"column 'traits': {absent[0]!r} is not a column of {pheno} (columns: "
+                                  f"{', '.join(columns) or 'none'})", path=path, record=f"line {i + 2}")
         cohorts.append(cohort)
     if not cohorts:
         raise ConfigError("no cohorts (the sheet has a header but no rows)", path=path)
