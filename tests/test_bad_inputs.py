@@ -345,7 +345,8 @@ def _workdir_config(tmp: Path, cohorts_text: str | None = None, **changes) -> di
     return config
 
 
-@case("snakemake-unknown-key", "snakemake", ["key '(top level)'", "'qc_thresholds'"], "not allowed", outputs=["results"])
+@case("snakemake-unknown-key", "snakemake", ["key '(top level)'", "'qc_thresholds'"], "not allowed",
+      outputs=["results"])
 def _(tmp):
     return _workdir_config(tmp, qc_thresholds={"geno": 0.1})
 
@@ -585,7 +586,8 @@ GENE_SCORES_OUT = ["out/genes.tsv"]
 def _gene_scores(tmp: Path, sumstats: Path) -> list[str]:
     bfile = write_plink(tmp / "in" / "geno")
     gtf = write_gtf(tmp / "in" / "genes.gtf")
-    return cli("gene-scores", "--bfile", bfile, "--sumstats", sumstats, "--genes", gtf, "--out", tmp / "out" / "genes.tsv")
+    return cli("gene-scores", "--bfile", bfile, "--sumstats", sumstats, "--genes", gtf,
+               "--out", tmp / "out" / "genes.tsv")
 
 
 @case("sumstats-non-numeric-p", "cli", ["gwas.tsv.gz", "line 4", "p_value 'high'"], "not a number",
@@ -705,7 +707,8 @@ class Outcome:
 
 
 def _env() -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)}
+    paths = (str(REPO / "src"), os.environ.get("PYTHONPATH", ""))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("NUMBA_NUM_THREADS", "1")
     return env
@@ -781,7 +784,8 @@ def test_at_least_30_cases_across_inputs():
 @pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
 def test_bad_input_stops_with_one_clear_line(bad: Case, outcomes):
     out = outcomes[bad.id]
-    shown = f"exit {out.returncode} ({out.extra['seconds']:.1f} s)\n--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-3000:]}"
+    shown = (f"exit {out.returncode} ({out.extra['seconds']:.1f} s)\n--- stdout\n{out.stdout[-3000:]}\n"
+             f"--- stderr\n{out.stderr[-3000:]}")
     assert out.returncode != 0, shown
     assert "Traceback" not in out.stdout and "Traceback" not in out.stderr, shown
     if bad.kind == "snakemake":
@@ -819,7 +823,8 @@ def test_good_inputs_pass_the_new_checks(tmp_path):
     geno = write_plink(tmp_path / "in" / "geno")
     pheno = write_pheno(tmp_path / "in" / "pheno.tsv")
     sheet = tmp_path / "in" / "cohorts.tsv"
-    sheet.write_text(f"id\tgenotypes\tphenotypes\ttraits\tpgs\na\t{geno}\t{pheno}\ttrait\t{tmp_path / 'gen' / 'p.txt'}\n")
+    generated = tmp_path / "gen"
+    sheet.write_text(f"id\tgenotypes\tphenotypes\ttraits\tpgs\na\t{geno}\t{pheno}\ttrait\t{generated / 'p.txt'}\n")
     cohorts = load_cohorts(sheet, SCHEMAS / "cohorts.schema.yaml", check_paths=True, generated=[str(tmp_path / "gen")])
     assert [c.id for c in cohorts] == ["a"] and cohorts[0].traits == ["trait"]
     with pytest.raises(CohortflowError, match="p.txt not found"):
@@ -828,7 +833,7 @@ def test_good_inputs_pass_the_new_checks(tmp_path):
     aln_sheet = tmp_path / "in" / "alignment.tsv"
     aln_sheet.write_text(f"sample\tbam\nS1\t{bam}\nS2\t{tmp_path / 'gen' / 'S2.bam'}\n")
     assert load_alignment_sheet(aln_sheet, SCHEMAS / "alignment_sheet.schema.yaml", check_paths=True,
-                                generated=[str(tmp_path / "gen")]) == {"S1": str(bam), "S2": str(tmp_path / "gen" / "S2.bam")}
+                                generated=[str(generated)]) == {"S1": str(bam), "S2": str(generated / "S2.bam")}
     # a reference of the same build (the BAM's decoy contig absent from it) is fine
     fasta = write_fasta(tmp_path / "in" / "ref.fa", {"1": 10000, "2": 300})
     aln, header = open_alignment(bam, reference=fasta)
