@@ -24,10 +24,16 @@ SCHEMAS = os.path.join(workflow.basedir, "workflow", "schemas")
 RESOURCES = os.path.join(workflow.basedir, "resources")
 
 try:
-    config.update(validate_config(config, os.path.join(SCHEMAS, "config.schema.yaml"), source="config"))
-    COHORTS = {c.id: c for c in load_cohorts(config["cohorts"], os.path.join(SCHEMAS, "cohorts.schema.yaml"))}
+    config.update(validate_config(config, os.path.join(SCHEMAS, "config.schema.yaml"),
+                                  source=", ".join(map(str, workflow.configfiles)) or "config"))
+    # Every input path of the sheets must exist before any job runs, except under the folder the
+    # workflow itself writes (the demo's simulated data).
+    GENERATED = [config["demo"]["out_dir"]]
+    COHORTS = {c.id: c for c in load_cohorts(config["cohorts"], os.path.join(SCHEMAS, "cohorts.schema.yaml"),
+                                             check_paths=True, generated=GENERATED)}
     ALIGNMENT = {
-        c.id: load_alignment_sheet(c.get("alignment_sheet"), os.path.join(SCHEMAS, "alignment_sheet.schema.yaml"))
+        c.id: load_alignment_sheet(c.get("alignment_sheet"), os.path.join(SCHEMAS, "alignment_sheet.schema.yaml"),
+                                   check_paths=True, generated=GENERATED)
         for c in COHORTS.values()
         if c.has_alignment
     }
