@@ -89,7 +89,8 @@ def _cohorts(rng, m=300, k=3):
             "chromosome": chrom, "base_pair_location": pos, "effect_allele": ea, "other_allele": oa,
             "beta": np.round(true + rng.normal(0, se), 6), "standard_error": np.round(se, 6),
             "effect_allele_frequency": np.round(np.clip(freq + rng.normal(0, 0.01, m), 0.01, 0.99), 6),
-            "n": rng.integers(500, 2000, m), "variant_id": [f"{a}:{b}:{x}:{y}" for a, b, x, y in zip(chrom, pos, oa, ea)],
+            "n": rng.integers(500, 2000, m),
+            "variant_id": [f"{a}:{b}:{x}:{y}" for a, b, x, y in zip(chrom, pos, oa, ea)],
         }))
     return out
 
@@ -160,7 +161,8 @@ def test_p_values_stay_exact_far_below_the_double_range(tmp_path):
     assert log10_normal_p(np.array([50.0]))[0] == pytest.approx((math.log(2) + special.log_ndtr(-50.0)) / math.log(10))
     # against the tail's asymptotic series (error below 105/z^8 relative to the series)
     z = 50.0
-    series = math.log(2) - z * z / 2 - math.log(z * math.sqrt(2 * math.pi)) + math.log1p(-1 / z**2 + 3 / z**4 - 15 / z**6)
+    series = (math.log(2) - z * z / 2 - math.log(z * math.sqrt(2 * math.pi))
+              + math.log1p(-1 / z**2 + 3 / z**4 - 15 / z**6))
     assert log10_normal_p(np.array([z]))[0] == pytest.approx(series / math.log(10), rel=1e-13)
     q = np.array([5000.0, 3000.0, 10.0])
     assert log10_chi2_p(q, np.array([2.0, 2.0, 2.0])) == pytest.approx(-q / 2 / math.log(10), rel=1e-12)
@@ -499,8 +501,8 @@ def test_meta_of_the_thirds_finds_the_pooled_loci(demo_split, trait):
     assert len(meta) == summaries[trait]["n_loci"] > 0
 
     def nearest(a, b):
-        return np.array([np.min(np.abs(b.loc[b["chromosome"] == c, "base_pair_location"].to_numpy(float) - p), initial=np.inf)
-                         for c, p in zip(a["chromosome"], a["base_pair_location"])])
+        return np.array([np.min(np.abs(b.loc[b["chromosome"] == c, "base_pair_location"].to_numpy(float) - p),
+                                initial=np.inf) for c, p in zip(a["chromosome"], a["base_pair_location"])])
 
     # every pooled lead is within the window of a meta lead and every meta lead of a pooled one
     assert (nearest(pooled, meta) <= window).all()

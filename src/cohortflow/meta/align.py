@@ -51,14 +51,18 @@ _COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A"}
 
 @dataclass
 class CohortTable:
-    """What alignment needs from one cohort's GWAS-SSF (:func:`cohort_table`)."""
+    """What alignment needs from one cohort's GWAS-SSF (:func:`cohort_table`): chromosome and
+    alleles dictionary-encoded (``chrom_idx`` into ``chrom_names``; ``effect_idx`` and
+    ``other_idx`` into ``allele_names``, upper case), the other columns as arrays."""
 
     name: str
     source: str
-    chromosome: pa.Array
+    chrom_idx: np.ndarray
+    chrom_names: pa.Array
     position: np.ndarray
-    effect_allele: pa.Array
-    other_allele: pa.Array
+    effect_idx: np.ndarray
+    other_idx: np.ndarray
+    allele_names: pa.Array
     variant_id: pa.Array
     beta: np.ndarray
     se: np.ndarray
@@ -110,11 +114,16 @@ def _numeric(df: pd.DataFrame, column: str, source: str, *, integer: bool = Fals
     return values.to_numpy(dtype=np.int64 if integer else float)
 
 
+def _array(values) -> pa.Array:
+    """One Arrow array (a chunked one combined)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
 def _strings(values) -> pa.Array:
     if isinstance(values, pd.Series):
         values = values.to_numpy(dtype=object)
     arr = pa.array(values, type=pa.string(), from_pandas=True)
-    return pc.fill_null(arr, "")
+    return _array(pc.fill_null(arr, ""))
 
 
 def cohort_table(sumstats: pd.DataFrame, *, name: str, source: str) -> CohortTable:
@@ -129,10 +138,15 @@ def cohort_table(sumstats: pd.DataFrame, *, name: str, source: str) -> CohortTab
     n = _numeric(sumstats, "n", source)
     errcode = sumstats["errcode"].fillna("").astype(str).to_numpy()
     tested = (errcode == "") & np.isfinite(beta) & np.isfinite(se) & (se > 0)
-    return CohortTable(name=name, source=source, chromosome=_strings(sumstats["chromosome"]), position=pos,
-                       effect_allele=pc.utf8_upper(pc.utf8_trim_whitespace(_strings(sumstats["effect_allele"]))),
-                       other_allele=pc.utf8_upper(pc.utf8_trim_whitespace(_strings(sumstats["other_allele"]))),
-                       variant_id=_strings(sumstats["variant_id"]), beta=beta, se=se, eaf=eaf, n=n, tested=tested)
+    m = len(sumstats)
+    chrom = pc.dictionary_encode(_strings(sumstats["chromosome"]))
+    alleles = pa.concat_arrays([_strings(sumstats["effect_allele"]), _strings(sumstats["other_allele"])])
+    alleles = pc.dictionary_encode(_array(pc.utf8_upper(pc.utf8_trim_whitespace(alleles))))
+    codes = alleles.indices.to_numpy(zero_copy_only=False)
+    return CohortTable(name=name, source=source, chrom_idx=chrom.indices.to_numpy(zero_copy_only=False),
+                       chrom_names=chrom.dictionary, position=pos, effect_idx=codes[:m], other_idx=codes[m:],
+                       allele_names=alleles.dictionary, variant_id=_strings(sumstats["variant_id"]), beta=beta,
+                       se=se, eaf=eaf, n=n, tested=tested)
 
 
 def _chrom_sort_key(name: str) -> tuple:
@@ -142,13 +156,29 @@ def _chrom_sort_key(name: str) -> tuple:
 
 
 @numba.njit(cache=True)
+def _canonical_pairs(e: np.ndarray, o: np.ndarray, comp: np.ndarray, d: int) -> np.ndarray:
+    """Per row, its unordered allele pair as lo * d + hi, for SNPs the smaller of the pair and its
+    complement's (so swaps and strand flips give the same key)."""
+    out = np.empty(e.shape[0], dtype=np.int64)
+    for i in range(e.shape[0]):
+        lo, hi = min(e[i], o[i]), max(e[i], o[i])
+        ce, co = comp[e[i]], comp[o[i]]
+        if ce >= 0 and co >= 0:
+            clo, chi = min(ce, co), max(ce, co)
+            if clo < lo or (clo == lo and chi < hi):
+                lo, hi = clo, chi
+        out[i] = lo * d + hi
+    return out
+
+
+@numba.njit(cache=True)
 def _group_rows(rankpos: np.ndarray, canon: np.ndarray, cohort: np.ndarray, order: np.ndarray):
     """Variants of rows sorted by (chromosome, position) (stable: cohort, then row order kept).
 
     Within each run of one position, rows with the same canonical allele pair are one variant,
-    numbered in order of first appearance. Returns (group per sorted row, sorted index of each
-    group's first row, number of groups, duplicate flag per sorted row: a second row of one
-    cohort in one group)."""
+    numbered in order of first appearance. Returns (group per row, the row defining each group
+    (its first), number of groups, duplicate flag per row: a second row of one cohort in one
+    group)."""
     r = order.shape[0]
     group = np.empty(r, dtype=np.int64)
     first = np.empty(r, dtype=np.int64)
@@ -161,25 +191,91 @@ def _group_rows(rankpos: np.ndarray, canon: np.ndarray, cohort: np.ndarray, orde
         while j < r and rankpos[order[j]] == key:
             j += 1
         for a in range(i, j):
-            ca = canon[order[a]]
+            row = order[a]
+            ca = canon[row]
             found = -1
             for b in range(i, a):
                 if canon[order[b]] == ca:
-                    found = group[b]
+                    found = group[order[b]]
                     break
             if found < 0:
-                group[a] = g
-                first[g] = a
+                group[row] = g
+                first[g] = row
                 g += 1
             else:
-                group[a] = found
-                coh = cohort[order[a]]
+                group[row] = found
+                coh = cohort[row]
                 for b in range(i, a):
-                    if group[b] == found and cohort[order[b]] == coh:
-                        dup[a] = True
+                    if group[order[b]] == found and cohort[order[b]] == coh:
+                        dup[row] = True
                         break
         i = j
-    return group, first[:g], g, dup
+    return group, first[:g].copy(), g, dup
+
+
+# columns of _place_rows's tally after the relations
+_T_DUPLICATE, _T_AMBIGUOUS, _T_DISCREPANT = len(RELATIONS), len(RELATIONS) + 1, len(RELATIONS) + 2
+
+
+@numba.njit(cache=True)
+def _place_rows(e, o, comp, cohort, group, first, dup, beta, se, eaf, n, k_all, n_groups, margin, keep_palindromic):
+    """Each row's relation to its variant's reference row, and its aligned values placed in the
+    (cohorts x variants) matrices. Returns (beta, se, eaf, n matrices; per cohort counts of the
+    relations, duplicates, ambiguous rows and eaf discrepancies; rows whose variant_id to compare
+    with the reference's)."""
+    nrow = e.shape[0]
+    m_beta = np.full((k_all, n_groups), np.nan)
+    m_se = np.full((k_all, n_groups), np.nan)
+    m_eaf = np.full((k_all, n_groups), np.nan)
+    m_n = np.full((k_all, n_groups), np.nan)
+    tally = np.zeros((k_all, len(RELATIONS) + 3), dtype=np.int64)
+    check_id = np.zeros(nrow, dtype=np.bool_)
+    for i in range(nrow):
+        c = cohort[i]
+        if dup[i]:
+            tally[c, _T_DUPLICATE] += 1
+            continue
+        r = first[group[i]]
+        ei, oi, er, orf = e[i], o[i], e[r], o[r]
+        cei, coi = comp[ei], comp[oi]
+        snp = cei >= 0 and coi >= 0
+        if i == r:
+            rel = REL_REFERENCE
+        elif snp and comp[er] == orf:  # palindromic: the frequencies decide, or the labels
+            same_label = ei == er
+            if keep_palindromic:
+                rel = REL_MATCH if same_label else REL_SWAPPED
+            else:
+                fr, f = eaf[r], eaf[i]
+                if not (abs(fr - 0.5) > margin and abs(f - 0.5) > margin):  # NaN: not far
+                    tally[c, _T_AMBIGUOUS] += 1
+                    continue
+                same_side = (fr > 0.5) == (f > 0.5)
+                if same_label:
+                    rel = REL_MATCH if same_side else REL_FLIPPED_SWAPPED
+                else:
+                    rel = REL_FLIPPED if same_side else REL_SWAPPED
+        elif ei == er and oi == orf:
+            rel = REL_MATCH
+        elif ei == orf and oi == er:
+            rel = REL_SWAPPED
+        elif snp and cei == er and coi == orf:
+            rel = REL_FLIPPED
+        else:  # same canonical pair: the complement, swapped
+            rel = REL_FLIPPED_SWAPPED
+        sign = -1.0 if rel == REL_SWAPPED or rel == REL_FLIPPED_SWAPPED else 1.0
+        f_aligned = 1.0 - eaf[i] if sign < 0 else eaf[i]
+        g = group[i]
+        m_beta[c, g] = sign * beta[i]
+        m_se[c, g] = se[i]
+        m_eaf[c, g] = f_aligned
+        m_n[c, g] = n[i]
+        tally[c, rel] += 1
+        if rel != REL_REFERENCE:
+            check_id[i] = True
+            if abs(f_aligned - eaf[r]) > EAF_DISCREPANCY:  # the reference's own eaf is as written
+                tally[c, _T_DISCREPANT] += 1
+    return m_beta, m_se, m_eaf, m_n, tally, check_id
 
 
 def align_cohorts(tables: Sequence[CohortTable], *, palindromic_margin: float = 0.1,
@@ -199,22 +295,14 @@ def align_cohorts(tables: Sequence[CohortTable], *, palindromic_margin: float = 
     counts = []
     keep_rows = []
     for c, t in enumerate(tables):
-        a1_empty = pc.equal(pc.utf8_length(t.effect_allele), 0).to_numpy(zero_copy_only=False)
-        a2_empty = pc.equal(pc.utf8_length(t.other_allele), 0).to_numpy(zero_copy_only=False)
-        same = pc.equal(t.effect_allele, t.other_allele).to_numpy(zero_copy_only=False)
-        invalid = t.tested & (a1_empty | a2_empty | same)
-        keep = t.tested & ~invalid
-        keep_rows.append(np.flatnonzero(keep))
+        empty = pc.equal(pc.utf8_length(t.allele_names), 0).to_numpy(zero_copy_only=False)
+        invalid = t.tested & (empty[t.effect_idx] | empty[t.other_idx] | (t.effect_idx == t.other_idx))
+        keep_rows.append(np.flatnonzero(t.tested & ~invalid))
         counts.append({"name": t.name, "n_rows": int(len(t.position)),
                        "dropped": {"not_tested": int((~t.tested).sum()), "invalid_alleles": int(invalid.sum()),
                                    "duplicate": 0, "ambiguous": 0}})
     cohort = np.concatenate([np.full(len(r), c, dtype=np.int64) for c, r in enumerate(keep_rows)])
     row = np.concatenate(keep_rows).astype(np.int64)
-    take = [pa.array(r) for r in keep_rows]
-    chrom = pa.concat_arrays([t.chromosome.take(ix) for t, ix in zip(tables, take)])
-    a1 = pa.concat_arrays([t.effect_allele.take(ix) for t, ix in zip(tables, take)])
-    a2 = pa.concat_arrays([t.other_allele.take(ix) for t, ix in zip(tables, take)])
-    ids = pa.concat_arrays([t.variant_id.take(ix) for t, ix in zip(tables, take)])
     pos = np.concatenate([t.position[r] for t, r in zip(tables, keep_rows)])
     beta = np.concatenate([t.beta[r] for t, r in zip(tables, keep_rows)])
     se = np.concatenate([t.se[r] for t, r in zip(tables, keep_rows)])
@@ -222,102 +310,72 @@ def align_cohorts(tables: Sequence[CohortTable], *, palindromic_margin: float = 
     n = np.concatenate([t.n[r] for t, r in zip(tables, keep_rows)])
     nrow = len(row)
 
-    # chromosome rank in natural order of the names on one scale; (rank, position) as one key
-    ccodes, cnames = factorize_strings(chrom)
-    norm = normalise_chrom_names(cnames) if len(cnames) else np.array([], dtype=object)
+    # chromosome names of all cohorts (each cohort's dictionary in turn): their rank in natural
+    # order of the names on one scale; (rank, position) as one sort key
+    offsets = np.cumsum([0] + [len(t.chrom_names) for t in tables])
+    chrom_names = pa.concat_arrays([t.chrom_names for t in tables])
+    chrom = np.concatenate([t.chrom_idx[r].astype(np.int64) + offsets[c] for c, (t, r) in
+                            enumerate(zip(tables, keep_rows))])
+    norm = normalise_chrom_names(np.asarray(chrom_names.to_pylist(), dtype=object))
     ncodes, nuniq = pd.factorize(norm)
     rank_of = np.empty(len(nuniq), dtype=np.int64)
     for r, i in enumerate(sorted(range(len(nuniq)), key=lambda i: _chrom_sort_key(nuniq[i]))):
         rank_of[i] = r
-    rank = rank_of[ncodes[ccodes]] if nrow else np.empty(0, dtype=np.int64)
+    rank = rank_of[ncodes][chrom] if nrow else np.empty(0, dtype=np.int64)
     if nrow and (pos.min() < 0 or pos.max() >= 1 << 40):
         raise CohortflowError("base_pair_location out of range (0 .. 2^40)")
     rankpos = (rank << 40) | pos
 
-    # allele codes; complement code of each single-base allele (-1: not a single base)
-    acodes, alleles = factorize_strings(pa.concat_arrays([a1, a2, pa.array(_BASES, type=pa.string())]))
+    # allele codes over all cohorts' dictionaries; complement code of each single base (-1: none)
+    acodes, alleles = factorize_strings(pa.concat_arrays([*(t.allele_names for t in tables),
+                                                          pa.array(_BASES, type=pa.string())]))
     d = len(alleles)
-    base_code = {b: int(acodes[2 * nrow + i]) for i, b in enumerate(_BASES)}
+    aoff = np.cumsum([0] + [len(t.allele_names) for t in tables])
+    base_code = {b: int(acodes[aoff[-1] + i]) for i, b in enumerate(_BASES)}
     comp = np.full(d, -1, dtype=np.int64)
     for b, cb in _COMPLEMENT.items():
         comp[base_code[b]] = base_code[cb]
-    e, o = acodes[:nrow], acodes[nrow:2 * nrow]
-    ce, co = comp[e], comp[o]
-    snp = (ce >= 0) & (co >= 0)
-    lo, hi = np.minimum(e, o), np.maximum(e, o)
-    clo, chi = np.minimum(ce, co), np.maximum(ce, co)
-    use_c = snp & ((clo < lo) | ((clo == lo) & (chi < hi)))
-    canon = np.where(use_c, clo * d + chi, lo * d + hi)
-
+    luts = [acodes[aoff[c]:aoff[c + 1]] for c in range(k_all)]
+    e = np.concatenate([lut[t.effect_idx[r]] for lut, t, r in zip(luts, tables, keep_rows)])
+    o = np.concatenate([lut[t.other_idx[r]] for lut, t, r in zip(luts, tables, keep_rows)])
+    canon = _canonical_pairs(e, o, comp, d)
     order = np.argsort(rankpos, kind="stable")
-    group_s, first_s, n_groups, dup_s = _group_rows(rankpos, canon, cohort, order)
-    group = np.empty(nrow, dtype=np.int64)
-    group[order] = group_s
-    dup = np.empty(nrow, dtype=bool)
-    dup[order] = dup_s
-    ref_of_group = order[first_s]  # row (in the concatenation) defining each variant
-    ref = ref_of_group[group]
-
-    rel = np.full(nrow, -1, dtype=np.int64)
-    is_ref = np.arange(nrow) == ref
-    rel[is_ref] = REL_REFERENCE
-    E, O = e[ref], o[ref]
-    other = ~is_ref & ~dup
-    rel[other & (e == E) & (o == O)] = REL_MATCH
-    rel[other & (e == O) & (o == E)] = REL_SWAPPED
-    rel[other & snp & (ce == E) & (co == O)] = REL_FLIPPED
-    rel[other & snp & (ce == O) & (co == E)] = REL_FLIPPED_SWAPPED
-    palindromic = other & snp & (comp[E] == O)
-    ambiguous = np.zeros(nrow, dtype=bool)
-    if palindromic.any() and not keep_palindromic:
-        f_ref, f = eaf[ref], eaf
-        with np.errstate(invalid="ignore"):
-            far = (np.abs(f_ref - 0.5) > palindromic_margin) & (np.abs(f - 0.5) > palindromic_margin)
-            same_side = (f_ref > 0.5) == (f > 0.5)
-        labels_equal = e == E
-        resolved = palindromic & far
-        rel[resolved & labels_equal & same_side] = REL_MATCH
-        rel[resolved & labels_equal & ~same_side] = REL_FLIPPED_SWAPPED
-        rel[resolved & ~labels_equal & same_side] = REL_FLIPPED
-        rel[resolved & ~labels_equal & ~same_side] = REL_SWAPPED
-        ambiguous = palindromic & ~far
-    elif palindromic.any():
-        rel[palindromic & (e == E)] = REL_MATCH
-        rel[palindromic & (e != E)] = REL_SWAPPED
-    used = ~dup & ~ambiguous
-    if np.any(used & (rel < 0)):  # pragma: no cover - every used row has a relation by construction
-        raise AssertionError("unaligned row")
-    sign = np.where((rel == REL_SWAPPED) | (rel == REL_FLIPPED_SWAPPED), -1.0, 1.0)
-    eaf_aligned = np.where(sign < 0, 1.0 - eaf, eaf)
-
-    m_beta = np.full((k_all, n_groups), np.nan)
-    m_se = np.full((k_all, n_groups), np.nan)
-    m_eaf = np.full((k_all, n_groups), np.nan)
-    m_n = np.full((k_all, n_groups), np.nan)
-    uc, ug = cohort[used], group[used]
-    m_beta[uc, ug] = sign[used] * beta[used]
-    m_se[uc, ug] = se[used]
-    m_eaf[uc, ug] = eaf_aligned[used]
-    m_n[uc, ug] = n[used]
-
-    with np.errstate(invalid="ignore"):
-        discrepant = used & ~is_ref & (np.abs(eaf_aligned - eaf_aligned[ref]) > EAF_DISCREPANCY)
-    id_differs = used & ~is_ref
-    if id_differs.any():
-        idx = np.flatnonzero(id_differs)
-        differs = pc.not_equal(ids.take(pa.array(idx)), ids.take(pa.array(ref[idx]))).to_numpy(zero_copy_only=False)
-        id_differs[idx] = differs
+    group, ref_of_group, n_groups, dup = _group_rows(rankpos, canon, cohort, order)
+    del order, canon, rankpos, rank
+    m_beta, m_se, m_eaf, m_n, tally, check_id = _place_rows(
+        e, o, comp, cohort, group, ref_of_group, dup, beta, se, eaf, n, k_all, n_groups, float(palindromic_margin),
+        bool(keep_palindromic))
+    # the reference rows' variant IDs, in variant order; the other rows' IDs compared with them
+    ref_cohort, ref_row = cohort[ref_of_group], row[ref_of_group]
+    parts, where = [], []
+    for c, t in enumerate(tables):
+        sel = np.flatnonzero(ref_cohort == c)
+        parts.append(_array(t.variant_id).take(pa.array(ref_row[sel])))
+        where.append(sel)
+    inverse = np.empty(n_groups, dtype=np.int64)
+    inverse[np.concatenate(where)] = np.arange(n_groups)
+    variant_id = pa.concat_arrays(parts).take(pa.array(inverse)) if n_groups else pa.array([], type=pa.string())
+    differs = np.zeros(k_all, dtype=np.int64)
+    for c, t in enumerate(tables):
+        idx = np.flatnonzero(check_id & (cohort == c))
+        if len(idx):
+            neq = pc.not_equal(_array(t.variant_id).take(pa.array(row[idx])), variant_id.take(pa.array(group[idx])))
+            differs[c] = int(pc.sum(neq).as_py() or 0)
     for c, entry in enumerate(counts):
-        mine = cohort == c
-        entry["n_used"] = int((mine & used).sum())
+        entry["n_used"] = int(tally[c, :len(RELATIONS)].sum())
         for code, label in enumerate(RELATIONS):
-            entry[label] = int((mine & used & (rel == code)).sum())
-        entry["dropped"]["duplicate"] = int((mine & dup).sum())
-        entry["dropped"]["ambiguous"] = int((mine & ambiguous).sum())
-        entry["n_eaf_discrepant"] = int((mine & discrepant).sum())
-        entry["n_variant_id_differs"] = int((mine & id_differs).sum())
+            entry[label] = int(tally[c, code])
+        entry["dropped"]["duplicate"] = int(tally[c, _T_DUPLICATE])
+        entry["dropped"]["ambiguous"] = int(tally[c, _T_AMBIGUOUS])
+        entry["n_eaf_discrepant"] = int(tally[c, _T_DISCREPANT])
+        entry["n_variant_id_differs"] = int(differs[c])
 
-    refs = pa.array(ref_of_group)
-    return Alignment(names=[t.name for t in tables], chromosome=chrom.take(refs), position=pos[ref_of_group],
-                     effect_allele=a1.take(refs), other_allele=a2.take(refs), variant_id=ids.take(refs),
+    allele_names = pa.array(alleles, type=pa.string())
+
+    def decode(codes: np.ndarray, names: pa.Array) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), names).dictionary_decode()
+
+    return Alignment(names=[t.name for t in tables], chromosome=decode(chrom[ref_of_group], chrom_names),
+                     position=pos[ref_of_group], effect_allele=decode(e[ref_of_group], allele_names),
+                     other_allele=decode(o[ref_of_group], allele_names), variant_id=variant_id,
                      beta=m_beta, se=m_se, eaf=m_eaf, n=m_n, counts=counts)

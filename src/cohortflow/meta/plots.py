@@ -40,9 +40,19 @@ def forest_plot(panels: list[dict], *, names: list[str], out: str | Path, title:
         return 0
     ncols = min(ncols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    height = 0.32 * (k + 3) + 0.9
-    fig = Figure(figsize=(4.2 * ncols, height * nrows + 0.6))
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    # axes placed in inches (no tight_layout: it measured every text and took seconds)
+    label_in = 0.25 + 0.065 * max(len(n) for n in [*names, "random"])
+    axes_w, axes_h = 3.2, 0.3 * (k + 2) + 0.3
+    cell_w, cell_h = label_in + axes_w + 0.25, axes_h + 1.05
+    top_in = 0.45
+    fig_w, fig_h = ncols * cell_w, nrows * cell_h + top_in
+    fig = Figure(figsize=(fig_w, fig_h))
+    axes = []
+    for i in range(len(panels)):
+        r, c = divmod(i, ncols)
+        x0 = c * cell_w + label_in
+        y0 = fig_h - top_in - (r + 1) * cell_h + 0.55
+        axes.append(fig.add_axes((x0 / fig_w, y0 / fig_h, axes_w / fig_w, axes_h / fig_h)))
     labels = list(names) + ["fixed", "random"]
     ys = np.arange(len(labels))[::-1].astype(float)
     for ax, panel in zip(axes, panels):
@@ -70,9 +80,6 @@ def forest_plot(panels: list[dict], *, names: list[str], out: str | Path, title:
         ax.tick_params(axis="x", labelsize=8)
         ax.set_xlabel("beta (95% CI)", fontsize=8)
         ax.set_title(f"{panel['label']}\n{panel.get('note', '')}", fontsize=8)
-    for ax in axes[len(panels):]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=10, y=1 - 0.15 / fig_h, va="top")
     write_png_atomic(fig, out, dpi=DPI)
     return len(panels)
