@@ -17,7 +17,10 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -79,38 +82,49 @@ def _int_text(values: np.ndarray) -> pa.Array:
     return pc.fill_null(pc.cast(arr, pa.string()), "NA")
 
 
-def _write_table(path: Path, al: Alignment, st: dict, *, block_rows: int = BLOCK_ROWS) -> None:
-    """GWAS-SSF columns then the meta columns, tab-separated, gzip (ISA-L, mtime 0)."""
+def _block_text(al: Alignment, st: dict, direction: pa.Array, start: int, stop: int) -> bytes:
+    """The output rows start..stop-1 as tab-separated text."""
+    sl, m = slice(start, stop), stop - start
+    cols = [
+        al.chromosome.slice(start, m), pa.array(al.position[sl]), al.effect_allele.slice(start, m),
+        al.other_allele.slice(start, m), format_significant(st["beta"][sl]),
+        format_significant(st["standard_error"][sl]), format_significant(st["effect_allele_frequency"][sl]),
+        format_p_text(st["log10_p"][sl]), _int_text(st["n"][sl]), al.variant_id.slice(start, m),
+        format_significant(st["z"][sl]), pa.nulls(m, pa.string()).fill_null(""),
+        format_significant(st["beta_random"][sl]), format_significant(st["standard_error_random"][sl]),
+        format_p_text(st["log10_p_random"][sl]), format_significant(st["q"][sl]), format_p_text(st["log10_q_p"][sl]),
+        format_significant(st["i2"][sl]), format_significant(st["tau2"][sl]), pa.array(st["n_cohorts"][sl]),
+        direction.slice(start, m),
+    ]
+    buf = io.BytesIO()
+    pacsv.write_csv(pa.table(cols, names=OUTPUT_COLUMNS), buf,
+                    pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
+    return buf.getvalue()
+
+
+def _write_table(path: Path, al: Alignment, st: dict, *, block_rows: int = BLOCK_ROWS, threads: int = 1) -> None:
+    """GWAS-SSF columns then the meta columns, tab-separated, gzip (ISA-L, mtime 0). Blocks of
+    rows are formatted by ``threads`` threads (Arrow releases the GIL) and written in order, so
+    the bytes do not depend on the thread count."""
     m = len(al.position)
     k = len(al.names)
-    direction = pa.array(np.ascontiguousarray(st["direction"]).view(f"S{k}").ravel() if k else np.empty(m, "S1"))
-    direction = direction.cast(pa.string())
-    errcode = pa.array([""], type=pa.string())
+    direction = pa.array(np.ascontiguousarray(st["direction"]).view(f"S{k}").ravel()).cast(pa.string())
     writer = SumstatsWriter(path)
+    pool = ThreadPoolExecutor(max_workers=max(1, threads))
     try:
         writer.write_text(("\t".join(OUTPUT_COLUMNS) + "\n").encode())
+        pending: deque = deque()
         for start in range(0, m, block_rows):
-            stop = min(start + block_rows, m)
-            sl = slice(start, stop)
-            cols = [
-                al.chromosome.slice(start, stop - start), pa.array(al.position[sl]),
-                al.effect_allele.slice(start, stop - start), al.other_allele.slice(start, stop - start),
-                format_significant(st["beta"][sl]), format_significant(st["standard_error"][sl]),
-                format_significant(st["effect_allele_frequency"][sl]), format_p_text(st["log10_p"][sl]),
-                _int_text(st["n"][sl]), al.variant_id.slice(start, stop - start), format_significant(st["z"][sl]),
-                errcode.take(pa.array(np.zeros(stop - start, dtype=np.int64))),
-                format_significant(st["beta_random"][sl]), format_significant(st["standard_error_random"][sl]),
-                format_p_text(st["log10_p_random"][sl]), format_significant(st["q"][sl]),
-                format_p_text(st["log10_q_p"][sl]), format_significant(st["i2"][sl]),
-                format_significant(st["tau2"][sl]), pa.array(st["n_cohorts"][sl]), direction.slice(start, stop - start),
-            ]
-            buf = io.BytesIO()
-            pacsv.write_csv(pa.table(cols, names=OUTPUT_COLUMNS), buf,
-                            pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
-            writer.write_text(buf.getvalue())
+            pending.append(pool.submit(_block_text, al, st, direction, start, min(start + block_rows, m)))
+            while len(pending) > 2 * max(1, threads):
+                writer.write_text(pending.popleft().result())
+        while pending:
+            writer.write_text(pending.popleft().result())
     except BaseException as exc:
+        pool.shutdown(wait=True, cancel_futures=True)
         writer.abort(exc)
         raise
+    pool.shutdown(wait=True)
     writer.close()
 
 
@@ -177,6 +191,14 @@ def meta_analyse(*, sumstats: Sequence[str | Path], out: str | Path, names: Sequ
     outs = output_paths(out)
     trait = trait or outs["sumstats"].name.removesuffix(".tsv.gz")
 
+    clock = time.perf_counter()
+
+    def lap(what: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        log.info("%s: %.2f s", what, now - clock)
+        clock = now
+
     with thread_limit(threads):
         tables, sizes, models = [], [], []
         for name, path in zip(names, paths):
@@ -185,11 +207,14 @@ def meta_analyse(*, sumstats: Sequence[str | Path], out: str | Path, names: Sequ
             sizes.append(_sample_size(path, df))
             models.append(read_gwas_meta(path).get("model", ""))
             del df
+            lap(f"read {path}")
         al = align_cohorts(tables, palindromic_margin=palindromic_margin, keep_palindromic=keep_palindromic)
         del tables
+        lap(f"aligned {len(names)} cohorts: {len(al.position)} variants")
         st = meta_statistics(al.beta, al.se, al.eaf, al.n)
-        log.info("meta-analysis of %d cohorts: %d variants", len(names), len(al.position))
-        _write_table(outs["sumstats"], al, st)
+        lap("fixed and random effects, heterogeneity")
+        _write_table(outs["sumstats"], al, st, threads=threads)
+        lap(f"wrote {outs['sumstats']}")
 
     with atomic_open(outs["meta"]) as fh:
         fh.write(f"data_file_name: {outs['sumstats'].name}\nfile_type: GWAS-SSF v1.0\ntrait_description: {trait}\n"
@@ -282,6 +307,7 @@ def meta_analyse(*, sumstats: Sequence[str | Path], out: str | Path, names: Sequ
                    title=f"{trait}: meta-analysis of {len(names)} cohorts (fixed effects)", p_threshold=p_threshold)
     qq_plot([(f"fixed effects, λGC = {lam:.3f}", nl10[ok]),
              (f"random effects, λGC = {lam_r:.3f}", nl10_r[np.isfinite(nl10_r)])], out=outs["qq"], title=trait)
+    lap("leads, summary and plots")
     return summary
 
 
