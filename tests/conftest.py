@@ -66,13 +66,13 @@ REDUCED_DEMO = {
 
 
 def snakemake_in(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
-                 profile: str = "default") -> subprocess.CompletedProcess:
+                 profile: str = "default", timeout: int = 1500) -> subprocess.CompletedProcess:
     """Run the workflow's Snakefile in ``workdir`` (workflow/profiles/``profile``, 2 cores); ``env``: extra variables."""
     env = {**os.environ, **(env or {})}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--workflow-profile", str(REPO / "workflow" / "profiles" / profile), "--cores", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
     return proc

@@ -323,6 +323,7 @@ def slurm_run(slurm_cluster, tmp_path_factory):
             # a config file that extends config/config.yaml (--config would pass 450 as a string)
             f"--configfile={mem_config}",
             profile="slurm", env={k: slurm_cluster.env[k] for k in ("SLURM_CONF", "PATH")}, check=False,
+            timeout=2700,  # 16-22 min on a loaded 2-core machine (~70 jobs, each starting Snakemake twice)
         )
     finally:
         killer.stop_event.set()
