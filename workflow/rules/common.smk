@@ -43,7 +43,9 @@ except ConfigError as err:
 RESULTS = config["results"]
 DEMO = config["demo"]
 # Job resources from input sizes, doubling memory per attempt (cohortflow.resources; docs/resources.md)
-RETRIES = config["resources"]["retries"]
+# Retries belong to the main Snakemake process: a job's own Snakemake (inside a SLURM or cloud
+# job) would otherwise retry the rule in the same allocation, with the same memory.
+RETRIES = config["resources"]["retries"] if workflow.is_main_process else 0
 
 
 def job_mem(rule):
