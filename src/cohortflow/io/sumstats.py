@@ -61,6 +61,11 @@ def format_significant(values: np.ndarray, *, digits: int = 6) -> pa.Array:
     shift = (digits - 1) - np.floor(np.log10(np.abs(xs)))
     scale = 10.0 ** np.abs(shift)
     out[ok] = np.where(shift >= 0, np.rint(xs * scale) / scale, np.rint(xs / scale) * scale)
+    # 10**k is exact only up to 1e22: beyond it the quotient above is not the double nearest the
+    # rounded decimal (1.4813500000000002e-18); those few go through Python's decimal rounding
+    far = np.flatnonzero(ok)[np.abs(shift) > 22]
+    if far.size:
+        out[far] = [float(f"{v:.{digits - 1}e}") for v in x[far]]
     text = pc.cast(pa.array(out, from_pandas=True), pa.string())
     return pc.fill_null(text, "NA")
 
