@@ -350,8 +350,9 @@ def test_sharded_jobs_equal_one_call(tmp_path, max_variants):
     filtered = [tmp_path / f"{s}.kept.npz" for s in plan["shard"]]
     parts = [tmp_path / f"{s}.bed.part" for s in plan["shard"]]
     for i in range(len(plan)):
-        qc_filter_shard_file(bfile=bfile, stats_parts=stats, shard_index=i, out_filtered=filtered[i],
-                             out_bed_part=parts[i], **kwargs)
+        shard = plan["shard"][i] if i % 2 else i      # by name (as the workflow) or by position
+        qc_filter_shard_file(bfile=bfile, stats_parts=stats, shard=shard, plan=tmp_path / "plan.tsv",
+                             out_filtered=filtered[i], out_bed_part=parts[i], **kwargs)
     summary = genotype_qc_gather(bfile=bfile, stats_parts=stats, filtered_parts=filtered, bed_parts=parts,
                                  out_prefix=tmp_path / "sharded", **kwargs)
     assert summary["samples_removed"]["mind"] > 0 and summary["samples_removed"]["king_cutoff"] == 3

@@ -190,12 +190,18 @@ def all_targets():
 
 
 # Polygenic scores: covariates of the discovery GWAS and the evaluation; score files of a trait
-def qc_shard_files(wildcards, suffix):
-    """The QC shards' ``{shard}.{suffix}`` files, in the raw plan's (.bim) order."""
+def shard_names(checkpoint, cohort):
+    """The shards of a plan written by ``checkpoint`` (raw_shards or genotype_shards), in .bim
+    order: known once the checkpoint has run."""
     from cohortflow.gwas.shards import read_shard_plan
 
-    plan = read_shard_plan(checkpoints.raw_shards.get(cohort=wildcards.cohort).output.plan)
-    return [res(wildcards.cohort, f"qc/shards/{shard}.{suffix}") for shard in plan["shard"]]
+    return read_shard_plan(checkpoint.get(cohort=cohort).output.plan)["shard"].tolist()
+
+
+def qc_shard_files(wildcards, suffix):
+    """The QC shards' ``{shard}.{suffix}`` files, in the raw plan's order."""
+    return [res(wildcards.cohort, f"qc/shards/{shard}.{suffix}")
+            for shard in shard_names(checkpoints.raw_shards, wildcards.cohort)]
 
 
 def qc_stats_files(wildcards):
@@ -203,21 +209,17 @@ def qc_stats_files(wildcards):
 
 
 def gwas_shard_files(wildcards):
-    """The trait's GWAS shards, in the plan's (.bim) order: known once checkpoint genotype_shards has run."""
-    from cohortflow.gwas.shards import read_shard_plan
-
-    plan = read_shard_plan(checkpoints.genotype_shards.get(cohort=wildcards.cohort).output.plan)
+    """The trait's GWAS shards (sumstats and sidecars, with and without PCs), in plan order."""
     base = res(wildcards.cohort, f"gwas/shards/{wildcards.trait}")
     suffixes = (".tsv.gz", ".nopcs.tsv.gz", ".tsv.gz-meta.yaml", ".nopcs.tsv.gz-meta.yaml")
-    return [f"{base}/{shard}{suffix}" for shard in plan["shard"] for suffix in suffixes]
+    return [f"{base}/{shard}{suffix}" for shard in shard_names(checkpoints.genotype_shards, wildcards.cohort)
+            for suffix in suffixes]
 
 
 def pgs_partial_files(wildcards):
-    """The published scores' per-shard partial sums, in the plan's (.bim) order."""
-    from cohortflow.gwas.shards import read_shard_plan
-
-    plan = read_shard_plan(checkpoints.genotype_shards.get(cohort=wildcards.cohort).output.plan)
-    return [res(wildcards.cohort, f"prs/shards/pgs.{shard}.npy") for shard in plan["shard"]]
+    """The published scores' per-shard partial sums, in plan order."""
+    return [res(wildcards.cohort, f"prs/shards/pgs.{shard}.npy")
+            for shard in shard_names(checkpoints.genotype_shards, wildcards.cohort)]
 
 
 def prs_covariates():

@@ -124,6 +124,7 @@ rule qc_filter_shard:
     input:
         unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
         stats=qc_stats_files,
+        plan=res("{cohort}", "qc/raw.shards.tsv"),
         removed=res("{cohort}", "qc/qc.king.cutoff.out.id"),
     output:
         filtered=temp(res("{cohort}", "qc/shards/{shard}.filtered.npz")),

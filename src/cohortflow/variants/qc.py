@@ -442,11 +442,12 @@ def _load_parts(bed: Bed, stats_parts: list):
     return parts, combine_statistics(bed, parts)
 
 
-def qc_filter_shard_file(*, bfile, stats_parts: list, shard_index: int, remove_samples=None, geno: float = 0.05,
+def qc_filter_shard_file(*, bfile, stats_parts: list, shard: str | int, plan=None, remove_samples=None, geno: float = 0.05,
                          mind: float = 0.05, maf: float = 0.01, hwe: float = 1e-6, remove_sex_problems: bool = False,
                          out_filtered, out_bed_part, threads: int = 1) -> None:
-    """Job 2 of the sharded QC, for the shard at ``shard_index`` of ``stats_parts`` (every shard's
-    job-1 output, in plan order): the sample decisions (from all shards' statistics), then the
+    """Job 2 of the sharded QC, for ``shard`` (its name in ``plan``, or its position) of
+    ``stats_parts`` (every shard's job-1 output, in plan order): the sample decisions (from all
+    shards' statistics), then the
     variant steps on this shard (:func:`filter_shard`) -> ``out_filtered`` (.npz) and its kept
     rows, packed, without the .bed magic bytes -> ``out_bed_part``."""
     bed, bfile_path, king = _qc_inputs(bfile, None, thresholds=dict(geno=geno, mind=mind, maf=maf, hwe=hwe),
@@ -454,7 +455,16 @@ def qc_filter_shard_file(*, bfile, stats_parts: list, shard_index: int, remove_s
     parts, stats = _load_parts(bed, stats_parts)
     decisions = sample_decisions(bed, stats, mind=mind, king=king, remove_sex_problems=remove_sex_problems,
                                  path=f"{bfile_path}.bed")
-    part = parts[shard_index]
+    if isinstance(shard, str):
+        from cohortflow.gwas.shards import read_shard_plan
+
+        if plan is None:
+            raise CohortflowError(f"shard {shard!r} given by name without its plan")
+        names = read_shard_plan(plan)["shard"].tolist()
+        if shard not in names or len(names) != len(parts):
+            raise CohortflowError(f"shard {shard!r} is not one of the plan's {len(parts)} shards", path=plan)
+        shard = names.index(shard)
+    part = parts[shard]
     block = _block_variants(bed)
     with thread_limit(threads):
         shard = filter_shard(bed, part, decisions, geno=geno, hwe=hwe, maf=maf, block_size=block)
