@@ -13,5 +13,6 @@ run_step(
     geno=qc["geno"],
     maf=qc["maf"],
     hwe=qc["hwe"],
+    max_variants=qc["king_max_variants"],
     threads=snakemake.threads,
 )

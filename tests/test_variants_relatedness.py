@@ -21,8 +21,8 @@ import pytest
 from cohortflow.errors import CohortflowError
 from cohortflow.io.plink import open_bed, write_bed
 from cohortflow.variants.relatedness import (
-    KingResult, format_g6, king_counts, king_cutoff, king_kinship, king_variant_mask, write_king_cutoff_ids,
-    write_king_table,
+    CHUNK_BYTES, KingResult, format_g6, king_counts, king_cutoff, king_kinship, king_related, king_variant_mask,
+    thin_variants, write_king_cutoff_ids, write_king_table,
 )
 from cohortflow.variants.relatedness_kernels import kinship_prune
 from conftest import require_shared, require_tool
@@ -353,3 +353,49 @@ def test_cohortflow_qc_removes_relatives_and_records_the_funnel(cohort, tmp_path
     assert (kin["KINSHIP"] >= 0.0442).all() and len(kin) >= len(removed)
     pcs = pd.read_csv(f"{out}.pcs.tsv", sep="\t")
     assert pcs["IID"].tolist() == kept and list(pcs.columns[-3:]) == ["PC1", "PC2", "PC3"]
+
+
+def test_related_pairs_in_sample_blocks_equal_all_pairs(cohort, tmp_path):
+    """king_related (pairs counted per block of samples, only pairs above a floor kept) gives the
+    rows of king_counts above that floor, the same .kin0 bytes and the same --king-cutoff."""
+    prefix, _ = cohort
+    bed = open_bed(prefix)
+    rng = np.random.default_rng(5)
+    sample_mask = rng.random(bed.n_samples) < 0.9
+    variant_mask = rng.random(bed.n_variants) < 0.8
+    full = king_counts(bed, sample_mask=sample_mask, variant_mask=variant_mask, threads=2)
+    assert full.n_samples > 3 * 16  # several blocks, the last one partial
+    for floor in (-np.inf, 0.0442):
+        for block, chunk in ((16, 1), (30, CHUNK_BYTES), (4096, CHUNK_BYTES)):
+            part = king_related(bed, min_kinship=floor, sample_mask=sample_mask, variant_mask=variant_mask,
+                                threads=2, block_samples=block, chunk_bytes=chunk)
+            keep = ~(full.kinship < floor)
+            i, j = full.pair_indices()
+            np.testing.assert_array_equal(part.pair_i, i[keep])
+            np.testing.assert_array_equal(part.pair_j, j[keep])
+            for field in ("nsnp", "hethet", "ibs0", "het1_hom2", "het2_hom1"):
+                np.testing.assert_array_equal(getattr(part, field), getattr(full, field)[keep])
+            np.testing.assert_array_equal(part.kinship.view(np.int64), full.kinship[keep].view(np.int64))
+    assert 0 < len(part.kinship) < len(full.kinship) // 10
+    a = write_king_table(full, tmp_path / "full.kin0", min_kinship=0.0442)
+    b = write_king_table(part, tmp_path / "part.kin0", min_kinship=0.0442)
+    assert a.read_bytes() == b.read_bytes()
+    assert king_cutoff(part, cutoff=0.0884) == king_cutoff(full, cutoff=0.0884)
+    with pytest.raises(CohortflowError, match="related pairs"):
+        part.matrix()
+
+
+def test_thinned_variants_evenly_spaced(cohort):
+    prefix, _ = cohort
+    bed = open_bed(prefix)
+    use = king_variant_mask(bed)
+    thin = thin_variants(use, 1000)
+    rows = np.flatnonzero(thin)
+    assert rows.size == 1000 and not (thin & ~use).any()
+    ranks = np.searchsorted(np.flatnonzero(use), rows)
+    np.testing.assert_array_equal(ranks, np.arange(1000) * int(use.sum()) // 1000)
+    assert (thin_variants(use, 10**9) == use).all()
+    part = king_related(bed, min_kinship=-np.inf, max_variants=1000)
+    full = king_counts(bed, variant_mask=thin)
+    assert part.n_variants == full.n_variants == 1000
+    np.testing.assert_array_equal(part.kinship.view(np.int64), full.kinship.view(np.int64))

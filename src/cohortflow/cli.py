@@ -90,7 +90,7 @@ def _cmd_qc(a):
 
     quality_control(a.bfile, out_prefix=a.out, geno=a.geno, mind=a.mind, maf=a.maf, hwe=a.hwe,
                     king_cutoff=None if a.king_cutoff < 0 else a.king_cutoff,
-                    remove_sex_problems=a.remove_sex_problems, n_pcs=a.n_pcs, sample_info=a.sample_info,
+                    king_max_variants=a.king_max_variants or None, remove_sex_problems=a.remove_sex_problems, n_pcs=a.n_pcs, sample_info=a.sample_info,
                     threads=a.threads)
 
 
@@ -446,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hwe", type=float, default=1e-6)
     p.add_argument("--king-cutoff", type=float, default=0.0884,
                    help="remove relatives above this KING kinship (plink2 --king-cutoff); negative: keep all")
+    p.add_argument("--king-max-variants", type=int, default=100_000,
+                   help="KING kinship on at most this many QC-passing variants, evenly spaced; 0: all")
     p.add_argument("--remove-sex-problems", action="store_true", help="remove samples failing the sex check")
     p.add_argument("--n-pcs", type=int, default=10)
     p.add_argument("--sample-info", help="TSV with IID and population (colours the PCA plot)")

@@ -26,11 +26,16 @@ one sample of the pair is the rare homozygote and the other has a missing call (
 CalcKingSparseThread adds a hom-hom count there); KINSHIP, HETHET and IBS0 counts are unaffected,
 and only those pairs' NSNP (and the HETHET / IBS0 proportions of NSNP) differ from plink2's.
 
-Memory: 20 bytes per pair for the counts while computing and 28 bytes per pair in the result
-(``n (n - 1) / 2`` pairs: 2.4 GB peak at 10,000 samples, 100 MB at 2,000); the bit planes of one
-chunk of variants take at most ``chunk_bytes`` (default 256 MiB). A full table of 10,000 samples
-has 50 million rows (several GB as a DataFrame): pass ``min_kinship``, or write the ``KingResult``
-with ``write_king_table``, which formats in blocks.
+Memory, ``king_counts`` (every pair): 20 bytes per pair for the counts while computing and 28
+bytes per pair in the result (``n (n - 1) / 2`` pairs: 2.4 GB peak at 10,000 samples, 100 MB at
+2,000); the bit planes of one chunk of variants take at most ``chunk_bytes`` (default 256 MiB). A
+full table of 10,000 samples has 50 million rows (several GB as a DataFrame): pass
+``min_kinship``, or write the ``KingResult`` with ``write_king_table``, which formats in blocks.
+
+``king_related`` (the relatedness QC step) keeps only pairs above a kinship floor: it holds the
+bit planes of all used variants (``n x variants / 2`` bytes) and counts pairs per pair of sample
+blocks, so its memory grows with samples x variants, not with pairs (50,000 samples x 100,000
+variants: 2.5 GB).
 """
 
 from __future__ import annotations
@@ -50,8 +55,8 @@ from cohortflow.variants.kernels import CLASS_AUTOSOME
 from cohortflow.threads import thread_limit
 from cohortflow.variants.qc import chromosome_classes, qc_statistics
 from cohortflow.variants.relatedness_kernels import (
-    N_COUNTS, SUB_WORDS, format_g6_array, format_kin0_rows, gather_rows, king_finalize, king_pair_counts,
-    kinship_prune, plane_totals, rows_to_bitplanes,
+    N_COUNTS, SUB_WORDS, format_g6_array, format_kin0_rows, gather_rows, king_cross_counts, king_finalize,
+    king_finalize_cross, king_pair_counts, kinship_prune, plane_totals, rows_to_bitplanes,
 )
 
 KING_TABLE_COLUMNS = ["FID1", "IID1", "FID2", "IID2", "NSNP", "HETHET", "IBS0", "KINSHIP"]
@@ -59,6 +64,9 @@ KING_TABLE_COLUMNS = ["FID1", "IID1", "FID2", "IID2", "NSNP", "HETHET", "IBS0", 
 # between 1st and 2nd degree, removes 1st degree and duplicates only)
 KING_CUTOFF_DEFAULT = 0.0884
 CHUNK_BYTES = 256 * 2**20
+# Variants for relatedness QC: at most this many QC-passing ones, evenly spaced (UK Biobank's
+# KING run used about 93,000 markers); the pair work grows with samples^2 x variants.
+KING_MAX_VARIANTS = 100_000
 _VARIANTS_PER_SUB = 64 * SUB_WORDS
 
 
@@ -72,6 +80,9 @@ class KingResult:
     Attributes: ``samples`` (DataFrame ``fid iid``, the selected samples in .fam order),
     ``n_variants`` (variants used), and per pair int32 arrays ``nsnp`` (variants where both have
     a call), ``hethet``, ``ibs0``, ``het1_hom2``, ``het2_hom1`` and float64 ``kinship``.
+
+    A result of :func:`king_related` holds only some pairs: ``pair_i`` / ``pair_j`` (int64) give
+    their sample indices, still in pair order; None means every pair.
     """
 
     samples: pd.DataFrame
@@ -82,13 +93,17 @@ class KingResult:
     het1_hom2: np.ndarray
     het2_hom1: np.ndarray
     kinship: np.ndarray
+    pair_i: np.ndarray | None = None
+    pair_j: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
         return len(self.samples)
 
     def pair_indices(self) -> tuple[np.ndarray, np.ndarray]:
-        """(i, j) sample indices of every pair, i > j, in pair order."""
+        """(i, j) sample indices of every pair held, i > j, in pair order."""
+        if self.pair_i is not None:
+            return self.pair_i, self.pair_j
         n = self.n_samples
         i = np.repeat(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
         j = np.arange(i.size, dtype=np.int64) - i * (i - 1) // 2
@@ -123,7 +138,10 @@ class KingResult:
 
     def matrix(self) -> np.ndarray:
         """The symmetric n x n kinship matrix (float64, 0.5 on the diagonal, as plink2's
-        ``--make-king square``); 8 n^2 bytes (800 MB at 10,000 samples)."""
+        ``--make-king square``); 8 n^2 bytes (800 MB at 10,000 samples). Only for a result of
+        every pair."""
+        if self.pair_i is not None:
+            raise CohortflowError("kinship matrix of a result holding only related pairs (king_related)")
         n = self.n_samples
         out = np.full((n, n), 0.5)
         i, j = self.pair_indices()
@@ -152,6 +170,75 @@ def king_variant_mask(bed: Bed, variant_mask: np.ndarray | None = None) -> np.nd
     return use
 
 
+def _king_inputs(bed: Bed, sample_mask, variant_mask, max_variants: int | None = None):
+    """(selected sample indices, used-variant mask, number used), checked as KING needs them.
+    ``max_variants``: keep at most this many used variants, evenly spaced in .bim order."""
+    fam_path = f"{bed.prefix}.fam"
+    if sample_mask is None:
+        sample_idx = np.arange(bed.n_samples, dtype=np.int64)
+    else:
+        sample_idx = np.flatnonzero(_check_mask(sample_mask, bed.n_samples, "sample_mask", fam_path))
+    if sample_idx.size < 2:
+        raise CohortflowError(f"KING kinship needs at least 2 samples, {sample_idx.size} selected", path=fam_path)
+    use = king_variant_mask(bed, variant_mask)
+    if max_variants is not None and int(use.sum()) > max_variants:
+        use = thin_variants(use, max_variants)
+    n_used = int(use.sum())
+    if n_used == 0:
+        raise CohortflowError("no autosomal variants left for KING kinship (chromosomes X, Y and MT "
+                              "are left out)", path=f"{bed.prefix}.bim")
+    if n_used >= 2**31:
+        raise CohortflowError(f"{n_used} variants: KING counts are limited to 2^31 - 1 variants",
+                              path=f"{bed.prefix}.bim")
+    return sample_idx, use, n_used
+
+
+def thin_variants(use: np.ndarray, max_variants: int) -> np.ndarray:
+    """The mask ``use`` reduced to at most ``max_variants`` of its variants, evenly spaced over
+    them in order (the k-th kept is used variant ``floor(k * n_used / max_variants)``)."""
+    rows = np.flatnonzero(use)
+    if rows.size <= max_variants:
+        return use.copy()
+    if max_variants < 1:
+        raise CohortflowError(f"max_variants must be at least 1, not {max_variants}")
+    keep = np.zeros_like(use)
+    keep[rows[(np.arange(max_variants, dtype=np.int64) * rows.size) // max_variants]] = True
+    return keep
+
+
+def _block_rows(n: int, chunk_bytes: int) -> int:
+    """.bed rows read per chunk: those of about ``chunk_bytes`` of bit planes of ``n`` samples."""
+    sub_bytes = n * 4 * SUB_WORDS * 8
+    return max(1, int(chunk_bytes) // sub_bytes) * _VARIANTS_PER_SUB
+
+
+def _chunk_planes(bed: Bed, use: np.ndarray, sample_idx: np.ndarray, chunk_bytes: int):
+    """Yield the bit planes ``(geno_planes (n_sub, n, 3, SUB_WORDS), missing_plane (n_sub, n,
+    SUB_WORDS))`` of the used variants of the selected samples, one chunk (``_block_rows`` .bed
+    rows) at a time, in .bim order (a chunk's last sub-block is padded with empty words, which add
+    nothing to any count)."""
+    n = sample_idx.size
+    all_samples = n == bed.n_samples
+    row_bytes = -(-n // 32) * 8  # whole uint64 words of 32 samples
+    for start, packed in bed.iter_packed_blocks(_block_rows(n, chunk_bytes)):
+        rows = np.flatnonzero(use[start:start + len(packed)]).astype(np.int64)
+        if rows.size == 0:
+            continue
+        n_sub = -(-rows.size // _VARIANTS_PER_SUB)
+        geno_planes = np.zeros((n_sub, n, 3, SUB_WORDS), dtype=np.uint64)
+        missing_plane = np.zeros((n_sub, n, SUB_WORDS), dtype=np.uint64)
+        selected = np.zeros((rows.size, row_bytes), dtype=np.uint8)
+        gather_rows(packed, rows, sample_idx, all_samples, selected)
+        rows_to_bitplanes(selected.view(np.uint64), rows.size, n, geno_planes, missing_plane)
+        del selected
+        yield geno_planes, missing_plane
+
+
+def _selected_samples(bed: Bed, sample_idx: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"fid": bed.fam["fid"].to_numpy()[sample_idx].astype(str),
+                         "iid": bed.fam["iid"].to_numpy()[sample_idx].astype(str)})
+
+
 def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
                 variant_mask: np.ndarray | None = None, threads: int = 1,
                 chunk_bytes: int = CHUNK_BYTES) -> KingResult:
@@ -160,51 +247,20 @@ def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
     ``bed``: a ``Bed`` or a PLINK fileset prefix. ``sample_mask`` / ``variant_mask``: boolean
     arrays over the .fam / .bim rows (default all; chromosomes X, Y, MT are always left out).
     ``threads``: numba threads. ``chunk_bytes``: memory for the bit planes of one chunk of variants.
-    Returns a ``KingResult``; identical for any ``threads`` and ``chunk_bytes``.
+    Returns a ``KingResult``; identical for any ``threads`` and ``chunk_bytes``. Memory grows with
+    the square of the samples (48 bytes per pair); :func:`king_related` keeps only related pairs.
     """
     bed = _as_bed(bed)
-    fam_path = f"{bed.prefix}.fam"
-    if sample_mask is None:
-        sample_idx = np.arange(bed.n_samples, dtype=np.int64)
-    else:
-        sample_idx = np.flatnonzero(_check_mask(sample_mask, bed.n_samples, "sample_mask", fam_path))
+    sample_idx, use, n_used = _king_inputs(bed, sample_mask, variant_mask)
     n = sample_idx.size
-    if n < 2:
-        raise CohortflowError(f"KING kinship needs at least 2 samples, {n} selected", path=fam_path)
-    use = king_variant_mask(bed, variant_mask)
-    n_used = int(use.sum())
-    if n_used == 0:
-        raise CohortflowError("no autosomal variants left for KING kinship (chromosomes X, Y and MT "
-                              "are left out)", path=f"{bed.prefix}.bim")
-    if n_used >= 2**31:
-        raise CohortflowError(f"{n_used} variants: KING counts are limited to 2^31 - 1 variants",
-                              path=f"{bed.prefix}.bim")
-
-    all_samples = n == bed.n_samples
-    row_bytes = -(-n // 32) * 8  # whole uint64 words of 32 samples
-    sub_bytes = n * 4 * SUB_WORDS * 8
-    subs_per_chunk = max(1, int(chunk_bytes) // sub_bytes)
-    # read blocks of .bed rows holding about one chunk of used variants
-    block_rows = max(_VARIANTS_PER_SUB, subs_per_chunk * _VARIANTS_PER_SUB)
-
     n_pairs = n * (n - 1) // 2
     counts = np.zeros((N_COUNTS, n_pairs), dtype=np.int32)
     het_total = np.zeros(n, dtype=np.int64)
     miss_total = np.zeros(n, dtype=np.int64)
 
     with thread_limit(threads):
-        for start, packed in bed.iter_packed_blocks(block_rows):
-            rows = np.flatnonzero(use[start:start + len(packed)]).astype(np.int64)
-            if rows.size == 0:
-                continue
-            n_sub = -(-rows.size // _VARIANTS_PER_SUB)
-            geno_planes = np.zeros((n_sub, n, 3, SUB_WORDS), dtype=np.uint64)
-            missing_plane = np.zeros((n_sub, n, SUB_WORDS), dtype=np.uint64)
-            miss_any = np.zeros((n_sub, n), dtype=np.bool_)
-            selected = np.zeros((rows.size, row_bytes), dtype=np.uint8)
-            gather_rows(packed, rows, sample_idx, all_samples, selected)
-            rows_to_bitplanes(selected.view(np.uint64), rows.size, n, geno_planes, missing_plane)
-            del selected
+        for geno_planes, missing_plane in _chunk_planes(bed, use, sample_idx, chunk_bytes):
+            miss_any = np.zeros(missing_plane.shape[:2], dtype=np.bool_)
             plane_totals(geno_planes, missing_plane, het_total, miss_total, miss_any)
             king_pair_counts(geno_planes, missing_plane, miss_any, counts)
             del geno_planes, missing_plane
@@ -217,10 +273,97 @@ def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
         king_finalize(counts, het_total, miss_total, n_used, nsnp, hethet, ibs0, het1_hom2, het2_hom1,
                       kinship)
     del counts
-    samples = pd.DataFrame({"fid": bed.fam["fid"].to_numpy()[sample_idx].astype(str),
-                            "iid": bed.fam["iid"].to_numpy()[sample_idx].astype(str)})
-    return KingResult(samples=samples, n_variants=n_used, nsnp=nsnp, hethet=hethet, ibs0=ibs0,
-                      het1_hom2=het1_hom2, het2_hom1=het2_hom1, kinship=kinship)
+    return KingResult(samples=_selected_samples(bed, sample_idx), n_variants=n_used, nsnp=nsnp, hethet=hethet,
+                      ibs0=ibs0, het1_hom2=het1_hom2, het2_hom1=het2_hom1, kinship=kinship)
+
+
+BLOCK_SAMPLES = 2048
+
+
+def king_related(bed: Bed | str | Path, *, min_kinship: float, sample_mask: np.ndarray | None = None,
+                 variant_mask: np.ndarray | None = None, max_variants: int | None = None, threads: int = 1,
+                 block_samples: int = BLOCK_SAMPLES, chunk_bytes: int = CHUNK_BYTES) -> KingResult:
+    """KING-robust kinship of every pair of samples, keeping the pairs with kinship >=
+    ``min_kinship`` (and NaN), for cohorts too big for :func:`king_counts`' all-pairs arrays.
+
+    The bit planes of every used variant are held at once (``n x variants / 2`` bytes: 2.5 GB at
+    50,000 samples x 100,000 variants) and the pairs are counted per pair of blocks of
+    ``block_samples`` samples (counts of one block pair: ``20 block_samples^2`` bytes), so
+    memory no longer grows with the number of pairs. ``max_variants``: use at most this many of the
+    variants, evenly spaced in .bim order (:func:`thin_variants`). Other options as
+    :func:`king_counts`; the pairs kept carry the same values as there, in the same order
+    (``pair_i`` / ``pair_j`` of the ``KingResult``), for any ``threads``, ``block_samples`` and
+    ``chunk_bytes``.
+    """
+    bed = _as_bed(bed)
+    if not isinstance(min_kinship, (int, float)) or math.isnan(min_kinship):
+        raise CohortflowError(f"min_kinship must be a number (-inf keeps every pair), not {min_kinship!r}")
+    block = max(2, int(block_samples))
+    sample_idx, use, n_used = _king_inputs(bed, sample_mask, variant_mask, max_variants)
+    n = sample_idx.size
+    edges = list(range(0, n, block)) + [n]
+    spans = list(zip(edges[:-1], edges[1:]))
+    het_total = np.zeros(n, dtype=np.int64)
+    miss_total = np.zeros(n, dtype=np.int64)
+    found: list[tuple[np.ndarray, ...]] = []
+    # every chunk's sub-blocks, one contiguous array per sample block (C-contiguous for the kernels)
+    block_rows = _block_rows(n, chunk_bytes)
+    n_sub = sum(-(-int(use[s:s + block_rows].sum()) // _VARIANTS_PER_SUB)
+                for s in range(0, bed.n_variants, block_rows))
+    blocks = [(np.zeros((n_sub, b - a, 3, SUB_WORDS), dtype=np.uint64),
+               np.zeros((n_sub, b - a, SUB_WORDS), dtype=np.uint64),
+               np.zeros((n_sub, b - a), dtype=np.bool_)) for a, b in spans]
+    with thread_limit(threads):
+        at = 0
+        for geno_planes, missing_plane in _chunk_planes(bed, use, sample_idx, chunk_bytes):
+            k = geno_planes.shape[0]
+            miss_any = np.zeros(missing_plane.shape[:2], dtype=np.bool_)
+            plane_totals(geno_planes, missing_plane, het_total, miss_total, miss_any)
+            for (a, b), (geno, missing, any_missing) in zip(spans, blocks):
+                geno[at:at + k] = geno_planes[:, a:b]
+                missing[at:at + k] = missing_plane[:, a:b]
+                any_missing[at:at + k] = miss_any[:, a:b]
+            at += k
+            del geno_planes, missing_plane, miss_any
+        for ka, (a0, a1) in enumerate(spans):
+            for kb in range(ka + 1):
+                b0, b1 = spans[kb]
+                if ka == kb:
+                    n_pairs = (a1 - a0) * (a1 - a0 - 1) // 2
+                    counts = np.zeros((N_COUNTS, n_pairs), dtype=np.int32)
+                    king_pair_counts(*blocks[ka], counts)
+                    i_local = np.repeat(np.arange(a1 - a0, dtype=np.int64), np.arange(a1 - a0, dtype=np.int64))
+                    j_local = np.arange(n_pairs, dtype=np.int64) - i_local * (i_local - 1) // 2
+                else:
+                    n_pairs = (a1 - a0) * (b1 - b0)
+                    counts = np.zeros((N_COUNTS, n_pairs), dtype=np.int32)
+                    king_cross_counts(*blocks[ka], *blocks[kb], counts)
+                    i_local = None
+                values = [np.empty(n_pairs, dtype=np.int32) for _ in range(5)] + [np.empty(n_pairs)]
+                if ka == kb:
+                    king_finalize(counts, het_total[a0:a1], miss_total[a0:a1], n_used, *values)
+                else:
+                    king_finalize_cross(counts, het_total[a0:a1], miss_total[a0:a1], het_total[b0:b1],
+                                        miss_total[b0:b1], n_used, *values)
+                del counts
+                keep = np.flatnonzero(~(values[5] < min_kinship))
+                if keep.size == 0:
+                    continue
+                if i_local is None:
+                    pi, pj = keep // (b1 - b0) + a0, keep % (b1 - b0) + b0
+                else:
+                    pi, pj = i_local[keep] + a0, j_local[keep] + b0
+                found.append((pi, pj, *(v[keep] for v in values)))
+    if found:
+        cols = [np.concatenate([f[k] for f in found]) for k in range(8)]
+        order = np.argsort(cols[0] * (cols[0] - 1) // 2 + cols[1], kind="stable")
+        cols = [c[order] for c in cols]
+    else:
+        cols = [np.zeros(0, dtype=np.int64)] * 2 + [np.zeros(0, dtype=np.int32)] * 5 + [np.zeros(0)]
+    pair_i, pair_j, nsnp, hethet, ibs0, het1_hom2, het2_hom1, kinship = cols
+    return KingResult(samples=_selected_samples(bed, sample_idx), n_variants=n_used, nsnp=nsnp, hethet=hethet,
+                      ibs0=ibs0, het1_hom2=het1_hom2, het2_hom1=het2_hom1, kinship=kinship,
+                      pair_i=pair_i, pair_j=pair_j)
 
 
 def king_kinship(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
@@ -362,13 +505,15 @@ def write_king_cutoff_ids(fam: pd.DataFrame, removed: Sequence[str], out_prefix:
 
 def relatedness_qc(bfile, *, out_prefix, cutoff: float | None = KING_CUTOFF_DEFAULT, mind: float = 0.05,
                    geno: float = 0.05, maf: float = 0.01, hwe: float = 1e-6, table_min_kinship: float = 0.0442,
-                   threads: int = 1) -> dict:
+                   max_variants: int | None = KING_MAX_VARIANTS, threads: int = 1) -> dict:
     """The relatedness step of genotype QC: KING-robust kinship, then plink2's ``--king-cutoff``.
 
     Samples: those passing ``mind`` (sample call rate); variants: autosomal ones passing
     ``geno``, ``hwe`` and ``maf`` on those samples (the statistics of
     :func:`cohortflow.variants.qc.qc_statistics`), so relatives are judged on the variants QC
-    keeps. ``cutoff`` None: pairs are reported, nobody is removed.
+    keeps. ``cutoff`` None: pairs are reported, nobody is removed. ``max_variants``: at most this
+    many of those variants, evenly spaced (:func:`thin_variants`; None: all). Only pairs at or above
+    the lower of ``table_min_kinship`` and ``cutoff`` are kept in memory (:func:`king_related`).
 
     Writes ``{out_prefix}.kinship.tsv`` (plink2 ``.kin0`` layout: ``#FID1 IID1 FID2 IID2 NSNP
     HETHET IBS0 KINSHIP``, pairs with kinship >= ``table_min_kinship``, by default third-degree
@@ -390,7 +535,9 @@ def relatedness_qc(bfile, *, out_prefix, cutoff: float | None = KING_CUTOFF_DEFA
         minor = np.minimum(freq, 1 - freq)
         variants = ((stats.classes == CLASS_AUTOSOME) & (missing_rate <= geno) & np.isfinite(minor)
                     & (minor >= maf) & (minor > 0) & ~(np.isfinite(stats.hwe_p) & (stats.hwe_p < hwe)))
-        result = king_counts(bed, sample_mask=samples, variant_mask=variants, threads=threads)
+        floor = table_min_kinship if cutoff is None else min(table_min_kinship, cutoff)
+        result = king_related(bed, min_kinship=floor, sample_mask=samples, variant_mask=variants,
+                              max_variants=max_variants, threads=threads)
         removed = king_cutoff(result, cutoff=cutoff) if cutoff is not None else []
     write_king_table(result, f"{out_prefix}.kinship.tsv", min_kinship=table_min_kinship)
     write_king_cutoff_ids(bed.fam, removed, out_prefix, sample_mask=samples)

@@ -161,52 +161,40 @@ def _tile_index(t: int) -> tuple[int, int]:
 
 
 @numba.njit(cache=True, inline="always")
-def _geno_1x1(planes, i, j):
-    """(hethet, ibs0) of samples i, j over one sub-block."""
-    het_i, hom1_i, hom2_i = planes[i, 0], planes[i, 1], planes[i, 2]
-    het_j, hom1_j, hom2_j = planes[j, 0], planes[j, 1], planes[j, 2]
+def _add_1x1(pa, ma, ha, i, pb, mb, hb, j, counts, p):
+    """Counts of sample i (planes ``pa``, missing ``ma``, has-missing ``ha``) and sample j (``pb``,
+    ``mb``, ``hb``) over one sub-block, added at pair column ``p``."""
     hethet = 0
     ibs0 = 0
+    het_i, hom1_i, hom2_i = pa[i, 0], pa[i, 1], pa[i, 2]
+    het_j, hom1_j, hom2_j = pb[j, 0], pb[j, 1], pb[j, 2]
     for k in range(SUB_WORDS):
         hethet += popcount64(het_i[k] & het_j[k])
         ibs0 += popcount64((hom1_i[k] & hom2_j[k]) | (hom2_i[k] & hom1_j[k]))
-    return hethet, ibs0
-
-
-@numba.njit(cache=True, inline="always")
-def _miss_1x1(planes, missing, i, j):
-    """(#het_i & miss_j, #miss_i & het_j, #miss_i & miss_j) over one sub-block."""
-    het_i, het_j, miss_i, miss_j = planes[i, 0], planes[j, 0], missing[i], missing[j]
-    het_miss = 0
-    miss_het = 0
-    miss_miss = 0
-    for k in range(SUB_WORDS):
-        het_miss += popcount64(het_i[k] & miss_j[k])
-        miss_het += popcount64(miss_i[k] & het_j[k])
-        miss_miss += popcount64(miss_i[k] & miss_j[k])
-    return het_miss, miss_het, miss_miss
-
-
-@numba.njit(cache=True, inline="always")
-def _add_1x1(planes, missing, has_missing, counts, i, j):
-    p = i * (i - 1) // 2 + j
-    hethet, ibs0 = _geno_1x1(planes, i, j)
     counts[C_HETHET, p] += hethet
     counts[C_IBS0, p] += ibs0
-    if has_missing[i] or has_missing[j]:
-        het_miss, miss_het, miss_miss = _miss_1x1(planes, missing, i, j)
+    if ha[i] or hb[j]:
+        miss_i, miss_j = ma[i], mb[j]
+        het_miss = 0
+        miss_het = 0
+        miss_miss = 0
+        for k in range(SUB_WORDS):
+            het_miss += popcount64(het_i[k] & miss_j[k])
+            miss_het += popcount64(miss_i[k] & het_j[k])
+            miss_miss += popcount64(miss_i[k] & miss_j[k])
         counts[C_HET_MISS, p] += het_miss
         counts[C_MISS_HET, p] += miss_het
         counts[C_MISS_MISS, p] += miss_miss
 
 
 @numba.njit(cache=True, inline="always")
-def _add_2x2(planes, missing, has_missing, counts, i, j):
-    """Pairs (i, j), (i, j+1), (i+1, j), (i+1, j+1) at once: each loaded word serves two pairs,
-    halving the loads per popcount (the bound on this loop)."""
-    e0, e1, f0, f1 = planes[i, 0], planes[i + 1, 0], planes[j, 0], planes[j + 1, 0]
-    u0, u1, x0, x1 = planes[i, 1], planes[i + 1, 1], planes[j, 1], planes[j + 1, 1]
-    v0, v1, y0, y1 = planes[i, 2], planes[i + 1, 2], planes[j, 2], planes[j + 1, 2]
+def _add_2x2(pa, ma, ha, i, pb, mb, hb, j, counts, p0, p1):
+    """Pairs (i, j), (i, j+1), (i+1, j), (i+1, j+1) at once (i from ``pa``/``ma``/``ha``, j from
+    ``pb``/``mb``/``hb``), added at columns p0, p0 + 1, p1, p1 + 1: each loaded word serves two
+    pairs, halving the loads per popcount (the bound on this loop)."""
+    e0, e1, f0, f1 = pa[i, 0], pa[i + 1, 0], pb[j, 0], pb[j + 1, 0]
+    u0, u1, x0, x1 = pa[i, 1], pa[i + 1, 1], pb[j, 1], pb[j + 1, 1]
+    v0, v1, y0, y1 = pa[i, 2], pa[i + 1, 2], pb[j, 2], pb[j + 1, 2]
     a00 = 0
     a01 = 0
     a10 = 0
@@ -224,8 +212,6 @@ def _add_2x2(planes, missing, has_missing, counts, i, j):
         b01 += popcount64((u0[k] & y1[k]) | (v0[k] & x1[k]))
         b10 += popcount64((u1[k] & y0[k]) | (v1[k] & x0[k]))
         b11 += popcount64((u1[k] & y1[k]) | (v1[k] & x1[k]))
-    p0 = i * (i - 1) // 2 + j
-    p1 = (i + 1) * i // 2 + j
     counts[C_HETHET, p0] += a00
     counts[C_HETHET, p0 + 1] += a01
     counts[C_HETHET, p1] += a10
@@ -234,8 +220,8 @@ def _add_2x2(planes, missing, has_missing, counts, i, j):
     counts[C_IBS0, p0 + 1] += b01
     counts[C_IBS0, p1] += b10
     counts[C_IBS0, p1 + 1] += b11
-    if has_missing[i] or has_missing[i + 1] or has_missing[j] or has_missing[j + 1]:
-        m0, m1, n0, n1 = missing[i], missing[i + 1], missing[j], missing[j + 1]
+    if ha[i] or ha[i + 1] or hb[j] or hb[j + 1]:
+        m0, m1, n0, n1 = ma[i], ma[i + 1], mb[j], mb[j + 1]
         c00 = 0
         c01 = 0
         c10 = 0
@@ -303,15 +289,69 @@ def king_pair_counts(geno_planes: np.ndarray, missing_plane: np.ndarray, miss_an
             while i + 1 < i1:
                 j = j0
                 while j + 1 < min(j1, i):  # both j's below both i's
-                    _add_2x2(planes, missing, has_missing, counts, i, j)
+                    _add_2x2(planes, missing, has_missing, i, planes, missing, has_missing, j, counts,
+                             i * (i - 1) // 2 + j, (i + 1) * i // 2 + j)
                     j += 2
                 for ii in range(i, i + 2):
                     for jj in range(j, min(j1, ii)):
-                        _add_1x1(planes, missing, has_missing, counts, ii, jj)
+                        _add_1x1(planes, missing, has_missing, ii, planes, missing, has_missing, jj, counts,
+                                 ii * (ii - 1) // 2 + jj)
                 i += 2
             if i < i1:
                 for jj in range(j0, min(j1, i)):
-                    _add_1x1(planes, missing, has_missing, counts, i, jj)
+                    _add_1x1(planes, missing, has_missing, i, planes, missing, has_missing, jj, counts,
+                             i * (i - 1) // 2 + jj)
+
+
+@numba.njit(cache=True, parallel=True)
+def king_cross_counts(planes_a: np.ndarray, missing_a: np.ndarray, miss_any_a: np.ndarray,
+                      planes_b: np.ndarray, missing_b: np.ndarray, miss_any_b: np.ndarray,
+                      counts: np.ndarray) -> None:
+    """Add the counts of every pair (i of block a, j of block b) to ``counts`` (int32,
+    ``(N_COUNTS, n_a * n_b)``, pair (i, j) at column ``i * n_b + j``; rows as
+    ``king_pair_counts``). Blocks hold the same variants (``(sub-block, sample, ...)`` planes of
+    their own samples); work is split into TILE x TILE tiles of the rectangle, one per task."""
+    n_sub, n_a, n_b = planes_a.shape[0], planes_a.shape[1], planes_b.shape[1]
+    ta = (n_a + TILE - 1) // TILE
+    tb = (n_b + TILE - 1) // TILE
+    for t in numba.prange(ta * tb):
+        i0 = (t // tb) * TILE
+        i1 = min(i0 + TILE, n_a)
+        j0 = (t % tb) * TILE
+        j1 = min(j0 + TILE, n_b)
+        for sub in range(n_sub):
+            pa, ma, ha = planes_a[sub], missing_a[sub], miss_any_a[sub]
+            pb, mb, hb = planes_b[sub], missing_b[sub], miss_any_b[sub]
+            i = i0
+            while i + 1 < i1:
+                j = j0
+                while j + 1 < j1:
+                    _add_2x2(pa, ma, ha, i, pb, mb, hb, j, counts, i * n_b + j, (i + 1) * n_b + j)
+                    j += 2
+                if j < j1:
+                    _add_1x1(pa, ma, ha, i, pb, mb, hb, j, counts, i * n_b + j)
+                    _add_1x1(pa, ma, ha, i + 1, pb, mb, hb, j, counts, (i + 1) * n_b + j)
+                i += 2
+            if i < i1:
+                for j in range(j0, j1):
+                    _add_1x1(pa, ma, ha, i, pb, mb, hb, j, counts, i * n_b + j)
+
+
+@numba.njit(cache=True, inline="always")
+def _finalize_pair(counts, p, het_i, miss_i, het_j, miss_j, n_variants, nsnp, hethet, ibs0, het1_hom2,
+                   het2_hom1, kinship, q):
+    """plink2's counts and kinship of the pair at column ``p`` of ``counts`` (i = '1', the larger
+    sample index), written at row ``q`` of the outputs."""
+    hh = np.int64(counts[C_HETHET, p])
+    h1 = het_i - hh - counts[C_HET_MISS, p]
+    h2 = het_j - hh - counts[C_MISS_HET, p]
+    nsnp[q] = n_variants - miss_i - miss_j + counts[C_MISS_MISS, p]
+    hethet[q] = hh
+    ibs0[q] = counts[C_IBS0, p]
+    het1_hom2[q] = h1
+    het2_hom1[q] = h2
+    smaller = hh + min(h1, h2)
+    kinship[q] = 0.5 - np.float64(4 * np.int64(counts[C_IBS0, p]) + h1 + h2) / np.float64(4 * smaller)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -328,17 +368,23 @@ def king_finalize(counts: np.ndarray, het_total: np.ndarray, miss_total: np.ndar
     for i in numba.prange(1, n):
         base = i * (i - 1) // 2
         for j in range(i):
-            p = base + j
-            hh = np.int64(counts[C_HETHET, p])
-            h1 = het_total[i] - hh - counts[C_HET_MISS, p]
-            h2 = het_total[j] - hh - counts[C_MISS_HET, p]
-            nsnp[p] = n_variants - miss_total[i] - miss_total[j] + counts[C_MISS_MISS, p]
-            hethet[p] = hh
-            ibs0[p] = counts[C_IBS0, p]
-            het1_hom2[p] = h1
-            het2_hom1[p] = h2
-            smaller = hh + min(h1, h2)
-            kinship[p] = 0.5 - np.float64(4 * np.int64(counts[C_IBS0, p]) + h1 + h2) / np.float64(4 * smaller)
+            _finalize_pair(counts, base + j, het_total[i], miss_total[i], het_total[j], miss_total[j], n_variants,
+                           nsnp, hethet, ibs0, het1_hom2, het2_hom1, kinship, base + j)
+
+
+@numba.njit(cache=True, parallel=True)
+def king_finalize_cross(counts: np.ndarray, het_a: np.ndarray, miss_a: np.ndarray, het_b: np.ndarray,
+                        miss_b: np.ndarray, n_variants: int, nsnp: np.ndarray, hethet: np.ndarray,
+                        ibs0: np.ndarray, het1_hom2: np.ndarray, het2_hom1: np.ndarray,
+                        kinship: np.ndarray) -> None:
+    """``king_finalize`` of ``king_cross_counts``' rectangle (pair (i, j) at ``i * n_b + j``;
+    block a holds the larger sample indices, so i is plink2's ID1)."""
+    n_a, n_b = het_a.size, het_b.size
+    for i in numba.prange(n_a):
+        for j in range(n_b):
+            p = i * n_b + j
+            _finalize_pair(counts, p, het_a[i], miss_a[i], het_b[j], miss_b[j], n_variants,
+                           nsnp, hethet, ibs0, het1_hom2, het2_hom1, kinship, p)
 
 
 @numba.njit(cache=True)
