@@ -1,18 +1,13 @@
-"""Snakemake adapter: KING kinship and plink2's --king-cutoff removals (relatedness step of QC)."""
+"""Snakemake adapter: the KING kinship table and plink2's --king-cutoff lists from every part's pairs."""
 from cohortflow.scripting import run_step
-from cohortflow.variants.relatedness import relatedness_qc
+from cohortflow.variants.relatedness import relatedness_gather
 
-qc = snakemake.params.qc
 run_step(
     snakemake,
-    relatedness_qc,
-    bfile=snakemake.input.bed.removesuffix(".bed"),
+    relatedness_gather,
+    fam=snakemake.input.fam,
+    masks=snakemake.input.masks,
+    parts=list(snakemake.input.parts),
     out_prefix=snakemake.output.kinship.removesuffix(".kinship.tsv"),
-    cutoff=qc["king_cutoff"],
-    mind=qc["mind"],
-    geno=qc["geno"],
-    maf=qc["maf"],
-    hwe=qc["hwe"],
-    max_variants=qc["king_max_variants"],
-    threads=snakemake.threads,
+    cutoff=snakemake.params.qc["king_cutoff"],
 )

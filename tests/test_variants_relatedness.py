@@ -21,8 +21,9 @@ import pytest
 from cohortflow.errors import CohortflowError
 from cohortflow.io.plink import open_bed, write_bed
 from cohortflow.variants.relatedness import (
-    CHUNK_BYTES, KingResult, format_g6, king_counts, king_cutoff, king_kinship, king_related, king_variant_mask,
-    thin_variants, write_king_cutoff_ids, write_king_table,
+    CHUNK_BYTES, KingResult, format_g6, king_counts, king_cutoff, king_kinship, king_masks_file, king_part_file,
+    king_part_names, king_parts, king_related, king_variant_mask, merge_king_results, relatedness_gather,
+    relatedness_qc, thin_variants, write_king_cutoff_ids, write_king_table,
 )
 from cohortflow.variants.relatedness_kernels import kinship_prune
 from conftest import require_shared, require_tool
@@ -399,3 +400,38 @@ def test_thinned_variants_evenly_spaced(cohort):
     full = king_counts(bed, variant_mask=thin)
     assert part.n_variants == full.n_variants == 1000
     np.testing.assert_array_equal(part.kinship.view(np.int64), full.kinship.view(np.int64))
+
+
+def test_parts_merge_to_the_one_part_result(cohort):
+    prefix, _ = cohort
+    bed = open_bed(prefix)
+    one = king_related(bed, min_kinship=-np.inf, threads=2)
+    for n_parts, block in ((2, 4096), (3, 8), (5, 7)):
+        parts = [king_related(bed, min_kinship=-np.inf, part=part, n_parts=n_parts, block_samples=block)
+                 for part in king_parts(n_parts)]
+        assert len(parts) == n_parts * (n_parts + 1) // 2
+        merged = merge_king_results(parts[::-1])
+        for field in ("pair_i", "pair_j", "nsnp", "hethet", "ibs0", "het1_hom2", "het2_hom1"):
+            np.testing.assert_array_equal(getattr(merged, field), getattr(one, field))
+        np.testing.assert_array_equal(merged.kinship.view(np.int64), one.kinship.view(np.int64))
+    with pytest.raises(CohortflowError, match="not one of the 3 parts"):
+        king_related(bed, min_kinship=0.0, part=(0, 1), n_parts=2)
+
+
+@pytest.mark.parametrize("n_parts", [1, 3])
+def test_relatedness_jobs_write_the_bytes_of_one_call(cohort, tmp_path, n_parts):
+    """The workflow's relatedness jobs (masks, one job per part, gather) write what
+    relatedness_qc writes, with relatives removed."""
+    prefix, _ = cohort
+    direct = relatedness_qc(prefix, out_prefix=tmp_path / "one", max_variants=10_000)
+    assert direct["removed"] and direct["n_variants"] == 10_000
+    masks = tmp_path / "masks.npz"
+    king_masks_file(bfile=prefix, out=masks, max_variants=10_000)
+    parts = []
+    for name in king_part_names(n_parts)[::-1]:
+        parts.append(tmp_path / f"part.{name}.npz")
+        king_part_file(bfile=prefix, masks=masks, part=name, n_parts=n_parts, out=parts[-1])
+    gathered = relatedness_gather(fam=f"{prefix}.fam", masks=masks, parts=parts, out_prefix=tmp_path / "jobs")
+    assert gathered == direct
+    for suffix in ("kinship.tsv", "king.cutoff.in.id", "king.cutoff.out.id"):
+        assert (tmp_path / f"jobs.{suffix}").read_bytes() == (tmp_path / f"one.{suffix}").read_bytes()

@@ -53,7 +53,9 @@ RULE_MODELS: dict[str, ResourceModel] = {
     "qc_stats_shard": ResourceModel(1500, 0.2, 10, 20),    # streams its shard's rows
     "qc_filter_shard": ResourceModel(1500, 0.3, 10, 20),   # + every shard's statistics (per-variant arrays)
     "genotype_qc": ResourceModel(1500, 0.5, 10, 10),       # concatenates the kept rows, writes the tables
-    "relatedness": ResourceModel(1500, 2, 15, 60),
+    "relatedness_masks": ResourceModel(1500, 0.2, 10, 20),   # two statistics passes, streamed
+    "relatedness_part": ResourceModel(1500, 2, 15, 60),      # bit planes of <= 2 groups x KING variants
+    "relatedness": ResourceModel(1000, 0, 10, 0),            # gathers the related pairs (the .fam is its input)
     "genotype_pca": ResourceModel(1500, 3, 15, 30),
     "genotype_shards": ResourceModel(1000, 1, 5, 2),
     # association: the .bed of one shard plus per-chunk dosages

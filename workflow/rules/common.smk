@@ -65,6 +65,7 @@ wildcard_constraints:
     trait="[A-Za-z0-9_.-]+",
     sample="[A-Za-z0-9][A-Za-z0-9_.-]*",
     shard="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    part="[0-9]+\\.[0-9]+",
 
 
 def cohort_of(wildcards):
@@ -196,6 +197,13 @@ def shard_names(checkpoint, cohort):
     from cohortflow.gwas.shards import read_shard_plan
 
     return read_shard_plan(checkpoint.get(cohort=cohort).output.plan)["shard"].tolist()
+
+
+def king_part_files(wildcards):
+    """The relatedness parts' pair files (qc.king_parts groups of samples), in part order."""
+    from cohortflow.variants.relatedness import king_part_names
+
+    return [res(wildcards.cohort, f"qc/king/part.{name}.npz") for name in king_part_names(config["qc"]["king_parts"])]
 
 
 def qc_shard_files(wildcards, suffix):

@@ -45,9 +45,60 @@ rule merge_shards:
         "../../scripts/merge_shards.py"
 
 
-rule relatedness:
+# Relatedness (cohortflow.variants.relatedness): the samples and variants KING uses, once; the
+# related pairs per part of the pair triangle (qc.king_parts groups of samples: k (k + 1) / 2
+# jobs); the gather writes the kinship table and plink2's --king-cutoff lists, the same bytes for
+# any number of parts.
+rule relatedness_masks:
     input:
         unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
+    output:
+        masks=res("{cohort}", "qc/king/masks.npz"),
+    params:
+        qc=config["qc"],
+    log:
+        res("{cohort}", "logs/relatedness_masks.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/relatedness_masks.tsv")
+    threads: 2
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("relatedness_masks"),
+        runtime=job_runtime("relatedness_masks"),
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/relatedness_masks.py"
+
+
+rule relatedness_part:
+    input:
+        unpack(lambda w: plink_files(raw_genotypes_prefix(w))),
+        masks=res("{cohort}", "qc/king/masks.npz"),
+    output:
+        part=res("{cohort}", "qc/king/part.{part}.npz"),
+    params:
+        qc=config["qc"],
+    log:
+        res("{cohort}", "logs/relatedness_part.{part}.log"),
+    benchmark:
+        res("{cohort}", "benchmarks/relatedness_part.{part}.tsv")
+    threads: 2
+    retries: RETRIES
+    resources:
+        mem_mb=job_mem("relatedness_part"),
+        runtime=job_runtime("relatedness_part"),
+    conda:
+        "../../envs/variants.yaml"
+    script:
+        "../../scripts/relatedness_part.py"
+
+
+rule relatedness:
+    input:
+        fam=lambda w: f"{raw_genotypes_prefix(w)}.fam",
+        masks=res("{cohort}", "qc/king/masks.npz"),
+        parts=king_part_files,
     output:
         kinship=res("{cohort}", "qc/qc.kinship.tsv"),
         keep=res("{cohort}", "qc/qc.king.cutoff.in.id"),
@@ -58,7 +109,7 @@ rule relatedness:
         res("{cohort}", "logs/relatedness.log"),
     benchmark:
         res("{cohort}", "benchmarks/relatedness.tsv")
-    threads: 2
+    threads: 1
     retries: RETRIES
     resources:
         mem_mb=job_mem("relatedness"),

@@ -50,7 +50,7 @@ import pandas as pd
 
 from cohortflow.errors import CohortflowError
 from cohortflow.io.atomic import atomic_open
-from cohortflow.io.plink import Bed, open_bed
+from cohortflow.io.plink import Bed, open_bed, read_fam
 from cohortflow.variants.kernels import CLASS_AUTOSOME
 from cohortflow.threads import thread_limit
 from cohortflow.variants.qc import chromosome_classes, qc_statistics
@@ -235,8 +235,12 @@ def _chunk_planes(bed: Bed, use: np.ndarray, sample_idx: np.ndarray, chunk_bytes
 
 
 def _selected_samples(bed: Bed, sample_idx: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"fid": bed.fam["fid"].to_numpy()[sample_idx].astype(str),
-                         "iid": bed.fam["iid"].to_numpy()[sample_idx].astype(str)})
+    return _fam_rows(bed.fam, sample_idx)
+
+
+def _fam_rows(fam: pd.DataFrame, sample_idx: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"fid": fam["fid"].to_numpy()[sample_idx].astype(str),
+                         "iid": fam["iid"].to_numpy()[sample_idx].astype(str)})
 
 
 def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
@@ -280,8 +284,18 @@ def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
 BLOCK_SAMPLES = 2048
 
 
+def king_parts(n_parts: int) -> list[tuple[int, int]]:
+    """The parts of the pair triangle when the samples are cut into ``n_parts`` equal groups:
+    (p, q) with q <= p, pairs between group p and group q (within group p when p == q), in order;
+    ``n_parts (n_parts + 1) / 2`` parts that hold every pair once."""
+    if isinstance(n_parts, bool) or not isinstance(n_parts, int) or n_parts < 1:
+        raise CohortflowError(f"n_parts must be a positive integer, not {n_parts!r}")
+    return [(p, q) for p in range(n_parts) for q in range(p + 1)]
+
+
 def king_related(bed: Bed | str | Path, *, min_kinship: float, sample_mask: np.ndarray | None = None,
-                 variant_mask: np.ndarray | None = None, max_variants: int | None = None, threads: int = 1,
+                 variant_mask: np.ndarray | None = None, max_variants: int | None = None,
+                 part: tuple[int, int] = (0, 0), n_parts: int = 1, threads: int = 1,
                  block_samples: int = BLOCK_SAMPLES, chunk_bytes: int = CHUNK_BYTES) -> KingResult:
     """KING-robust kinship of every pair of samples, keeping the pairs with kinship >=
     ``min_kinship`` (and NaN), for cohorts too big for :func:`king_counts`' all-pairs arrays.
@@ -290,70 +304,94 @@ def king_related(bed: Bed | str | Path, *, min_kinship: float, sample_mask: np.n
     50,000 samples x 100,000 variants) and the pairs are counted per pair of blocks of
     ``block_samples`` samples (counts of one block pair: ``20 block_samples^2`` bytes), so
     memory no longer grows with the number of pairs. ``max_variants``: use at most this many of the
-    variants, evenly spaced in .bim order (:func:`thin_variants`). Other options as
-    :func:`king_counts`; the pairs kept carry the same values as there, in the same order
-    (``pair_i`` / ``pair_j`` of the ``KingResult``), for any ``threads``, ``block_samples`` and
-    ``chunk_bytes``.
+    variants, evenly spaced in .bim order (:func:`thin_variants`).
+
+    ``part`` / ``n_parts``: only the pairs of one part of :func:`king_parts` (the selected samples
+    cut into ``n_parts`` equal groups in .fam order; planes held for the two groups only), so the
+    work can run as separate jobs; :func:`merge_king_results` of all parts equals the one-part
+    result. Other options as :func:`king_counts`; the pairs kept carry the same values as there, in
+    the same order (``pair_i`` / ``pair_j`` of the ``KingResult``, indices among all selected
+    samples), for any ``threads``, ``block_samples``, ``chunk_bytes`` and parts.
     """
     bed = _as_bed(bed)
     if not isinstance(min_kinship, (int, float)) or math.isnan(min_kinship):
         raise CohortflowError(f"min_kinship must be a number (-inf keeps every pair), not {min_kinship!r}")
+    if tuple(part) not in king_parts(n_parts):
+        raise CohortflowError(f"part {tuple(part)} is not one of the {n_parts * (n_parts + 1) // 2} parts of "
+                              f"n_parts={n_parts} (p, q with 0 <= q <= p < n_parts)")
     block = max(2, int(block_samples))
     sample_idx, use, n_used = _king_inputs(bed, sample_mask, variant_mask, max_variants)
     n = sample_idx.size
-    edges = list(range(0, n, block)) + [n]
-    spans = list(zip(edges[:-1], edges[1:]))
-    het_total = np.zeros(n, dtype=np.int64)
-    miss_total = np.zeros(n, dtype=np.int64)
+    p, q = part
+    cut = [k * n // n_parts for k in range(n_parts + 1)]
+    # the samples held: group q, then group p (later in .fam order); positions among the selected
+    held = [(cut[q], cut[q + 1])] if p == q else [(cut[q], cut[q + 1]), (cut[p], cut[p + 1])]
+    local = np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in held])
+    n_local = local.size
+
+    def spans(lo, hi):  # blocks of a group, in local positions
+        return [(a, min(a + block, hi)) for a in range(lo, hi, block)]
+    spans_q = spans(0, cut[q + 1] - cut[q])
+    spans_p = spans_q if p == q else spans(cut[q + 1] - cut[q], n_local)
+    all_spans = spans_q if p == q else spans_q + spans_p
+    het_total = np.zeros(n_local, dtype=np.int64)
+    miss_total = np.zeros(n_local, dtype=np.int64)
     found: list[tuple[np.ndarray, ...]] = []
     # every chunk's sub-blocks, one contiguous array per sample block (C-contiguous for the kernels)
-    block_rows = _block_rows(n, chunk_bytes)
+    block_rows = _block_rows(n_local, chunk_bytes)
     n_sub = sum(-(-int(use[s:s + block_rows].sum()) // _VARIANTS_PER_SUB)
                 for s in range(0, bed.n_variants, block_rows))
-    blocks = [(np.zeros((n_sub, b - a, 3, SUB_WORDS), dtype=np.uint64),
-               np.zeros((n_sub, b - a, SUB_WORDS), dtype=np.uint64),
-               np.zeros((n_sub, b - a), dtype=np.bool_)) for a, b in spans]
+    planes = {(a, b): (np.zeros((n_sub, b - a, 3, SUB_WORDS), dtype=np.uint64),
+                       np.zeros((n_sub, b - a, SUB_WORDS), dtype=np.uint64),
+                       np.zeros((n_sub, b - a), dtype=np.bool_)) for a, b in all_spans}
     with thread_limit(threads):
         at = 0
-        for geno_planes, missing_plane in _chunk_planes(bed, use, sample_idx, chunk_bytes):
-            k = geno_planes.shape[0]
-            miss_any = np.zeros(missing_plane.shape[:2], dtype=np.bool_)
-            plane_totals(geno_planes, missing_plane, het_total, miss_total, miss_any)
-            for (a, b), (geno, missing, any_missing) in zip(spans, blocks):
-                geno[at:at + k] = geno_planes[:, a:b]
-                missing[at:at + k] = missing_plane[:, a:b]
-                any_missing[at:at + k] = miss_any[:, a:b]
-            at += k
-            del geno_planes, missing_plane, miss_any
-        for ka, (a0, a1) in enumerate(spans):
-            for kb in range(ka + 1):
-                b0, b1 = spans[kb]
-                if ka == kb:
-                    n_pairs = (a1 - a0) * (a1 - a0 - 1) // 2
-                    counts = np.zeros((N_COUNTS, n_pairs), dtype=np.int32)
-                    king_pair_counts(*blocks[ka], counts)
-                    i_local = np.repeat(np.arange(a1 - a0, dtype=np.int64), np.arange(a1 - a0, dtype=np.int64))
-                    j_local = np.arange(n_pairs, dtype=np.int64) - i_local * (i_local - 1) // 2
-                else:
-                    n_pairs = (a1 - a0) * (b1 - b0)
-                    counts = np.zeros((N_COUNTS, n_pairs), dtype=np.int32)
-                    king_cross_counts(*blocks[ka], *blocks[kb], counts)
-                    i_local = None
-                values = [np.empty(n_pairs, dtype=np.int32) for _ in range(5)] + [np.empty(n_pairs)]
-                if ka == kb:
-                    king_finalize(counts, het_total[a0:a1], miss_total[a0:a1], n_used, *values)
-                else:
-                    king_finalize_cross(counts, het_total[a0:a1], miss_total[a0:a1], het_total[b0:b1],
-                                        miss_total[b0:b1], n_used, *values)
-                del counts
-                keep = np.flatnonzero(~(values[5] < min_kinship))
-                if keep.size == 0:
-                    continue
-                if i_local is None:
-                    pi, pj = keep // (b1 - b0) + a0, keep % (b1 - b0) + b0
-                else:
-                    pi, pj = i_local[keep] + a0, j_local[keep] + b0
-                found.append((pi, pj, *(v[keep] for v in values)))
+        if n_local:
+            for geno_planes, missing_plane in _chunk_planes(bed, use, sample_idx[local], chunk_bytes):
+                k = geno_planes.shape[0]
+                miss_any = np.zeros(missing_plane.shape[:2], dtype=np.bool_)
+                plane_totals(geno_planes, missing_plane, het_total, miss_total, miss_any)
+                for (a, b), (geno, missing, any_missing) in planes.items():
+                    geno[at:at + k] = geno_planes[:, a:b]
+                    missing[at:at + k] = missing_plane[:, a:b]
+                    any_missing[at:at + k] = miss_any[:, a:b]
+                at += k
+                del geno_planes, missing_plane, miss_any
+        block_pairs = ([(sa, sb) for ka, sa in enumerate(spans_p) for sb in spans_q[:ka + 1]] if p == q
+                       else [(sa, sb) for sa in spans_p for sb in spans_q])
+        for (a0, a1), (b0, b1) in block_pairs:
+            if (a0, a1) == (b0, b1):
+                n_pairs = (a1 - a0) * (a1 - a0 - 1) // 2
+                counts = np.zeros((N_COUNTS, n_pairs), dtype=np.int32)
+                king_pair_counts(*planes[a0, a1], counts)
+            else:
+                n_pairs = (a1 - a0) * (b1 - b0)
+                counts = np.zeros((N_COUNTS, n_pairs), dtype=np.int32)
+                king_cross_counts(*planes[a0, a1], *planes[b0, b1], counts)
+            values = [np.empty(n_pairs, dtype=np.int32) for _ in range(5)] + [np.empty(n_pairs)]
+            if (a0, a1) == (b0, b1):
+                king_finalize(counts, het_total[a0:a1], miss_total[a0:a1], n_used, *values)
+            else:
+                king_finalize_cross(counts, het_total[a0:a1], miss_total[a0:a1], het_total[b0:b1],
+                                    miss_total[b0:b1], n_used, *values)
+            del counts
+            keep = np.flatnonzero(~(values[5] < min_kinship))
+            if keep.size == 0:
+                continue
+            if (a0, a1) == (b0, b1):
+                i_local = np.floor((np.sqrt(8.0 * keep + 1.0) + 1.0) / 2.0).astype(np.int64)
+                i_local -= i_local * (i_local - 1) // 2 > keep  # guard the float square root
+                i_local += (i_local + 1) * i_local // 2 <= keep
+                pi, pj = i_local + a0, keep - i_local * (i_local - 1) // 2 + b0
+            else:
+                pi, pj = keep // (b1 - b0) + a0, keep % (b1 - b0) + b0
+            found.append((local[pi], local[pj], *(v[keep] for v in values)))
+    return _king_pairs_result(_selected_samples(bed, sample_idx), n_used, found)
+
+
+def _king_pairs_result(samples: pd.DataFrame, n_variants: int, found: list[tuple[np.ndarray, ...]]) -> KingResult:
+    """A related-pairs ``KingResult`` from lists of (pair_i, pair_j, nsnp, hethet, ibs0,
+    het1_hom2, het2_hom1, kinship) arrays, sorted into pair order."""
     if found:
         cols = [np.concatenate([f[k] for f in found]) for k in range(8)]
         order = np.argsort(cols[0] * (cols[0] - 1) // 2 + cols[1], kind="stable")
@@ -361,9 +399,25 @@ def king_related(bed: Bed | str | Path, *, min_kinship: float, sample_mask: np.n
     else:
         cols = [np.zeros(0, dtype=np.int64)] * 2 + [np.zeros(0, dtype=np.int32)] * 5 + [np.zeros(0)]
     pair_i, pair_j, nsnp, hethet, ibs0, het1_hom2, het2_hom1, kinship = cols
-    return KingResult(samples=_selected_samples(bed, sample_idx), n_variants=n_used, nsnp=nsnp, hethet=hethet,
-                      ibs0=ibs0, het1_hom2=het1_hom2, het2_hom1=het2_hom1, kinship=kinship,
-                      pair_i=pair_i, pair_j=pair_j)
+    return KingResult(samples=samples, n_variants=n_variants, nsnp=nsnp, hethet=hethet, ibs0=ibs0,
+                      het1_hom2=het1_hom2, het2_hom1=het2_hom1, kinship=kinship,
+                      pair_i=pair_i.astype(np.int64), pair_j=pair_j.astype(np.int64))
+
+
+_PAIR_FIELDS = ("pair_i", "pair_j", "nsnp", "hethet", "ibs0", "het1_hom2", "het2_hom1", "kinship")
+
+
+def merge_king_results(parts: Sequence[KingResult]) -> KingResult:
+    """One related-pairs ``KingResult`` from those of every part of :func:`king_parts` (same
+    samples and variants), in pair order: equal to the one-part result."""
+    if not parts:
+        raise CohortflowError("no KING parts to merge")
+    first = parts[0]
+    for other in parts[1:]:
+        if other.n_variants != first.n_variants or not other.samples.equals(first.samples):
+            raise CohortflowError("KING parts of different samples or variants cannot be merged")
+    found = [tuple(getattr(r, f) for f in _PAIR_FIELDS) for r in parts]
+    return _king_pairs_result(first.samples, first.n_variants, found)
 
 
 def king_kinship(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
@@ -523,25 +577,113 @@ def relatedness_qc(bfile, *, out_prefix, cutoff: float | None = KING_CUTOFF_DEFA
     ``genotype_qc(remove_samples=...)``).
     """
     bed = _as_bed(bfile)
+    samples, variants = king_masks(bed, mind=mind, geno=geno, maf=maf, hwe=hwe, max_variants=max_variants,
+                                   threads=threads)
+    result = king_related(bed, min_kinship=kinship_floor(cutoff, table_min_kinship), sample_mask=samples,
+                          variant_mask=variants, threads=threads)
+    return _write_relatedness(bed.fam, samples, result, out_prefix=out_prefix, cutoff=cutoff,
+                              table_min_kinship=table_min_kinship)
+
+
+def kinship_floor(cutoff: float | None, table_min_kinship: float) -> float:
+    """The lowest kinship the relatedness step needs: the table's, or the cutoff's if lower."""
+    return table_min_kinship if cutoff is None else min(table_min_kinship, cutoff)
+
+
+def king_masks(bfile, *, mind: float = 0.05, geno: float = 0.05, maf: float = 0.01, hwe: float = 1e-6,
+               max_variants: int | None = KING_MAX_VARIANTS, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The samples and variants of the relatedness step (see :func:`relatedness_qc`): boolean
+    masks over the .fam and .bim rows; variants thinned to at most ``max_variants``."""
+    bed = _as_bed(bfile)
     with thread_limit(threads):
         everyone = qc_statistics(bed, maf=maf, threads=threads)
         samples = everyone.missing_rate <= mind
         if not samples.any():
             raise CohortflowError(f"no sample passes --mind {mind}; nothing to compare", path=f"{bed.prefix}.bed")
         stats = qc_statistics(bed, maf=maf, samples=samples, threads=threads)
-        freq = stats.a1_freq
-        with np.errstate(invalid="ignore", divide="ignore"):
-            missing_rate = np.where(stats.n_eligible > 0, stats.n_missing / stats.n_eligible, 1.0)
-        minor = np.minimum(freq, 1 - freq)
-        variants = ((stats.classes == CLASS_AUTOSOME) & (missing_rate <= geno) & np.isfinite(minor)
-                    & (minor >= maf) & (minor > 0) & ~(np.isfinite(stats.hwe_p) & (stats.hwe_p < hwe)))
-        floor = table_min_kinship if cutoff is None else min(table_min_kinship, cutoff)
-        result = king_related(bed, min_kinship=floor, sample_mask=samples, variant_mask=variants,
-                              max_variants=max_variants, threads=threads)
-        removed = king_cutoff(result, cutoff=cutoff) if cutoff is not None else []
+    freq = stats.a1_freq
+    with np.errstate(invalid="ignore", divide="ignore"):
+        missing_rate = np.where(stats.n_eligible > 0, stats.n_missing / stats.n_eligible, 1.0)
+    minor = np.minimum(freq, 1 - freq)
+    variants = ((stats.classes == CLASS_AUTOSOME) & (missing_rate <= geno) & np.isfinite(minor)
+                & (minor >= maf) & (minor > 0) & ~(np.isfinite(stats.hwe_p) & (stats.hwe_p < hwe)))
+    if max_variants is not None:
+        variants = thin_variants(variants, max_variants)
+    return samples, variants
+
+
+def _write_relatedness(fam: pd.DataFrame, samples: np.ndarray, result: KingResult, *, out_prefix,
+                       cutoff: float | None, table_min_kinship: float) -> dict:
+    removed = king_cutoff(result, cutoff=cutoff) if cutoff is not None else []
     write_king_table(result, f"{out_prefix}.kinship.tsv", min_kinship=table_min_kinship)
-    write_king_cutoff_ids(bed.fam, removed, out_prefix, sample_mask=samples)
+    write_king_cutoff_ids(fam, removed, out_prefix, sample_mask=samples)
     with np.errstate(invalid="ignore"):
         reported = int(np.sum(result.kinship >= table_min_kinship))
     return {"n_samples": int(samples.sum()), "n_variants": int(result.n_variants), "n_pairs_reported": reported,
             "cutoff": cutoff, "removed": list(removed)}
+
+
+# The relatedness step as jobs: masks once, the pairs per part of king_parts, then the gather.
+
+def king_masks_file(*, bfile, out, mind: float = 0.05, geno: float = 0.05, maf: float = 0.01, hwe: float = 1e-6,
+                    max_variants: int | None = KING_MAX_VARIANTS, threads: int = 1) -> None:
+    """:func:`king_masks` to ``out`` (.npz: ``samples``, ``variants``), atomically."""
+    samples, variants = king_masks(bfile, mind=mind, geno=geno, maf=maf, hwe=hwe, max_variants=max_variants,
+                                   threads=threads)
+    with atomic_open(out, "wb") as fh:
+        np.savez(fh, samples=samples, variants=variants)
+
+
+def _read_masks(path, n_samples: int, n_variants: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as z:
+        samples, variants = z["samples"], z["variants"]
+    if samples.shape != (n_samples,) or (n_variants is not None and variants.shape != (n_variants,)):
+        raise CohortflowError(f"KING masks of {samples.size} samples x {variants.size} variants do not fit the "
+                              f"genotypes ({n_samples} samples{'' if n_variants is None else f' x {n_variants} variants'})",
+                              path=path)
+    return samples, variants
+
+
+def parse_king_part(name: str) -> tuple[int, int]:
+    """A part's file name ``p.q`` (as :func:`king_part_names`) -> (p, q)."""
+    try:
+        p, q = (int(x) for x in str(name).split("."))
+    except ValueError:
+        raise CohortflowError(f"KING part {name!r} is not of the form p.q") from None
+    return p, q
+
+
+def king_part_names(n_parts: int) -> list[str]:
+    """``p.q`` of every part of :func:`king_parts`, in order."""
+    return [f"{p}.{q}" for p, q in king_parts(n_parts)]
+
+
+def king_part_file(*, bfile, masks, part: str, n_parts: int, out, cutoff: float | None = KING_CUTOFF_DEFAULT,
+                   table_min_kinship: float = 0.0442, threads: int = 1) -> None:
+    """The related pairs (kinship >= :func:`kinship_floor`) of one part to ``out`` (.npz of the
+    ``KingResult`` pair arrays and ``n_variants``), atomically."""
+    bed = _as_bed(bfile)
+    samples, variants = _read_masks(masks, bed.n_samples, bed.n_variants)
+    result = king_related(bed, min_kinship=kinship_floor(cutoff, table_min_kinship), sample_mask=samples,
+                          variant_mask=variants, part=parse_king_part(part), n_parts=n_parts, threads=threads)
+    with atomic_open(out, "wb") as fh:
+        np.savez(fh, n_variants=np.int64(result.n_variants), **{f: getattr(result, f) for f in _PAIR_FIELDS})
+
+
+def relatedness_gather(*, fam, masks, parts: Sequence, out_prefix, cutoff: float | None = KING_CUTOFF_DEFAULT,
+                       table_min_kinship: float = 0.0442) -> dict:
+    """The outputs of :func:`relatedness_qc` from the genotypes' ``.fam``, the masks and every
+    part's pairs (files of :func:`king_part_file`, any order): the same bytes as one
+    ``relatedness_qc`` call."""
+    fam_table = read_fam(fam)
+    samples, _ = _read_masks(masks, len(fam_table))
+    sample_idx = np.flatnonzero(samples)
+    selected = _fam_rows(fam_table, sample_idx)
+    results = []
+    for path in parts:
+        with np.load(path) as z:
+            arrays = {f: z[f] for f in _PAIR_FIELDS}
+            n_variants = int(z["n_variants"])
+        results.append(KingResult(samples=selected, n_variants=n_variants, **arrays))
+    return _write_relatedness(fam_table, samples, merge_king_results(results), out_prefix=out_prefix, cutoff=cutoff,
+                              table_min_kinship=table_min_kinship)
