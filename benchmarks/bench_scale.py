@@ -136,9 +136,9 @@ def generate_inputs(d: Path, args, parts: list[str]) -> dict:
 
 # --------------------------------------------------------------------------- workflow
 
-def write_config(d: Path, cohort: str, row: dict) -> Path:
-    """The cohort sheet and the config (the repository's, cohorts and results changed) of one
-    invocation; returns the config path."""
+def write_config(d: Path, cohort: str, row: dict, settings: list[str] = ()) -> Path:
+    """The cohort sheet and the config (the repository's, cohorts and results changed, plus
+    ``settings``: ``dotted.key=YAML value``) of one invocation; returns the config path."""
     cfg_dir = d / "config"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     sheet = cfg_dir / f"cohorts.{cohort}.tsv"
@@ -146,6 +146,13 @@ def write_config(d: Path, cohort: str, row: dict) -> Path:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["cohorts"] = str(sheet)
     config["results"] = str(d / "results")
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        *parents, leaf = key.split(".")
+        node = config
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = yaml.safe_load(value)
     path = cfg_dir / f"config.{cohort}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -356,6 +363,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["plink", "vcf", "all"], default="all")
     ap.add_argument("--skip-generate", action="store_true", help="use the inputs already in --dir")
     ap.add_argument("--no-peer", action="store_true", help="skip the plink2 ingestion timing")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config setting for the workflow runs, e.g. qc.king_parts=2 (repeatable)")
     args = ap.parse_args()
     traits = [t for t in args.traits.split(",") if t]
     if not traits or any(t not in ("height", "disease") for t in traits):
@@ -364,7 +373,7 @@ def main() -> None:
     d = args.dir.resolve()
     d.mkdir(parents=True, exist_ok=True)
     summary_json, summary_md = d / "scale_summary.json", d / "scale_summary.md"
-    result = {"seed": args.seed, "machine": machine(args.cores), "cohorts": {}}
+    result = {"seed": args.seed, "machine": machine(args.cores), "config_settings": list(args.set), "cohorts": {}}
     print(f"work dir {d}; {args.cores} cores of {result['machine']['cpus']}; {result['machine']['cpu']}")
 
     result["generation"] = generate_inputs(d, args, parts)
@@ -396,7 +405,7 @@ def main() -> None:
         targets = [res / "qc/qc.bed", res / "qc/qc.pcs.tsv", res / "prs/pgs.summary.json"]
         for t in traits:
             targets += [res / f"gwas/{t}.summary.json", res / f"prs/{t}.evaluate.json"]
-        run = run_workflow(d, PLINK_COHORT, write_config(d, PLINK_COHORT, row), [str(t) for t in targets],
+        run = run_workflow(d, PLINK_COHORT, write_config(d, PLINK_COHORT, row, args.set), [str(t) for t in targets],
                            args.cores)
         jobs, order = read_job_benchmarks(d, PLINK_COHORT, Path(run["log"]))
         summary = summarise(jobs, order, run, args.cores)
@@ -411,7 +420,7 @@ def main() -> None:
         vcf = Path(info["paths"]["vcf"])
         p = info["params"]
         raw = d / "results" / VCF_COHORT / "genotypes" / "raw.bed"
-        run = run_workflow(d, VCF_COHORT, write_config(d, VCF_COHORT, {"id": VCF_COHORT, "genotypes": str(vcf)}),
+        run = run_workflow(d, VCF_COHORT, write_config(d, VCF_COHORT, {"id": VCF_COHORT, "genotypes": str(vcf)}, args.set),
                            [str(raw)], args.cores)
         jobs, order = read_job_benchmarks(d, VCF_COHORT, Path(run["log"]))
         summary = summarise(jobs, order, run, args.cores)
