@@ -5,6 +5,8 @@ allele weights, and projection of samples onto existing PCs (``--score ... varia
 
 from __future__ import annotations
 
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,6 +37,8 @@ from cohortflow.variants.pca_kernels import (
 )
 from cohortflow.variants.plots import plot_pcs
 from cohortflow.variants.qc import allele_frequencies, chromosome_classes, count_variants, founder_mask
+
+_log = logging.getLogger(__name__)
 
 # bytes of decoded genotypes held per block
 _BLOCK_BYTES = 256 * 2**20
@@ -609,6 +613,7 @@ def genotype_pca(bfile, *, out_prefix, n_pcs: int = 10, maf: float = 0.05, prune
     freq = allele_frequencies(counts)
     minor = np.minimum(freq, 1 - freq)
     candidates = autosome_mask(bed.bim["chrom"]) & np.isfinite(minor) & (minor >= maf) & (minor > 0)
+    started = time.perf_counter()
     if prune_window_variants is None:
         keep = indep_pairwise(bed, window=prune_window_kb, step=1, r2=prune_r2, window_unit="kb",
                               candidates=candidates)
@@ -617,6 +622,10 @@ def genotype_pca(bfile, *, out_prefix, n_pcs: int = 10, maf: float = 0.05, prune
                               candidates=candidates)
     rows = np.flatnonzero(keep)
     n_used = len(rows)
+    # stage times go to the job's log (the scale benchmark splits the job's wall time with them)
+    _log.info("LD pruning: %d of %d candidate variants kept in %.1f s", n_used, int(candidates.sum()),
+              time.perf_counter() - started)
+    started = time.perf_counter()
     if n_used < n_pcs:
         raise CohortflowError(f"only {n_used} variants left after MAF filter and LD pruning; "
                               f"cannot compute {n_pcs} PCs", path=f"{bfile}.bed")
@@ -625,6 +634,8 @@ def genotype_pca(bfile, *, out_prefix, n_pcs: int = 10, maf: float = 0.05, prune
               tol=tol, seed=seed, block_size=block_size)
     evals, evecs, weights, a1 = fit["eigenvalues"], fit["pcs"], fit["weights"], fit["a1_freq"]
     variance_explained, info = fit["variance_explained"], fit["info"]
+    _log.info("PCA (%s) of %d samples x %d variants in %.1f s", info.get("method"), n, n_used,
+              time.perf_counter() - started)
 
     pc_names = [f"PC{i + 1}" for i in range(n_pcs)]
     _write_pcs(f"{out_prefix}.pcs.tsv", bed.fam, evecs, pc_names)
