@@ -3,6 +3,7 @@ that every rule of the workflow takes its resources and retries from it."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -63,3 +64,31 @@ def test_every_rule_uses_the_model_and_retries():
             assert re.search(r"^\s+retries: RETRIES$", body, re.M), (path.name, name, "retries")
             assert name in RULE_MODELS, name
     assert len(seen) >= 30, seen
+
+
+def test_king_parts_are_sized_by_their_samples_and_variants(tmp_path):
+    """relatedness_part asks for its bit planes (samples held x KING variants), not for the bytes
+    of the whole .bed, and for time by its pair comparisons."""
+    import numpy as np
+
+    from cohortflow.resources import KING_COMPARISONS_PER_S, king_part_mem_mb, king_part_runtime_min, king_part_size
+
+    masks = tmp_path / "masks.npz"
+    samples = np.ones(50_000, dtype=bool)
+    samples[:50] = False  # 49,950 compared
+    variants = np.zeros(500_000, dtype=bool)
+    variants[::5] = True  # 100,000 compared
+    np.savez(masks, samples=samples, variants=variants)
+    cross_mb, cross_work = king_part_size(masks, "1.0", 2)
+    diag_mb, diag_work = king_part_size(masks, "1.1", 2)
+    assert cross_mb == 49_950 * 49 * 1024 / 2**20  # 49 sub-blocks of 2,048 variants
+    assert diag_mb == 24_975 * 49 * 1024 / 2**20
+    assert cross_work == 24_975 * 24_975 * 100_000 and diag_work == 24_975 * 24_974 // 2 * 100_000
+    m = RULE_MODELS["relatedness_part"]
+    assert king_part_mem_mb(masks, "1.0", 2) == math.ceil(m.mem_base + m.mem_per_input_mb * cross_mb)
+    # the scale benchmark's part 1.0 of 2 peaked at 4,167 MB in 472 s: both inside the request
+    assert king_part_mem_mb(masks, "1.0", 2) > 4167
+    assert king_part_runtime_min(masks, "1.0", 2) * 60 > 472
+    assert king_part_runtime_min(masks, "1.0", 2) == math.ceil(m.min_base + cross_work / KING_COMPARISONS_PER_S / 60)
+    assert abs(king_part_mem_mb(masks, "1.0", 2, 2) - 2 * king_part_mem_mb(masks, "1.0", 2)) <= 1
+    assert king_part_runtime_min(masks, "0.0", 2, 1, overrides={"relatedness_part": 9}) == 9

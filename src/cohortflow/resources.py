@@ -54,7 +54,8 @@ RULE_MODELS: dict[str, ResourceModel] = {
     "qc_filter_shard": ResourceModel(1500, 0.3, 10, 20),   # + every shard's statistics (per-variant arrays)
     "genotype_qc": ResourceModel(1500, 0.5, 10, 10),       # concatenates the kept rows, writes the tables
     "relatedness_masks": ResourceModel(1500, 0.2, 10, 20),   # two statistics passes, streamed
-    "relatedness_part": ResourceModel(1500, 2, 15, 60),      # bit planes of <= 2 groups x KING variants
+    # bit planes of <= 2 groups x KING variants: sized by king_part_size, not the input's bytes
+    "relatedness_part": ResourceModel(1500, 1.5, 15, 0),
     "relatedness": ResourceModel(1000, 0, 10, 0),            # gathers the related pairs (the .fam is its input)
     "genotype_pca": ResourceModel(1500, 3, 15, 30),
     "genotype_shards": ResourceModel(1000, 1, 5, 2),
@@ -119,6 +120,44 @@ def job_mem_mb(rule: str, input_mb: float, attempt: int = 1, *, overrides: Mappi
     m = _model(rule)
     first = _first_attempt(m.mem_base + m.mem_per_input_mb * size, rule, overrides, "mem_mb")
     return int(math.ceil(first * 2 ** (attempt - 1)))
+
+
+# KING pair comparisons (pairs x variants) per second that a relatedness_part job's runtime
+# assumes: a quarter of the 1.3e11 measured with 2 threads (docs/benchmarks.md, "Scale").
+KING_COMPARISONS_PER_S = 3e10
+
+
+def king_part_size(masks, part: str, n_parts: int) -> tuple[float, float]:
+    """(MB of bit planes, pair x variant comparisons) of one ``relatedness_part`` job: from its
+    masks file (``samples``, ``variants``: what KING compares) and its part ``p.q`` of
+    ``n_parts`` sample groups (cohortflow.variants.relatedness.king_related)."""
+    import numpy as np
+
+    with np.load(masks) as z:
+        n, m = int(z["samples"].sum()), int(z["variants"].sum())
+    p, q = (int(x) for x in str(part).split("."))
+    cut = [k * n // n_parts for k in range(n_parts + 1)]
+    n_p, n_q = cut[p + 1] - cut[p], cut[q + 1] - cut[q]
+    held = n_p if p == q else n_p + n_q
+    pairs = n_p * (n_p - 1) // 2 if p == q else n_p * n_q
+    # 4 planes x 32 words x 8 bytes per sample and 2,048 variants
+    return held * math.ceil(m / 2048) * 1024 / 2**20, float(pairs) * m
+
+
+def king_part_mem_mb(masks, part: str, n_parts: int, attempt: int = 1, *,
+                     overrides: Mapping[str, float] | None = None) -> int:
+    """``relatedness_part``'s memory: the model of :data:`RULE_MODELS` on its bit planes' MB."""
+    return job_mem_mb("relatedness_part", king_part_size(masks, part, n_parts)[0], attempt, overrides=overrides)
+
+
+def king_part_runtime_min(masks, part: str, n_parts: int, attempt: int = 1, *,
+                          overrides: Mapping[str, float] | None = None) -> int:
+    """``relatedness_part``'s time: base minutes + its comparisons at :data:`KING_COMPARISONS_PER_S`."""
+    _check(0, attempt)
+    m = _model("relatedness_part")
+    first = _first_attempt(m.min_base + king_part_size(masks, part, n_parts)[1] / KING_COMPARISONS_PER_S / 60,
+                           "relatedness_part", overrides, "runtime")
+    return int(math.ceil(first * attempt))
 
 
 def job_runtime_min(rule: str, input_mb: float, attempt: int = 1, *,

@@ -18,7 +18,7 @@ os.environ.setdefault("COHORTFLOW_COMMAND_LINE", shlex.join(["snakemake", *sys.a
 
 from cohortflow.config import load_alignment_sheet, load_cohorts, validate_config  # noqa: E402
 from cohortflow.errors import ConfigError  # noqa: E402
-from cohortflow.resources import job_mem_mb, job_runtime_min  # noqa: E402
+from cohortflow.resources import job_mem_mb, job_runtime_min, king_part_mem_mb, king_part_runtime_min  # noqa: E402
 
 SCHEMAS = os.path.join(workflow.basedir, "workflow", "schemas")
 RESOURCES = os.path.join(workflow.basedir, "resources")
@@ -50,12 +50,19 @@ RETRIES = config["resources"]["retries"] if workflow.is_main_process else 0
 
 def job_mem(rule):
     """Resource function: the rule's memory (MB) for its inputs' size and the attempt."""
+    if rule == "relatedness_part":  # sized by its samples and KING variants, not its inputs' bytes
+        return lambda wildcards, input, attempt: king_part_mem_mb(input.masks, wildcards.part, config["qc"]["king_parts"],
+                                                                  attempt, overrides=config["resources"]["mem_mb"])
     return lambda wildcards, input, attempt: job_mem_mb(rule, input.size_mb, attempt,
                                                        overrides=config["resources"]["mem_mb"])
 
 
 def job_runtime(rule):
     """Resource function: the rule's wall-time limit (minutes) for its inputs' size and the attempt."""
+    if rule == "relatedness_part":
+        return lambda wildcards, input, attempt: king_part_runtime_min(input.masks, wildcards.part,
+                                                                       config["qc"]["king_parts"], attempt,
+                                                                       overrides=config["resources"]["runtime"])
     return lambda wildcards, input, attempt: job_runtime_min(rule, input.size_mb, attempt,
                                                             overrides=config["resources"]["runtime"])
 
