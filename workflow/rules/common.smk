@@ -48,21 +48,28 @@ DEMO = config["demo"]
 RETRIES = config["resources"]["retries"] if workflow.is_main_process else 0
 
 
+# relatedness_part is sized by its samples and KING variants (read from its masks), not by its
+# inputs' bytes
+SIZED_BY_MASKS = {
+    "mem_mb": lambda wildcards, input, attempt: king_part_mem_mb(
+        input.masks, wildcards.part, config["qc"]["king_parts"], attempt, overrides=config["resources"]["mem_mb"]),
+    "runtime": lambda wildcards, input, attempt: king_part_runtime_min(
+        input.masks, wildcards.part, config["qc"]["king_parts"], attempt, overrides=config["resources"]["runtime"]),
+}
+
+
 def job_mem(rule):
     """Resource function: the rule's memory (MB) for its inputs' size and the attempt."""
-    if rule == "relatedness_part":  # sized by its samples and KING variants, not its inputs' bytes
-        return lambda wildcards, input, attempt: king_part_mem_mb(input.masks, wildcards.part, config["qc"]["king_parts"],
-                                                                  attempt, overrides=config["resources"]["mem_mb"])
+    if "relatedness_part" == rule:
+        return SIZED_BY_MASKS["mem_mb"]
     return lambda wildcards, input, attempt: job_mem_mb(rule, input.size_mb, attempt,
                                                        overrides=config["resources"]["mem_mb"])
 
 
 def job_runtime(rule):
     """Resource function: the rule's wall-time limit (minutes) for its inputs' size and the attempt."""
-    if rule == "relatedness_part":
-        return lambda wildcards, input, attempt: king_part_runtime_min(input.masks, wildcards.part,
-                                                                       config["qc"]["king_parts"], attempt,
-                                                                       overrides=config["resources"]["runtime"])
+    if "relatedness_part" == rule:
+        return SIZED_BY_MASKS["runtime"]
     return lambda wildcards, input, attempt: job_runtime_min(rule, input.size_mb, attempt,
                                                             overrides=config["resources"]["runtime"])
 
