@@ -234,10 +234,6 @@ def _chunk_planes(bed: Bed, use: np.ndarray, sample_idx: np.ndarray, chunk_bytes
         yield geno_planes, missing_plane
 
 
-def _selected_samples(bed: Bed, sample_idx: np.ndarray) -> pd.DataFrame:
-    return _fam_rows(bed.fam, sample_idx)
-
-
 def _fam_rows(fam: pd.DataFrame, sample_idx: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"fid": fam["fid"].to_numpy()[sample_idx].astype(str),
                          "iid": fam["iid"].to_numpy()[sample_idx].astype(str)})
@@ -277,7 +273,7 @@ def king_counts(bed: Bed | str | Path, *, sample_mask: np.ndarray | None = None,
         king_finalize(counts, het_total, miss_total, n_used, nsnp, hethet, ibs0, het1_hom2, het2_hom1,
                       kinship)
     del counts
-    return KingResult(samples=_selected_samples(bed, sample_idx), n_variants=n_used, nsnp=nsnp, hethet=hethet,
+    return KingResult(samples=_fam_rows(bed.fam, sample_idx), n_variants=n_used, nsnp=nsnp, hethet=hethet,
                       ibs0=ibs0, het1_hom2=het1_hom2, het2_hom1=het2_hom1, kinship=kinship)
 
 
@@ -386,7 +382,7 @@ def king_related(bed: Bed | str | Path, *, min_kinship: float, sample_mask: np.n
             else:
                 pi, pj = keep // (b1 - b0) + a0, keep % (b1 - b0) + b0
             found.append((local[pi], local[pj], *(v[keep] for v in values)))
-    return _king_pairs_result(_selected_samples(bed, sample_idx), n_used, found)
+    return _king_pairs_result(_fam_rows(bed.fam, sample_idx), n_used, found)
 
 
 def _king_pairs_result(samples: pd.DataFrame, n_variants: int, found: list[tuple[np.ndarray, ...]]) -> KingResult:
